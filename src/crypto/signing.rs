@@ -1,0 +1,186 @@
+//! Ed25519 signing keys and the EdDSA JWTs they sign. Private keys exist only here and in
+//! the `signing_keys` table; events carry the key id and public key, never the private half.
+
+use chrono::{DateTime, Utc};
+use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey, EncodePublicKey};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// One Ed25519 key pair with its id.
+#[derive(Clone)]
+pub struct SigningKey {
+    pub kid: String,
+    pub created: DateTime<Utc>,
+    /// PKCS#8 DER of the private key.
+    private_pkcs8: Vec<u8>,
+    /// The raw 32-byte public key.
+    pub public: [u8; 32],
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKey").field("kid", &self.kid).finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    pub fn generate(now: DateTime<Utc>) -> anyhow::Result<SigningKey> {
+        let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+        let der = key
+            .to_pkcs8_der()
+            .map_err(|e| anyhow::anyhow!("encoding the signing key failed: {e}"))?;
+        Ok(SigningKey {
+            kid: uuid::Uuid::new_v4().simple().to_string(),
+            created: now,
+            private_pkcs8: der.as_bytes().to_vec(),
+            public: key.verifying_key().to_bytes(),
+        })
+    }
+
+    /// Rebuilds a key from the `signing_keys` table; checks that the halves match.
+    pub fn from_parts(
+        kid: String,
+        created: DateTime<Utc>,
+        private_pkcs8: Vec<u8>,
+    ) -> anyhow::Result<SigningKey> {
+        use ed25519_dalek::pkcs8::DecodePrivateKey;
+        let key = ed25519_dalek::SigningKey::from_pkcs8_der(&private_pkcs8)
+            .map_err(|e| anyhow::anyhow!("signing key {kid} is unreadable: {e}"))?;
+        Ok(SigningKey { kid, created, private_pkcs8, public: key.verifying_key().to_bytes() })
+    }
+
+    pub fn private_pkcs8(&self) -> &[u8] {
+        &self.private_pkcs8
+    }
+
+    /// The public key as SubjectPublicKeyInfo PEM (what get-signing-key-public returns).
+    pub fn public_pem(&self) -> String {
+        public_pem(&self.public)
+    }
+}
+
+pub fn public_pem(raw: &[u8; 32]) -> String {
+    ed25519_dalek::VerifyingKey::from_bytes(raw)
+        .ok()
+        .and_then(|k| k.to_public_key_pem(LineEnding::LF).ok())
+        .unwrap_or_default()
+}
+
+/// The claims iamd puts in every token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    /// The user id: immutable, unlike the username.
+    pub sub: String,
+    pub workspace: String,
+    pub roles: Vec<String>,
+    pub is_admin: bool,
+    /// The account version: a token whose version is below the user's current one is dead.
+    pub version: i64,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// Signs with the active key and verifies against the active key and keys in grace.
+#[derive(Clone)]
+pub struct TokenSigner {
+    active: SigningKey,
+    encoding: EncodingKey,
+    /// (kid, raw public key, valid until) of keys that still verify.
+    verifying: Vec<(String, [u8; 32], Option<DateTime<Utc>>)>,
+}
+
+impl TokenSigner {
+    /// `retired` are older keys with the end of their grace period.
+    pub fn new(active: SigningKey, retired: Vec<(String, [u8; 32], DateTime<Utc>)>) -> Self {
+        let encoding = EncodingKey::from_ed_der(active.private_pkcs8());
+        let mut verifying = vec![(active.kid.clone(), active.public, None)];
+        verifying.extend(retired.into_iter().map(|(kid, public, until)| (kid, public, Some(until))));
+        TokenSigner { active, encoding, verifying }
+    }
+
+    pub fn active(&self) -> &SigningKey {
+        &self.active
+    }
+
+    pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.active.kid.clone());
+        Ok(jsonwebtoken::encode(&header, claims, &self.encoding)?)
+    }
+
+    /// Verifies signature (EdDSA only, key chosen by `kid`), `exp` and `iss`. The account
+    /// version and enabled state are the caller's to check against the read tables.
+    pub fn verify(&self, token: &str, issuer: &str, now: DateTime<Utc>) -> Option<Claims> {
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        if header.alg != Algorithm::EdDSA {
+            return None;
+        }
+        let kid = header.kid?;
+        let (_, public, until) = self.verifying.iter().find(|(k, _, _)| *k == kid)?;
+        if until.is_some_and(|until| now >= until) {
+            return None;
+        }
+        let key = DecodingKey::from_ed_der(public);
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[issuer]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.leeway = 0;
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).ok()?;
+        Some(data.claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn claims(now: DateTime<Utc>) -> Claims {
+        Claims {
+            iss: "iamd".into(),
+            sub: "u1".into(),
+            workspace: "default".into(),
+            roles: vec!["admin".into()],
+            is_admin: true,
+            version: 1,
+            iat: now.timestamp(),
+            exp: (now + Duration::hours(1)).timestamp(),
+        }
+    }
+
+    #[test]
+    fn signs_eddsa_with_kid_and_verifies() {
+        let now = Utc::now();
+        let key = SigningKey::generate(now).unwrap();
+        let signer = TokenSigner::new(key.clone(), vec![]);
+        let token = signer.sign(&claims(now)).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.alg, Algorithm::EdDSA);
+        assert_eq!(header.kid.as_deref(), Some(key.kid.as_str()));
+        assert_eq!(signer.verify(&token, "iamd", now), Some(claims(now)));
+        assert_eq!(signer.verify(&token, "other", now), None);
+        assert!(key.public_pem().starts_with("-----BEGIN PUBLIC KEY-----"));
+    }
+
+    #[test]
+    fn a_retired_key_verifies_only_within_grace() {
+        let now = Utc::now();
+        let old = SigningKey::generate(now).unwrap();
+        let token = TokenSigner::new(old.clone(), vec![]).sign(&claims(now)).unwrap();
+        let new = SigningKey::generate(now).unwrap();
+        let until = now + Duration::minutes(30);
+        let signer = TokenSigner::new(new, vec![(old.kid.clone(), old.public, until)]);
+        assert!(signer.verify(&token, "iamd", now).is_some());
+        assert!(signer.verify(&token, "iamd", until).is_none());
+    }
+
+    #[test]
+    fn parts_round_trip() {
+        let key = SigningKey::generate(Utc::now()).unwrap();
+        let back =
+            SigningKey::from_parts(key.kid.clone(), key.created, key.private_pkcs8().to_vec()).unwrap();
+        assert_eq!(back.public, key.public);
+    }
+}

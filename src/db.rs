@@ -1,0 +1,109 @@
+//! The connection pool and the schema migrations (`migrations/*.sql`, embedded, applied in
+//! order under an advisory lock, each once).
+
+use anyhow::Context as _;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::str::FromStr;
+use tokio_postgres::NoTls;
+
+/// Every migration, in order. Never edit one that has shipped; add a new file.
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "events", include_str!("../migrations/0001_events.sql")),
+    (2, "read_tables", include_str!("../migrations/0002_read_tables.sql")),
+];
+
+/// Builds the pool and checks the database answers, failing with one readable line.
+pub async fn connect(url: &str, pool_size: usize) -> anyhow::Result<Pool> {
+    let config = tokio_postgres::Config::from_str(url)
+        .map_err(|e| anyhow::anyhow!("database.url is not a valid PostgreSQL URL: {e}"))?;
+    let manager = Manager::from_config(
+        config.clone(),
+        NoTls,
+        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+    );
+    let pool = Pool::builder(manager)
+        .max_size(pool_size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .create_timeout(Some(std::time::Duration::from_secs(5)))
+        .build()
+        .context("building the database pool")?;
+    if let Err(e) = pool.get().await {
+        let hosts = describe(&config);
+        anyhow::bail!(
+            "cannot reach PostgreSQL at {hosts}: {}. Start PostgreSQL (or run `make run`, \
+             which finds or starts one) and check database.url / IAMD_DATABASE_URL",
+            root_cause(&e)
+        );
+    }
+    Ok(pool)
+}
+
+fn describe(config: &tokio_postgres::Config) -> String {
+    let host = config
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(s) => s.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config.get_dbname().unwrap_or("(default)");
+    format!("{host}:{port}/{db}")
+}
+
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+/// Applies pending migrations; returns how many were applied.
+pub async fn migrate(pool: &Pool) -> anyhow::Result<usize> {
+    let mut client = pool.get().await.context("connecting to migrate")?;
+    let tx = client.transaction().await?;
+    tx.batch_execute(
+        "SELECT pg_advisory_xact_lock(7368227301);
+         CREATE TABLE IF NOT EXISTS schema_migrations (
+             version integer PRIMARY KEY, name text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .await
+    .context("preparing schema_migrations")?;
+    let applied: Vec<i32> = tx
+        .query("SELECT version FROM schema_migrations", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut count = 0;
+    for (version, name, sql) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        tx.batch_execute(sql).await.with_context(|| format!("migration {version} ({name})"))?;
+        tx.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", &[version, name])
+            .await?;
+        count += 1;
+    }
+    tx.commit().await?;
+    Ok(count)
+}
+
+/// True when every embedded migration is applied.
+pub async fn is_migrated(pool: &Pool) -> anyhow::Result<bool> {
+    let client = pool.get().await?;
+    let row = client
+        .query_one(
+            "SELECT to_regclass('schema_migrations') IS NOT NULL AND \
+             (SELECT count(*) FROM schema_migrations) >= $1",
+            &[&(MIGRATIONS.len() as i64)],
+        )
+        .await;
+    match row {
+        Ok(r) => Ok(r.get(0)),
+        Err(_) => Ok(false),
+    }
+}

@@ -1,0 +1,318 @@
+//! Commands on a workspace and the rules that turn them into events. Pure: the caller passes
+//! `now`, fresh ids and any hash computed outside (argon2 never runs here).
+
+use super::{UserState, WorkspaceState};
+use crate::domain::rules;
+use crate::events::{Event, RevokeReason};
+use crate::protocol::{IamError, IamResponse};
+use chrono::{DateTime, Utc};
+
+/// The intent of a write to one workspace.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkspaceCommand {
+    CreateWorkspace { name: String },
+    UpdateWorkspace { name: Option<String>, enabled: Option<bool> },
+    DisableWorkspace,
+    CreateUser {
+        user_id: String,
+        username: String,
+        name: String,
+        email: String,
+        roles: Vec<String>,
+        enabled: bool,
+        must_change_password: bool,
+        /// argon2id encoding, computed before the command reaches the actor.
+        password_hash: String,
+    },
+    UpdateUser {
+        user_id: String,
+        username: Option<String>,
+        name: Option<String>,
+        email: Option<String>,
+        roles: Option<Vec<String>>,
+        enabled: Option<bool>,
+        must_change_password: Option<bool>,
+        /// update-user refuses passwords; set when the request carried one.
+        password_given: bool,
+    },
+    DisableUser { user_id: String },
+    /// `verified_hash` is the stored hash the current password was checked against; if the
+    /// user's hash changed since, the change is refused (no lost update).
+    ChangePassword { user_id: String, verified_hash: String, new_hash: String },
+    ResetPassword { user_id: String, new_hash: String },
+    CreateApiKey {
+        key_id: String,
+        user_id: String,
+        name: String,
+        prefix: String,
+        key_hash: String,
+        expires: Option<DateTime<Utc>>,
+    },
+    RevokeApiKey { key_id: String },
+}
+
+fn existing(state: &WorkspaceState) -> Result<(), IamError> {
+    if !state.exists {
+        return Err(IamError::not_found("workspace not found"));
+    }
+    Ok(())
+}
+
+fn enabled_workspace(state: &WorkspaceState) -> Result<(), IamError> {
+    existing(state)?;
+    if !state.enabled {
+        return Err(IamError::disabled("workspace is disabled"));
+    }
+    Ok(())
+}
+
+fn user<'a>(state: &'a WorkspaceState, user_id: &str) -> Result<&'a UserState, IamError> {
+    if user_id.is_empty() {
+        return Err(IamError::invalid("user_id is required"));
+    }
+    state.users.get(user_id).ok_or_else(|| IamError::not_found("user not found"))
+}
+
+/// Revocations of every active key of `user_id`.
+fn revoke_all(state: &WorkspaceState, user_id: &str, reason: RevokeReason) -> Vec<Event> {
+    state
+        .active_keys_of(user_id)
+        .map(|k| Event::ApiKeyRevoked { key_id: k.id.clone(), reason })
+        .collect()
+}
+
+/// Decides what `command` means for `state` at `now`: the events to record, or why not.
+pub fn decide(
+    state: &WorkspaceState,
+    command: &WorkspaceCommand,
+    now: DateTime<Utc>,
+) -> Result<Vec<Event>, IamError> {
+    use WorkspaceCommand as C;
+    match command {
+        C::CreateWorkspace { name } => {
+            rules::workspace_id(&state.id)?;
+            rules::max_len("name", name, rules::MAX_NAME)?;
+            if state.exists {
+                return Err(IamError::duplicate("workspace already exists"));
+            }
+            let name = if name.is_empty() { state.id.clone() } else { name.clone() };
+            Ok(vec![Event::WorkspaceCreated { workspace_id: state.id.clone(), name, created: now }])
+        }
+        C::UpdateWorkspace { name, enabled } => {
+            existing(state)?;
+            let mut events = Vec::new();
+            match enabled {
+                Some(true) if !state.enabled => events.push(Event::WorkspaceEnabled {}),
+                Some(false) if state.enabled => return decide(state, &C::DisableWorkspace, now),
+                _ if !state.enabled => return Err(IamError::disabled("workspace is disabled")),
+                _ => {}
+            }
+            if let Some(name) = name.as_ref().filter(|n| !n.is_empty() && **n != state.name) {
+                rules::max_len("name", name, rules::MAX_NAME)?;
+                events.push(Event::WorkspaceRenamed { name: name.clone() });
+            }
+            Ok(events)
+        }
+        C::DisableWorkspace => {
+            existing(state)?;
+            if !state.enabled {
+                return Ok(vec![]);
+            }
+            let mut events = vec![Event::WorkspaceDisabled {}];
+            events.extend(
+                state
+                    .users
+                    .values()
+                    .filter(|u| u.enabled)
+                    .map(|u| Event::UserDisabled { user_id: u.id.clone() }),
+            );
+            events.extend(
+                state
+                    .keys
+                    .values()
+                    .filter(|k| !k.revoked)
+                    .map(|k| Event::ApiKeyRevoked { key_id: k.id.clone(), reason: RevokeReason::WorkspaceDisabled }),
+            );
+            Ok(events)
+        }
+        C::CreateUser {
+            user_id,
+            username,
+            name,
+            email,
+            roles,
+            enabled,
+            must_change_password,
+            password_hash,
+        } => {
+            rules::username(username)?;
+            rules::max_len("name", name, rules::MAX_NAME)?;
+            rules::email(email)?;
+            let roles = rules::roles(roles)?;
+            enabled_workspace(state)?;
+            if state.user_by_username(username).is_some() {
+                return Err(IamError::duplicate("username is already taken"));
+            }
+            let name = if name.is_empty() { username.clone() } else { name.clone() };
+            Ok(vec![Event::UserCreated {
+                user_id: user_id.clone(),
+                username: username.clone(),
+                name,
+                email: email.clone(),
+                roles,
+                enabled: *enabled,
+                must_change_password: *must_change_password,
+                password_hash: Some(password_hash.clone()),
+                created: now,
+            }])
+        }
+        C::UpdateUser {
+            user_id,
+            username,
+            name,
+            email,
+            roles,
+            enabled,
+            must_change_password,
+            password_given,
+        } => {
+            if *password_given {
+                return Err(IamError::invalid(
+                    "update-user does not change passwords; use change-password or reset-password",
+                ));
+            }
+            existing(state)?;
+            let u = user(state, user_id)?;
+            enabled_workspace(state)?;
+            let username = username.as_ref().filter(|v| !v.is_empty() && **v != u.username);
+            if let Some(v) = username {
+                rules::username(v)?;
+                if state.user_by_username(v).is_some_and(|other| other.id != u.id) {
+                    return Err(IamError::duplicate("username is already taken"));
+                }
+            }
+            let name = name.as_ref().filter(|v| !v.is_empty() && **v != u.name);
+            if let Some(v) = name {
+                rules::max_len("name", v, rules::MAX_NAME)?;
+            }
+            let email = email.as_ref().filter(|v| **v != u.email);
+            if let Some(v) = email {
+                rules::email(v)?;
+            }
+            let roles = match roles {
+                Some(r) => Some(rules::roles(r)?).filter(|r| *r != u.roles),
+                None => None,
+            };
+            let must_change_password = must_change_password.filter(|v| *v != u.must_change_password);
+            let mut events = Vec::new();
+            if username.is_some() || name.is_some() || email.is_some() || roles.is_some() || must_change_password.is_some() {
+                events.push(Event::UserChanged {
+                    user_id: u.id.clone(),
+                    username: username.cloned(),
+                    name: name.cloned(),
+                    email: email.cloned(),
+                    roles,
+                    must_change_password,
+                });
+            }
+            match enabled {
+                Some(false) if u.enabled => {
+                    events.push(Event::UserDisabled { user_id: u.id.clone() });
+                    events.extend(revoke_all(state, &u.id, RevokeReason::UserDisabled));
+                }
+                Some(true) if !u.enabled => events.push(Event::UserEnabled { user_id: u.id.clone() }),
+                _ => {}
+            }
+            Ok(events)
+        }
+        C::DisableUser { user_id } => {
+            existing(state)?;
+            let u = user(state, user_id)?;
+            if !u.enabled {
+                return Ok(vec![]);
+            }
+            let mut events = vec![Event::UserDisabled { user_id: u.id.clone() }];
+            events.extend(revoke_all(state, &u.id, RevokeReason::UserDisabled));
+            Ok(events)
+        }
+        C::ChangePassword { user_id, verified_hash, new_hash } => {
+            // Self-service: every failure is the one auth-failed bucket.
+            let u = state.users.get(user_id).ok_or_else(IamError::auth_failed)?;
+            if !state.exists || !state.enabled || !u.enabled {
+                return Err(IamError::auth_failed());
+            }
+            if u.password_hash.as_deref() != Some(verified_hash.as_str()) {
+                return Err(IamError::auth_failed());
+            }
+            Ok(vec![Event::UserPasswordChanged { user_id: u.id.clone(), password_hash: new_hash.clone() }])
+        }
+        C::ResetPassword { user_id, new_hash } => {
+            existing(state)?;
+            let u = user(state, user_id)?;
+            enabled_workspace(state)?;
+            if !u.enabled {
+                return Err(IamError::disabled("user is disabled"));
+            }
+            Ok(vec![Event::UserPasswordReset { user_id: u.id.clone(), password_hash: new_hash.clone() }])
+        }
+        C::CreateApiKey { key_id, user_id, name, prefix, key_hash, expires } => {
+            if name.is_empty() {
+                return Err(IamError::invalid("key.name is required"));
+            }
+            rules::max_len("key.name", name, rules::MAX_KEY_NAME)?;
+            if expires.is_some_and(|e| e <= now) {
+                return Err(IamError::invalid("key.expires is in the past"));
+            }
+            existing(state)?;
+            let u = user(state, user_id)?;
+            enabled_workspace(state)?;
+            if !u.enabled {
+                return Err(IamError::disabled("user is disabled"));
+            }
+            if state.active_keys_of(&u.id).any(|k| k.name == *name) {
+                return Err(IamError::duplicate("the user already has a key with this name"));
+            }
+            Ok(vec![Event::ApiKeyCreated {
+                key_id: key_id.clone(),
+                user_id: u.id.clone(),
+                name: name.clone(),
+                prefix: prefix.clone(),
+                key_hash: key_hash.clone(),
+                expires: *expires,
+                created: now,
+            }])
+        }
+        C::RevokeApiKey { key_id } => {
+            if key_id.is_empty() {
+                return Err(IamError::invalid("key_id is required"));
+            }
+            existing(state)?;
+            match state.keys.get(key_id) {
+                Some(k) if !k.revoked => {
+                    Ok(vec![Event::ApiKeyRevoked { key_id: k.id.clone(), reason: RevokeReason::Revoked }])
+                }
+                _ => Err(IamError::not_found("api key not found")),
+            }
+        }
+    }
+}
+
+/// The reply to a successful command, read from the state after its events were applied.
+/// One-time secrets are added by the caller, never stored here.
+pub fn reply(state: &WorkspaceState, command: &WorkspaceCommand) -> IamResponse {
+    use WorkspaceCommand as C;
+    let mut r = IamResponse::default();
+    match command {
+        C::CreateWorkspace { .. } | C::UpdateWorkspace { .. } => r.workspace = Some(state.record()),
+        C::CreateUser { user_id, .. } | C::UpdateUser { user_id, .. } => {
+            r.user = state.users.get(user_id).map(|u| state.user_record(u));
+        }
+        C::CreateApiKey { key_id, .. } => r.api_key = state.keys.get(key_id).map(|k| state.key_record(k)),
+        C::DisableWorkspace
+        | C::DisableUser { .. }
+        | C::ChangePassword { .. }
+        | C::ResetPassword { .. }
+        | C::RevokeApiKey { .. } => {}
+    }
+    r
+}

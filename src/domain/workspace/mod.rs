@@ -1,0 +1,211 @@
+//! The workspace aggregate: a tenant with its users and API keys. One stream per workspace
+//! (`workspace:<id>`), one actor writing it. `apply` holds no business rule; `decide` holds
+//! them all.
+
+mod decide;
+#[cfg(test)]
+mod tests;
+
+pub use decide::{decide, reply, WorkspaceCommand};
+
+use super::iso;
+use crate::events::Event;
+use crate::protocol::{ApiKeyRecord, UserRecord, WorkspaceRecord};
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserState {
+    pub id: String,
+    pub username: String,
+    pub name: String,
+    pub email: String,
+    pub roles: Vec<String>,
+    pub enabled: bool,
+    pub must_change_password: bool,
+    pub password_hash: Option<String>,
+    pub account_version: i64,
+    pub created: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyState {
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    pub prefix: String,
+    pub expires: Option<DateTime<Utc>>,
+    pub created: DateTime<Utc>,
+    pub revoked: bool,
+}
+
+/// Everything decide needs to know about one workspace. Ordered maps keep iteration (and so
+/// the order of cascaded events) deterministic.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkspaceState {
+    pub id: String,
+    pub exists: bool,
+    pub name: String,
+    pub enabled: bool,
+    pub created: Option<DateTime<Utc>>,
+    pub users: BTreeMap<String, UserState>,
+    pub keys: BTreeMap<String, KeyState>,
+}
+
+impl WorkspaceState {
+    pub fn new(id: &str) -> Self {
+        WorkspaceState { id: id.to_owned(), ..Default::default() }
+    }
+
+    pub fn user_by_username(&self, username: &str) -> Option<&UserState> {
+        self.users.values().find(|u| u.username.eq_ignore_ascii_case(username))
+    }
+
+    pub fn active_keys_of<'a>(&'a self, user_id: &'a str) -> impl Iterator<Item = &'a KeyState> + 'a {
+        self.keys.values().filter(move |k| !k.revoked && k.user_id == user_id)
+    }
+
+    pub fn record(&self) -> WorkspaceRecord {
+        WorkspaceRecord {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            enabled: self.enabled,
+            created: self.created.map(iso).unwrap_or_default(),
+        }
+    }
+
+    pub fn user_record(&self, u: &UserState) -> UserRecord {
+        UserRecord {
+            id: u.id.clone(),
+            workspace: self.id.clone(),
+            username: u.username.clone(),
+            name: u.name.clone(),
+            email: u.email.clone(),
+            roles: u.roles.clone(),
+            enabled: u.enabled,
+            must_change_password: u.must_change_password,
+            created: iso(u.created),
+        }
+    }
+
+    pub fn key_record(&self, k: &KeyState) -> ApiKeyRecord {
+        ApiKeyRecord {
+            id: k.id.clone(),
+            user_id: k.user_id.clone(),
+            name: k.name.clone(),
+            prefix: k.prefix.clone(),
+            expires: k.expires.map(iso).unwrap_or_default(),
+            created: iso(k.created),
+            last_used: String::new(),
+        }
+    }
+}
+
+/// Folds one event into the state. No validation: events are facts.
+pub fn apply(state: &mut WorkspaceState, event: &Event) {
+    match event {
+        Event::WorkspaceCreated { workspace_id, name, created } => {
+            state.id = workspace_id.clone();
+            state.exists = true;
+            state.name = name.clone();
+            state.enabled = true;
+            state.created = Some(*created);
+        }
+        Event::WorkspaceRenamed { name } => state.name = name.clone(),
+        Event::WorkspaceDisabled {} => state.enabled = false,
+        Event::WorkspaceEnabled {} => state.enabled = true,
+        Event::UserCreated {
+            user_id,
+            username,
+            name,
+            email,
+            roles,
+            enabled,
+            must_change_password,
+            password_hash,
+            created,
+        } => {
+            state.users.insert(
+                user_id.clone(),
+                UserState {
+                    id: user_id.clone(),
+                    username: username.clone(),
+                    name: name.clone(),
+                    email: email.clone(),
+                    roles: roles.clone(),
+                    enabled: *enabled,
+                    must_change_password: *must_change_password,
+                    password_hash: password_hash.clone(),
+                    account_version: 1,
+                    created: *created,
+                },
+            );
+        }
+        Event::UserChanged { user_id, username, name, email, roles, must_change_password } => {
+            if let Some(u) = state.users.get_mut(user_id) {
+                if let Some(v) = username {
+                    u.username = v.clone();
+                }
+                if let Some(v) = name {
+                    u.name = v.clone();
+                }
+                if let Some(v) = email {
+                    u.email = v.clone();
+                }
+                if let Some(v) = roles {
+                    u.roles = v.clone();
+                }
+                if let Some(v) = must_change_password {
+                    u.must_change_password = *v;
+                }
+            }
+        }
+        Event::UserDisabled { user_id } => {
+            if let Some(u) = state.users.get_mut(user_id) {
+                u.enabled = false;
+                u.account_version += 1;
+            }
+        }
+        Event::UserEnabled { user_id } => {
+            if let Some(u) = state.users.get_mut(user_id) {
+                u.enabled = true;
+            }
+        }
+        Event::UserPasswordChanged { user_id, password_hash } => {
+            if let Some(u) = state.users.get_mut(user_id) {
+                u.password_hash = Some(password_hash.clone());
+                u.must_change_password = false;
+                u.account_version += 1;
+            }
+        }
+        Event::UserPasswordReset { user_id, password_hash } => {
+            if let Some(u) = state.users.get_mut(user_id) {
+                u.password_hash = Some(password_hash.clone());
+                u.must_change_password = true;
+                u.account_version += 1;
+            }
+        }
+        Event::ApiKeyCreated { key_id, user_id, name, prefix, expires, created, .. } => {
+            state.keys.insert(
+                key_id.clone(),
+                KeyState {
+                    id: key_id.clone(),
+                    user_id: user_id.clone(),
+                    name: name.clone(),
+                    prefix: prefix.clone(),
+                    expires: *expires,
+                    created: *created,
+                    revoked: false,
+                },
+            );
+        }
+        Event::ApiKeyRevoked { key_id, .. } => {
+            if let Some(k) = state.keys.get_mut(key_id) {
+                k.revoked = true;
+            }
+        }
+        Event::SigningKeyCreated { .. }
+        | Event::SigningKeyRetired { .. }
+        | Event::SystemBootstrapped { .. } => {}
+    }
+}

@@ -1,0 +1,235 @@
+//! Events: what is stored in the log. Types are dotted and past-tense (`user.created`), each
+//! with a schema version; older versions are upcast on read ([`upcast`]). The [`store`] appends
+//! and reads them; [`hash`] chains them per stream.
+
+pub mod hash;
+pub mod store;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use store::{Append, AppendError, EventStore, StreamAppend};
+
+/// The stream of the system aggregate: signing keys and bootstrap.
+pub const SYSTEM_STREAM: &str = "system";
+
+pub fn workspace_stream(workspace_id: &str) -> String {
+    format!("workspace:{workspace_id}")
+}
+
+/// Why an API key stopped being valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RevokeReason {
+    Revoked,
+    UserDisabled,
+    WorkspaceDisabled,
+}
+
+/// Every fact iamd records. Payloads hold no plaintext secret: passwords travel as argon2id
+/// encodings, API keys as SHA-256, signing keys as public keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event_type", content = "payload")]
+pub enum Event {
+    #[serde(rename = "workspace.created")]
+    WorkspaceCreated { workspace_id: String, name: String, created: DateTime<Utc> },
+    #[serde(rename = "workspace.renamed")]
+    WorkspaceRenamed { name: String },
+    #[serde(rename = "workspace.disabled")]
+    WorkspaceDisabled {},
+    #[serde(rename = "workspace.enabled")]
+    WorkspaceEnabled {},
+
+    #[serde(rename = "user.created")]
+    UserCreated {
+        user_id: String,
+        username: String,
+        name: String,
+        email: String,
+        roles: Vec<String>,
+        enabled: bool,
+        must_change_password: bool,
+        /// argon2id encoding; `None` for a user with no usable password (the bootstrap admin).
+        password_hash: Option<String>,
+        created: DateTime<Utc>,
+    },
+    /// update-user: only the fields that changed are present.
+    #[serde(rename = "user.changed")]
+    UserChanged {
+        user_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        username: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        email: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        roles: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        must_change_password: Option<bool>,
+    },
+    /// Bumps the account version: every token issued before dies.
+    #[serde(rename = "user.disabled")]
+    UserDisabled { user_id: String },
+    #[serde(rename = "user.enabled")]
+    UserEnabled { user_id: String },
+    /// change-password: clears must_change_password, bumps the account version.
+    #[serde(rename = "user.password.changed")]
+    UserPasswordChanged { user_id: String, password_hash: String },
+    /// reset-password: sets must_change_password, bumps the account version.
+    #[serde(rename = "user.password.reset")]
+    UserPasswordReset { user_id: String, password_hash: String },
+
+    #[serde(rename = "api_key.created")]
+    ApiKeyCreated {
+        key_id: String,
+        user_id: String,
+        name: String,
+        prefix: String,
+        /// SHA-256 of the plaintext, hex.
+        key_hash: String,
+        expires: Option<DateTime<Utc>>,
+        created: DateTime<Utc>,
+    },
+    #[serde(rename = "api_key.revoked")]
+    ApiKeyRevoked { key_id: String, reason: RevokeReason },
+
+    /// The private half lives only in the `signing_keys` table.
+    #[serde(rename = "signing_key.created")]
+    SigningKeyCreated { kid: String, public_key: String, created: DateTime<Utc> },
+    #[serde(rename = "signing_key.retired")]
+    SigningKeyRetired { kid: String, retired: DateTime<Utc>, valid_until: DateTime<Utc> },
+    #[serde(rename = "system.bootstrapped")]
+    SystemBootstrapped { workspace_id: String, user_id: String, key_id: String },
+}
+
+/// The schema version every event type is written with today.
+pub const CURRENT_SCHEMA_VERSION: i32 = 1;
+
+impl Event {
+    /// Splits an event into its stored columns: (event_type, payload).
+    pub fn to_columns(&self) -> (String, serde_json::Value) {
+        let mut value = serde_json::to_value(self).expect("events always serialise");
+        let obj = value.as_object_mut().expect("tagged enum is an object");
+        let event_type = obj
+            .remove("event_type")
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .expect("tagged enum has a tag");
+        let payload = obj.remove("payload").unwrap_or_else(|| serde_json::json!({}));
+        (event_type, payload)
+    }
+
+    /// Reads stored columns back, upcasting older schema versions first.
+    pub fn from_columns(
+        event_type: &str,
+        schema_version: i32,
+        payload: serde_json::Value,
+    ) -> Result<Event, serde_json::Error> {
+        let payload = upcast(event_type, schema_version, payload);
+        serde_json::from_value(serde_json::json!({ "event_type": event_type, "payload": payload }))
+    }
+
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Event::WorkspaceCreated { .. } => "workspace.created",
+            Event::WorkspaceRenamed { .. } => "workspace.renamed",
+            Event::WorkspaceDisabled {} => "workspace.disabled",
+            Event::WorkspaceEnabled {} => "workspace.enabled",
+            Event::UserCreated { .. } => "user.created",
+            Event::UserChanged { .. } => "user.changed",
+            Event::UserDisabled { .. } => "user.disabled",
+            Event::UserEnabled { .. } => "user.enabled",
+            Event::UserPasswordChanged { .. } => "user.password.changed",
+            Event::UserPasswordReset { .. } => "user.password.reset",
+            Event::ApiKeyCreated { .. } => "api_key.created",
+            Event::ApiKeyRevoked { .. } => "api_key.revoked",
+            Event::SigningKeyCreated { .. } => "signing_key.created",
+            Event::SigningKeyRetired { .. } => "signing_key.retired",
+            Event::SystemBootstrapped { .. } => "system.bootstrapped",
+        }
+    }
+}
+
+/// Brings a stored payload of an older schema version to the current shape. Every event is at
+/// version 1 today; a change to a payload adds a step here (version N → N+1) and a test.
+pub fn upcast(_event_type: &str, _schema_version: i32, payload: serde_json::Value) -> serde_json::Value {
+    payload
+}
+
+/// Who did it, and through what: stored with every event, never holding a secret.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metadata {
+    #[serde(default)]
+    pub actor: String,
+    #[serde(default)]
+    pub request_id: String,
+    /// The transport: `http`, `kafka`, `cli` or `system`.
+    #[serde(default)]
+    pub source: String,
+    /// The protocol operation that caused the event.
+    #[serde(default)]
+    pub operation: String,
+}
+
+/// An event as read back from the log.
+#[derive(Debug, Clone)]
+pub struct RecordedEvent {
+    pub position: i64,
+    pub stream: String,
+    pub version: i64,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub payload: serde_json::Value,
+    pub metadata: serde_json::Value,
+    pub recorded_at: DateTime<Utc>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl RecordedEvent {
+    pub fn decode(&self) -> Result<Event, serde_json::Error> {
+        Event::from_columns(&self.event_type, self.schema_version, self.payload.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_round_trip_for_every_shape() {
+        let now = Utc::now();
+        let events = vec![
+            Event::WorkspaceCreated { workspace_id: "w".into(), name: "W".into(), created: now },
+            Event::WorkspaceDisabled {},
+            Event::UserChanged {
+                user_id: "u".into(),
+                username: None,
+                name: Some("n".into()),
+                email: None,
+                roles: None,
+                must_change_password: None,
+            },
+            Event::ApiKeyRevoked { key_id: "k".into(), reason: RevokeReason::UserDisabled },
+        ];
+        for e in events {
+            let (t, p) = e.to_columns();
+            assert_eq!(t, e.event_type());
+            assert_eq!(Event::from_columns(&t, CURRENT_SCHEMA_VERSION, p).unwrap(), e);
+        }
+    }
+
+    #[test]
+    fn changed_fields_only_are_stored() {
+        let (_, p) = Event::UserChanged {
+            user_id: "u".into(),
+            username: None,
+            name: Some("n".into()),
+            email: None,
+            roles: None,
+            must_change_password: None,
+        }
+        .to_columns();
+        assert_eq!(p, serde_json::json!({"user_id": "u", "name": "n"}));
+    }
+}

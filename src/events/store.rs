@@ -1,0 +1,222 @@
+//! The PostgreSQL event store. [`EventStore::append`] writes a command's events to one or more
+//! streams in ONE transaction together with the inline projections, username reservations,
+//! the private half of a new signing key and the processed-request record. Optimistic
+//! concurrency comes from `UNIQUE (stream, version)`: a second writer gets
+//! [`AppendError::Conflict`] and nothing of its command is kept.
+
+use super::hash::{self, HashInput};
+use super::{Event, Metadata, RecordedEvent, CURRENT_SCHEMA_VERSION};
+use crate::crypto::SigningKey;
+use crate::projections;
+use chrono::Utc;
+use deadpool_postgres::{GenericClient, Pool};
+use tokio_postgres::error::SqlState;
+
+const INSERT_EVENT: &str = "INSERT INTO events (stream, version, event_type, schema_version, \
+    payload, metadata, recorded_at, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+    RETURNING position";
+const INSERT_SIGNING_KEY: &str = "INSERT INTO signing_keys (kid, public_key, private_key, created) \
+    VALUES ($1, $2, $3, $4)";
+const INSERT_PROCESSED: &str =
+    "INSERT INTO processed_requests (request_id, operation, response) VALUES ($1, $2, $3)";
+const SELECT_PROCESSED: &str = "SELECT response FROM processed_requests WHERE request_id = $1";
+const SELECT_STREAM: &str = "SELECT position, stream, version, event_type, schema_version, payload, \
+    metadata, recorded_at, prev_hash, hash FROM events WHERE stream = $1 ORDER BY version";
+
+/// New events for one stream, written after `expected_version` whose hash was `last_hash`.
+#[derive(Debug, Clone)]
+pub struct StreamAppend {
+    pub stream: String,
+    pub expected_version: i64,
+    pub last_hash: String,
+    pub events: Vec<Event>,
+}
+
+/// The processed-request record committed with the events.
+#[derive(Debug, Clone)]
+pub struct Dedupe {
+    pub request_id: String,
+    pub operation: String,
+    /// The reply without one-time secrets.
+    pub response: serde_json::Value,
+}
+
+/// Everything one command commits.
+#[derive(Debug, Default)]
+pub struct Append {
+    pub streams: Vec<StreamAppend>,
+    pub metadata: Metadata,
+    /// A new signing key whose private half goes to `signing_keys` (never to the log).
+    pub signing_key: Option<SigningKey>,
+    pub dedupe: Option<Dedupe>,
+}
+
+/// Where a stream stands after an append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamHead {
+    pub stream: String,
+    pub version: i64,
+    pub last_hash: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// Another writer appended to this stream first: reload and decide again.
+    #[error("version conflict on stream {0}")]
+    Conflict(String),
+    /// A uniqueness reservation is taken (e.g. the username).
+    #[error("{0}")]
+    Duplicate(String),
+    /// This request id was already applied; answer from the processed-request record.
+    #[error("request already processed")]
+    AlreadyProcessed,
+    #[error("event store: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    #[error("event store: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+}
+
+/// The log and the tables written with it.
+#[derive(Clone)]
+pub struct EventStore {
+    pool: Pool,
+}
+
+impl EventStore {
+    pub fn new(pool: Pool) -> Self {
+        EventStore { pool }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Appends atomically; returns the new head of every stream written.
+    pub async fn append(&self, append: Append) -> Result<Vec<StreamHead>, AppendError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let result = write(&tx, &append).await;
+        match result {
+            Ok(heads) => {
+                tx.commit().await.map_err(classify)?;
+                Ok(heads)
+            }
+            Err(e) => {
+                // Dropping the transaction rolls it back.
+                Err(e)
+            }
+        }
+    }
+
+    /// Every event of a stream, in version order.
+    pub async fn load_stream(&self, stream: &str) -> Result<Vec<RecordedEvent>, AppendError> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(SELECT_STREAM).await?;
+        let rows = client.query(&stmt, &[&stream]).await?;
+        Ok(rows.iter().map(recorded_from_row).collect())
+    }
+
+    /// The stored reply of an already applied request, if any.
+    pub async fn processed(&self, request_id: &str) -> Result<Option<serde_json::Value>, AppendError> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(SELECT_PROCESSED).await?;
+        Ok(client.query_opt(&stmt, &[&request_id]).await?.map(|r| r.get(0)))
+    }
+}
+
+pub fn recorded_from_row(row: &tokio_postgres::Row) -> RecordedEvent {
+    RecordedEvent {
+        position: row.get("position"),
+        stream: row.get("stream"),
+        version: row.get("version"),
+        event_type: row.get("event_type"),
+        schema_version: row.get("schema_version"),
+        payload: row.get("payload"),
+        metadata: row.get("metadata"),
+        recorded_at: row.get("recorded_at"),
+        prev_hash: row.get("prev_hash"),
+        hash: row.get("hash"),
+    }
+}
+
+async fn write(
+    tx: &deadpool_postgres::Transaction<'_>,
+    append: &Append,
+) -> Result<Vec<StreamHead>, AppendError> {
+    let recorded_at = hash::truncate(Utc::now());
+    let metadata = serde_json::to_value(&append.metadata).expect("metadata serialises");
+    let insert = tx.prepare_cached(INSERT_EVENT).await?;
+    let mut heads = Vec::with_capacity(append.streams.len());
+    for sa in &append.streams {
+        let mut prev = sa.last_hash.clone();
+        let mut version = sa.expected_version;
+        for event in &sa.events {
+            version += 1;
+            let (event_type, payload) = event.to_columns();
+            let hash = hash::event_hash(&HashInput {
+                prev_hash: &prev,
+                stream: &sa.stream,
+                version,
+                event_type: &event_type,
+                schema_version: CURRENT_SCHEMA_VERSION,
+                payload: &payload,
+                metadata: &metadata,
+                recorded_at,
+            });
+            tx.query_one(
+                &insert,
+                &[
+                    &sa.stream,
+                    &version,
+                    &event_type,
+                    &CURRENT_SCHEMA_VERSION,
+                    &payload,
+                    &metadata,
+                    &recorded_at,
+                    &prev,
+                    &hash,
+                ],
+            )
+            .await
+            .map_err(classify)?;
+            let ctx = projections::Context { stream: &sa.stream, recorded_at };
+            for st in projections::statements(&ctx, event) {
+                let stmt = tx.prepare_cached(st.sql).await?;
+                let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                    st.params.iter().map(|p| p.as_ref() as _).collect();
+                tx.execute(&stmt, &params).await.map_err(classify)?;
+            }
+            prev = hash;
+        }
+        heads.push(StreamHead { stream: sa.stream.clone(), version, last_hash: prev });
+    }
+    if let Some(key) = &append.signing_key {
+        let stmt = tx.prepare_cached(INSERT_SIGNING_KEY).await?;
+        tx.execute(&stmt, &[&key.kid, &key.public.as_slice(), &key.private_pkcs8(), &key.created])
+            .await
+            .map_err(classify)?;
+    }
+    if let Some(d) = &append.dedupe {
+        let stmt = tx.prepare_cached(INSERT_PROCESSED).await?;
+        tx.execute(&stmt, &[&d.request_id, &d.operation, &d.response]).await.map_err(classify)?;
+    }
+    Ok(heads)
+}
+
+/// Turns a unique violation into the typed error it stands for.
+fn classify(err: tokio_postgres::Error) -> AppendError {
+    if err.code() != Some(&SqlState::UNIQUE_VIOLATION) {
+        return AppendError::Database(err);
+    }
+    let constraint = err.as_db_error().and_then(|e| e.constraint()).unwrap_or_default().to_owned();
+    match constraint.as_str() {
+        "events_stream_version" => AppendError::Conflict(String::new()),
+        "processed_requests_pkey" => AppendError::AlreadyProcessed,
+        "unique_usernames_pkey" | "users_username_lower" => {
+            AppendError::Duplicate("username is already taken".into())
+        }
+        "workspaces_pkey" => AppendError::Duplicate("workspace already exists".into()),
+        "api_keys_pkey" | "api_keys_id_key" => AppendError::Duplicate("api key already exists".into()),
+        _ => AppendError::Database(err),
+    }
+}

@@ -1,0 +1,25 @@
+//! iamd: an event-sourced identity and access management service.
+//!
+//! # Layout
+//! - [`protocol`]: the wire types (`IamRequest` / `IamResponse`) and the error taxonomy.
+//! - [`domain`]: the aggregates (workspace, system): pure `decide` and `apply`.
+//! - [`events`]: event types, the hash chain and the PostgreSQL [`events::EventStore`].
+//! - [`projections`]: reducers keeping the read tables, run inside the append transaction.
+//! - [`actors`]: one `WorkspaceActor` per workspace and the `SystemActor`, behind a registry.
+//! - [`service`]: one dispatch from `IamRequest` to `IamResponse` for every adapter.
+//! - [`adapters`]: transports (HTTP today).
+//! - [`crypto`]: argon2id, API keys, Ed25519/JWT.
+//! - [`config`]: typed settings from YAML + `IAMD_*` environment variables.
+//! - [`db`]: the connection pool and migrations. [`startup`]: builds and runs the server.
+
+pub mod actors;
+pub mod adapters;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod domain;
+pub mod events;
+pub mod projections;
+pub mod protocol;
+pub mod service;
+pub mod startup;

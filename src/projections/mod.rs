@@ -1,0 +1,127 @@
+//! Inline projections: reducers that turn one event into the SQL statements that keep the
+//! read tables (`workspaces`, `users`, `api_keys`) and the username reservations current.
+//! They are pure (tested without a database); the event store executes their statements in
+//! the append transaction, so a command's effects are visible the moment it returns.
+//! Each table has exactly one module that writes it.
+
+mod api_keys;
+mod signing_keys;
+mod uniqueness;
+mod users;
+mod workspaces;
+
+use crate::events::Event;
+use chrono::{DateTime, Utc};
+use tokio_postgres::types::ToSql;
+
+/// A parameter of a projection statement.
+pub type Param = Box<dyn ToSql + Sync + Send>;
+
+/// One SQL statement a projection wants executed.
+pub struct Statement {
+    pub sql: &'static str,
+    pub params: Vec<Param>,
+}
+
+impl Statement {
+    pub fn new(sql: &'static str, params: Vec<Param>) -> Self {
+        Statement { sql, params }
+    }
+}
+
+/// The context a reducer may need beyond the event itself.
+pub struct Context<'a> {
+    pub stream: &'a str,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl Context<'_> {
+    /// The workspace id of a `workspace:<id>` stream.
+    pub fn workspace(&self) -> &str {
+        self.stream.strip_prefix("workspace:").unwrap_or_default()
+    }
+}
+
+/// Every statement every projection derives from `event`, in order.
+pub fn statements(ctx: &Context<'_>, event: &Event) -> Vec<Statement> {
+    let mut out = Vec::new();
+    out.extend(workspaces::reduce(ctx, event));
+    out.extend(users::reduce(ctx, event));
+    out.extend(uniqueness::reduce(ctx, event));
+    out.extend(api_keys::reduce(ctx, event));
+    out.extend(signing_keys::reduce(ctx, event));
+    out
+}
+
+/// Names of the tables projections own: what a rebuild empties and refills.
+pub const READ_TABLES: [&str; 4] = ["workspaces", "users", "api_keys", "unique_usernames"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::RevokeReason;
+
+    fn ctx() -> Context<'static> {
+        Context { stream: "workspace:acme", recorded_at: Utc::now() }
+    }
+
+    #[test]
+    fn user_created_writes_the_user_and_reserves_the_name() {
+        let e = Event::UserCreated {
+            user_id: "u".into(),
+            username: "Alice".into(),
+            name: "".into(),
+            email: "".into(),
+            roles: vec![],
+            enabled: true,
+            must_change_password: false,
+            password_hash: None,
+            created: Utc::now(),
+        };
+        let sql: Vec<_> = statements(&ctx(), &e).into_iter().map(|s| s.sql).collect();
+        assert_eq!(sql.len(), 2);
+        assert!(sql[0].starts_with("INSERT INTO users"));
+        assert!(sql[1].starts_with("INSERT INTO unique_usernames"));
+    }
+
+    #[test]
+    fn a_rename_moves_the_reservation_and_other_changes_do_not() {
+        let rename = Event::UserChanged {
+            user_id: "u".into(),
+            username: Some("bob".into()),
+            name: None,
+            email: None,
+            roles: None,
+            must_change_password: None,
+        };
+        let sql: Vec<_> = statements(&ctx(), &rename).into_iter().map(|s| s.sql).collect();
+        assert_eq!(sql.len(), 3);
+        assert!(sql[1].starts_with("DELETE FROM unique_usernames"));
+        let other = Event::UserChanged {
+            user_id: "u".into(),
+            username: None,
+            name: Some("B".into()),
+            email: None,
+            roles: None,
+            must_change_password: None,
+        };
+        assert_eq!(statements(&ctx(), &other).len(), 1);
+    }
+
+    #[test]
+    fn revocation_deletes_the_key_row_and_workspace_events_touch_one_table() {
+        let e = Event::ApiKeyRevoked { key_id: "k".into(), reason: RevokeReason::Revoked };
+        let s = statements(&ctx(), &e);
+        assert_eq!(s.len(), 1);
+        assert!(s[0].sql.starts_with("DELETE FROM api_keys"));
+        let s = statements(&ctx(), &Event::WorkspaceDisabled {});
+        assert_eq!(s.len(), 1);
+        assert!(s[0].sql.starts_with("UPDATE workspaces"));
+    }
+
+    #[test]
+    fn signing_key_creation_writes_no_read_table() {
+        let e = Event::SigningKeyCreated { kid: "k".into(), public_key: "p".into(), created: Utc::now() };
+        assert!(statements(&Context { stream: "system", recorded_at: Utc::now() }, &e).is_empty());
+    }
+}

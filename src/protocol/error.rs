@@ -1,0 +1,83 @@
+//! The error taxonomy of the IAM protocol: every failure any adapter returns is one of these.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The eight error types of the seed protocol, serialised in kebab-case (`auth-failed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    InvalidArgument,
+    NotFound,
+    Duplicate,
+    AuthFailed,
+    WeakPassword,
+    Disabled,
+    OperationNotPermitted,
+    InternalError,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidArgument => "invalid-argument",
+            ErrorKind::NotFound => "not-found",
+            ErrorKind::Duplicate => "duplicate",
+            ErrorKind::AuthFailed => "auth-failed",
+            ErrorKind::WeakPassword => "weak-password",
+            ErrorKind::Disabled => "disabled",
+            ErrorKind::OperationNotPermitted => "operation-not-permitted",
+            ErrorKind::InternalError => "internal-error",
+        }
+    }
+}
+
+/// The single message every authentication failure carries: one bucket, no oracle.
+pub const AUTH_FAILED_MESSAGE: &str = "authentication failed";
+
+/// A protocol error: a taxonomy type and a human-readable message that never carries a
+/// secret or an internal detail (causes are logged, not returned).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub struct IamError {
+    #[serde(rename = "type")]
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl fmt::Display for IamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.as_str(), self.message)
+    }
+}
+
+impl IamError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        IamError { kind, message: message.into() }
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidArgument, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+    pub fn duplicate(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Duplicate, message)
+    }
+    /// Always the same message, whatever the cause.
+    pub fn auth_failed() -> Self {
+        Self::new(ErrorKind::AuthFailed, AUTH_FAILED_MESSAGE)
+    }
+    pub fn weak_password(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::WeakPassword, message)
+    }
+    pub fn disabled(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Disabled, message)
+    }
+    pub fn not_permitted(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::OperationNotPermitted, message)
+    }
+    /// The message is generic on purpose; log the cause before calling this.
+    pub fn internal() -> Self {
+        Self::new(ErrorKind::InternalError, "internal error")
+    }
+}

@@ -1,0 +1,362 @@
+//! Wire types of the IAM service protocol (`IamRequest` → `IamResponse`), shared by every
+//! adapter. Field names follow the seed spec (snake_case); every request field is optional on
+//! input, `null` reads as empty, unknown fields are ignored, and the upstream aliases
+//! (`default_workspace`) are accepted.
+
+mod error;
+
+pub use error::{ErrorKind, IamError, AUTH_FAILED_MESSAGE};
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Reads a string that may be `null` or absent as the empty string.
+fn nullable<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Reads a list that may be `null` as empty.
+fn nullable_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Every operation iamd understands. Parsing an unknown name is `invalid-argument`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    Login,
+    ResolveApiKey,
+    ChangePassword,
+    ResetPassword,
+    CreateUser,
+    ListUsers,
+    GetUser,
+    UpdateUser,
+    DisableUser,
+    CreateWorkspace,
+    ListWorkspaces,
+    GetWorkspace,
+    UpdateWorkspace,
+    DisableWorkspace,
+    CreateApiKey,
+    ListApiKeys,
+    RevokeApiKey,
+    GetSigningKeyPublic,
+    RotateSigningKey,
+    Bootstrap,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 20] = [
+        Operation::Login,
+        Operation::ResolveApiKey,
+        Operation::ChangePassword,
+        Operation::ResetPassword,
+        Operation::CreateUser,
+        Operation::ListUsers,
+        Operation::GetUser,
+        Operation::UpdateUser,
+        Operation::DisableUser,
+        Operation::CreateWorkspace,
+        Operation::ListWorkspaces,
+        Operation::GetWorkspace,
+        Operation::UpdateWorkspace,
+        Operation::DisableWorkspace,
+        Operation::CreateApiKey,
+        Operation::ListApiKeys,
+        Operation::RevokeApiKey,
+        Operation::GetSigningKeyPublic,
+        Operation::RotateSigningKey,
+        Operation::Bootstrap,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Login => "login",
+            Operation::ResolveApiKey => "resolve-api-key",
+            Operation::ChangePassword => "change-password",
+            Operation::ResetPassword => "reset-password",
+            Operation::CreateUser => "create-user",
+            Operation::ListUsers => "list-users",
+            Operation::GetUser => "get-user",
+            Operation::UpdateUser => "update-user",
+            Operation::DisableUser => "disable-user",
+            Operation::CreateWorkspace => "create-workspace",
+            Operation::ListWorkspaces => "list-workspaces",
+            Operation::GetWorkspace => "get-workspace",
+            Operation::UpdateWorkspace => "update-workspace",
+            Operation::DisableWorkspace => "disable-workspace",
+            Operation::CreateApiKey => "create-api-key",
+            Operation::ListApiKeys => "list-api-keys",
+            Operation::RevokeApiKey => "revoke-api-key",
+            Operation::GetSigningKeyPublic => "get-signing-key-public",
+            Operation::RotateSigningKey => "rotate-signing-key",
+            Operation::Bootstrap => "bootstrap",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Operation, IamError> {
+        Operation::ALL
+            .iter()
+            .copied()
+            .find(|op| op.as_str() == name)
+            .ok_or_else(|| {
+                if name.is_empty() {
+                    IamError::invalid("operation is required")
+                } else {
+                    // Echo the name only when it is short and printable: it is caller input.
+                    let shown: String = name.chars().take(64).filter(|c| !c.is_control()).collect();
+                    IamError::invalid(format!("unknown operation '{shown}'"))
+                }
+            })
+    }
+
+    /// Operations that change state go through an actor and are deduplicated by `request_id`.
+    pub fn is_command(self) -> bool {
+        !matches!(
+            self,
+            Operation::Login
+                | Operation::ResolveApiKey
+                | Operation::ListUsers
+                | Operation::GetUser
+                | Operation::ListWorkspaces
+                | Operation::GetWorkspace
+                | Operation::ListApiKeys
+                | Operation::GetSigningKeyPublic
+        )
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IamRequest {
+    #[serde(deserialize_with = "nullable")]
+    pub operation: String,
+    #[serde(deserialize_with = "nullable")]
+    pub workspace: String,
+    #[serde(deserialize_with = "nullable")]
+    pub actor: String,
+    #[serde(deserialize_with = "nullable")]
+    pub user_id: String,
+    #[serde(deserialize_with = "nullable")]
+    pub username: String,
+    #[serde(deserialize_with = "nullable")]
+    pub key_id: String,
+    #[serde(deserialize_with = "nullable")]
+    pub api_key: String,
+    #[serde(deserialize_with = "nullable")]
+    pub password: String,
+    #[serde(deserialize_with = "nullable")]
+    pub new_password: String,
+    pub user: Option<UserInput>,
+    pub workspace_record: Option<WorkspaceInput>,
+    pub key: Option<ApiKeyInput>,
+    /// Idempotency key: a second request with the same id is answered without applying again.
+    #[serde(deserialize_with = "nullable")]
+    pub request_id: String,
+}
+
+/// `enabled` and `must_change_password` are `Option` so that an omitted field never changes
+/// state (the upstream bug where an omitted `enabled` re-enabled a disabled user).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UserInput {
+    #[serde(deserialize_with = "nullable")]
+    pub username: String,
+    #[serde(deserialize_with = "nullable")]
+    pub name: String,
+    #[serde(deserialize_with = "nullable")]
+    pub email: String,
+    #[serde(deserialize_with = "nullable")]
+    pub password: String,
+    pub roles: Option<Vec<String>>,
+    pub enabled: Option<bool>,
+    pub must_change_password: Option<bool>,
+    #[serde(deserialize_with = "nullable", alias = "default_workspace")]
+    pub workspace: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkspaceInput {
+    #[serde(deserialize_with = "nullable")]
+    pub id: String,
+    #[serde(deserialize_with = "nullable")]
+    pub name: String,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ApiKeyInput {
+    #[serde(deserialize_with = "nullable")]
+    pub user_id: String,
+    #[serde(deserialize_with = "nullable")]
+    pub name: String,
+    #[serde(deserialize_with = "nullable")]
+    pub expires: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UserRecord {
+    pub id: String,
+    #[serde(alias = "default_workspace")]
+    pub workspace: String,
+    pub username: String,
+    pub name: String,
+    pub email: String,
+    #[serde(deserialize_with = "nullable_list")]
+    pub roles: Vec<String>,
+    pub enabled: bool,
+    pub must_change_password: bool,
+    pub created: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkspaceRecord {
+    pub id: String,
+    pub name: String,
+    pub enabled: bool,
+    pub created: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    pub prefix: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub expires: String,
+    pub created: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub last_used: String,
+}
+
+/// The reply. Only non-empty fields are serialised; decoders default missing ones.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IamResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserRecord>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<UserRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<WorkspaceRecord>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub workspaces: Vec<WorkspaceRecord>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub api_key_plaintext: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<ApiKeyRecord>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub api_keys: Vec<ApiKeyRecord>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub jwt: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub jwt_expires: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub signing_key_public: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub resolved_user_id: String,
+    #[serde(skip_serializing_if = "String::is_empty", alias = "resolved_default_workspace")]
+    pub resolved_workspace: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resolved_roles: Vec<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub temporary_password: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub bootstrap_admin_user_id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub bootstrap_admin_api_key: String,
+    /// Set when a reply to a redelivered request was served from the dedupe record.
+    #[serde(skip_serializing_if = "is_false")]
+    pub replayed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<IamError>,
+}
+
+impl IamResponse {
+    pub fn error(err: IamError) -> Self {
+        IamResponse { error: Some(err), ..Default::default() }
+    }
+
+    /// The reply with every one-time secret removed: what may be stored for a redelivery.
+    pub fn without_secrets(&self) -> Self {
+        IamResponse {
+            api_key_plaintext: String::new(),
+            temporary_password: String::new(),
+            bootstrap_admin_api_key: String::new(),
+            jwt: String::new(),
+            jwt_expires: String::new(),
+            ..self.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nulls_and_unknown_fields_read_as_empty() {
+        let req: IamRequest = serde_json::from_str(
+            r#"{"operation":"get-user","workspace":null,"user":null,"bogus":1,"user_id":"u"}"#,
+        )
+        .unwrap();
+        assert_eq!(req.operation, "get-user");
+        assert_eq!(req.workspace, "");
+        assert!(req.user.is_none());
+    }
+
+    #[test]
+    fn wrong_types_are_rejected() {
+        assert!(serde_json::from_str::<IamRequest>(r#"{"operation":5}"#).is_err());
+        assert!(serde_json::from_str::<IamRequest>(r#"{"user":{"roles":"admin"}}"#).is_err());
+    }
+
+    #[test]
+    fn upstream_alias_default_workspace_is_accepted() {
+        let u: UserInput = serde_json::from_str(r#"{"default_workspace":"acme"}"#).unwrap();
+        assert_eq!(u.workspace, "acme");
+    }
+
+    #[test]
+    fn every_operation_round_trips_and_unknown_is_invalid() {
+        for op in Operation::ALL {
+            assert_eq!(Operation::parse(op.as_str()).unwrap(), op);
+        }
+        let err = Operation::parse("drop-tables").unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidArgument);
+        assert_eq!(Operation::parse("").unwrap_err().kind, ErrorKind::InvalidArgument);
+    }
+
+    #[test]
+    fn empty_fields_are_not_serialised_and_errors_use_type() {
+        let r = IamResponse::error(IamError::auth_failed());
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"error":{"type":"auth-failed","message":"authentication failed"}}"#
+        );
+    }
+
+    #[test]
+    fn without_secrets_strips_one_time_values() {
+        let r = IamResponse {
+            api_key_plaintext: "tg_x".into(),
+            temporary_password: "p".into(),
+            bootstrap_admin_api_key: "tg_y".into(),
+            bootstrap_admin_user_id: "u".into(),
+            ..Default::default()
+        };
+        let s = r.without_secrets();
+        assert!(s.api_key_plaintext.is_empty() && s.temporary_password.is_empty());
+        assert!(s.bootstrap_admin_api_key.is_empty());
+        assert_eq!(s.bootstrap_admin_user_id, "u");
+    }
+}
