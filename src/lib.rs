@@ -7,13 +7,15 @@
 //! - [`projections`]: reducers keeping the read tables, run inside the append transaction.
 //! - [`actors`]: one `WorkspaceActor` per workspace and the `SystemActor`, behind a registry.
 //! - [`service`]: one dispatch from `IamRequest` to `IamResponse` for every adapter.
-//! - [`adapters`]: transports (HTTP today).
+//! - [`adapters`]: transports: HTTP and Kafka.
+//! - [`client`]: a Kafka request/response client for iamd (`iamd call --kafka`, tests, bench).
 //! - [`crypto`]: argon2id, API keys, Ed25519/JWT.
 //! - [`config`]: typed settings from YAML + `IAMD_*` environment variables.
 //! - [`db`]: the connection pool and migrations. [`startup`]: builds and runs the server.
 
 pub mod actors;
 pub mod adapters;
+pub mod client;
 pub mod config;
 pub mod crypto;
 pub mod db;

@@ -1,1 +1,212 @@
-fn main() {}
+//! The `iamd` command: `serve`, `migrate`, `bootstrap`, `call`. Every failure ends in one
+//! readable line on standard error and exit status 1.
+
+use clap::{Parser, Subcommand};
+use iamd::config::Settings;
+use iamd::startup::{self, Application};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "iamd", version, about = "Event-sourced identity and access management service")]
+struct Cli {
+    /// YAML configuration file (default: ./iamd.yaml when present). IAMD_* variables override it.
+    #[arg(long, global = true, env = "IAMD_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Migrate, bootstrap when nothing exists yet, and serve HTTP.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Bootstrap (workspace `default`, user `admin`, an admin API key, a signing key) and
+    /// print the admin API key once; a no-op when already bootstrapped.
+    Bootstrap,
+    /// Send one request over Kafka and print the reply JSON (exit 1 when it is an error),
+    /// e.g. `iamd call --kafka 127.0.0.1:9092 resolve-api-key --api-key tg_…`.
+    Call(Box<CallArgs>),
+}
+
+#[derive(clap::Args)]
+struct CallArgs {
+    /// Brokers to send through (default: kafka.brokers).
+    #[arg(long)]
+    kafka: Option<String>,
+    /// The operation, e.g. resolve-api-key.
+    operation: String,
+    /// A whole IamRequest as JSON; the flags below override its fields.
+    #[arg(long)]
+    request: Option<String>,
+    #[arg(long)]
+    workspace: Option<String>,
+    #[arg(long)]
+    user_id: Option<String>,
+    #[arg(long)]
+    username: Option<String>,
+    #[arg(long)]
+    password: Option<String>,
+    #[arg(long)]
+    new_password: Option<String>,
+    #[arg(long)]
+    api_key: Option<String>,
+    #[arg(long)]
+    key_id: Option<String>,
+    #[arg(long)]
+    actor: Option<String>,
+    #[arg(long)]
+    request_id: Option<String>,
+    /// How long to wait for the reply.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
+    /// Send the request this many times and print latency figures instead of the reply.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    /// With --repeat: requests kept in flight at once.
+    #[arg(long, default_value_t = 1)]
+    in_flight: usize,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => fail(format!("configuration: {e:#}")),
+    };
+    init_tracing(&settings);
+    let result = actix_web::rt::System::new().block_on(async move {
+        match cli.command {
+            Command::Serve => serve(settings).await,
+            Command::Migrate => migrate(settings).await,
+            Command::Bootstrap => bootstrap(settings).await,
+            Command::Call(args) => call(settings, args).await,
+        }
+    });
+    if let Err(e) = result {
+        fail(format!("{e:#}"));
+    }
+}
+
+fn fail(message: String) -> ! {
+    eprintln!("iamd: {message}");
+    std::process::exit(1);
+}
+
+fn init_tracing(settings: &Settings) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(&settings.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if settings.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let app = Application::build(&settings).await?;
+    if let Some(done) = &app.bootstrap {
+        announce(done);
+    }
+    let kafka = if settings.kafka.enabled() {
+        Some(iamd::adapters::kafka::spawn(&settings.kafka, app.service.clone())?)
+    } else {
+        None
+    };
+    tracing::info!(listen = %settings.http.listen, port = app.port, kafka = kafka.is_some(), "iamd serving HTTP");
+    app.run_until_stopped().await?;
+    if let Some(kafka) = kafka {
+        // The adapter saw the signal too and is draining; wait for it.
+        actix_web::rt::task::spawn_blocking(move || kafka.stop()).await?;
+    }
+    tracing::info!("iamd stopped");
+    Ok(())
+}
+
+async fn call(settings: Settings, args: Box<CallArgs>) -> anyhow::Result<()> {
+    use iamd::client::{ClientOptions, KafkaClient};
+    use iamd::protocol::IamRequest;
+    let brokers = args.kafka.unwrap_or_else(|| settings.kafka.brokers.clone());
+    if brokers.trim().is_empty() {
+        anyhow::bail!("call: no brokers (pass --kafka HOST:PORT or set kafka.brokers)");
+    }
+    let mut request = match &args.request {
+        Some(json) => {
+            IamRequest::from_json(json.as_bytes()).map_err(|e| anyhow::anyhow!("--request: {}", e.message))?
+        }
+        None => IamRequest::default(),
+    };
+    request.operation = args.operation;
+    for (field, value) in [
+        (&mut request.workspace, args.workspace),
+        (&mut request.user_id, args.user_id),
+        (&mut request.username, args.username),
+        (&mut request.password, args.password),
+        (&mut request.new_password, args.new_password),
+        (&mut request.api_key, args.api_key),
+        (&mut request.key_id, args.key_id),
+        (&mut request.actor, args.actor),
+        (&mut request.request_id, args.request_id),
+    ] {
+        if let Some(v) = value {
+            *field = v;
+        }
+    }
+    let options = ClientOptions {
+        request_topic: settings.kafka.request_topic.clone(),
+        response_topic: settings.kafka.response_topic.clone(),
+        partitioner: settings.kafka.partitioner.clone(),
+        properties: settings.kafka.extra_properties()?,
+        ..ClientOptions::new(&brokers)
+    };
+    let client = KafkaClient::connect(options, args.timeout).await?;
+    if args.repeat > 1 {
+        let figures =
+            iamd::client::measure(&client, &request, args.repeat, args.in_flight, args.timeout).await;
+        println!("{}", serde_json::to_string(&figures)?);
+        return Ok(());
+    }
+    let reply = client.call(&request, args.timeout).await?;
+    println!("{}", serde_json::to_string_pretty(&reply)?);
+    if reply.error.is_some() {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// Prints a freshly created admin key once, on standard output, never into the log.
+fn announce(done: &iamd::service::Bootstrapped) {
+    if let Some(key) = &done.admin_api_key {
+        println!("bootstrap: created workspace `default` and user `admin` ({})", done.admin_user_id);
+        println!("bootstrap: admin API key (shown once, store it now): {}", key.expose());
+    } else if done.applied {
+        println!(
+            "bootstrap: created workspace `default` and user `admin` with the configured bootstrap.token"
+        );
+    }
+}
+
+async fn migrate(settings: Settings) -> anyhow::Result<()> {
+    let pool = iamd::db::connect(settings.database.url.expose(), settings.database.pool_size).await?;
+    let applied = iamd::db::migrate(&pool).await?;
+    println!("migrations applied: {applied} (schema now at {})", iamd::db::MIGRATIONS.len());
+    Ok(())
+}
+
+async fn bootstrap(settings: Settings) -> anyhow::Result<()> {
+    let service = startup::build_service(&settings).await?;
+    service.ensure_signing_key().await.map_err(|e| anyhow::anyhow!("signing key: {e}"))?;
+    let token = if settings.bootstrap.token.is_set() {
+        Some(startup::bootstrap_token(settings.bootstrap.token.expose())?)
+    } else {
+        None
+    };
+    let done = service.bootstrap_on_start(token).await.map_err(|e| anyhow::anyhow!("bootstrap: {e}"))?;
+    if !done.applied {
+        println!("bootstrap: already bootstrapped; nothing changed");
+    }
+    announce(&done);
+    Ok(())
+}

@@ -1,1 +1,134 @@
-//! Startup.
+//! Builds the running service from [`Settings`]: the pool (migrated unless told otherwise),
+//! the actor registry, the service, a signing key, the start-up bootstrap, and the HTTP
+//! listener. Binding is separate from running so that tests can ask for port 0 and learn the
+//! port, and `main` can print the bootstrap key before serving.
+
+use crate::actors::Registry;
+use crate::adapters::http::{self, Gatekeeper, HttpState};
+use crate::config::Settings;
+use crate::crypto::{ApiKey, PasswordHasher, PasswordPolicy};
+use crate::db;
+use crate::events::EventStore;
+use crate::service::{Bootstrapped, Service, ServiceSettings};
+use actix_web::{middleware, web, App, HttpServer};
+use anyhow::{bail, Context as _};
+use base64::Engine;
+use std::net::TcpListener;
+
+/// A bound, not yet running server.
+pub struct Application {
+    pub port: u16,
+    pub service: Service,
+    /// What the start-up bootstrap did, when it ran.
+    pub bootstrap: Option<Bootstrapped>,
+    server: actix_web::dev::Server,
+}
+
+impl Application {
+    /// Connects, migrates, bootstraps and binds. Must run inside an actix `System`.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
+        let service = build_service(settings).await?;
+        service
+            .ensure_signing_key()
+            .await
+            .map_err(|e| anyhow::anyhow!("creating the first signing key failed: {e}"))?;
+        let bootstrap = start_up_bootstrap(settings, &service).await?;
+
+        let listener = TcpListener::bind(&settings.http.listen).with_context(|| {
+            format!("cannot listen on {} (http.listen / IAMD_HTTP_LISTEN)", settings.http.listen)
+        })?;
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(HttpState {
+            service: service.clone(),
+            gatekeeper: Gatekeeper::new(&settings.http.gateway_secret),
+            max_body_bytes: settings.http.max_body_bytes,
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap(middleware::Logger::new(r#"%a "%r" %s %b %Dms"#))
+                .configure(http::routes)
+        })
+        .workers(threads())
+        .listen(listener)?
+        .run();
+        Ok(Application { port, service, bootstrap, server })
+    }
+
+    /// Serves until SIGINT/SIGTERM; in-flight requests finish first.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+}
+
+/// The pool (migrated when `database.migrate_on_start`), the actors and the service, without
+/// a listener: what `iamd bootstrap` and the tests need. Must run inside an actix `System`.
+pub async fn build_service(settings: &Settings) -> anyhow::Result<Service> {
+    let pool = db::connect(settings.database.url.expose(), settings.database.pool_size).await?;
+    if settings.database.migrate_on_start {
+        let applied = db::migrate(&pool).await?;
+        if applied > 0 {
+            tracing::info!(applied, "database migrations applied");
+        }
+    } else if !db::is_migrated(&pool).await? {
+        bail!("the database schema is not up to date: run `iamd migrate` (or set database.migrate_on_start: true)");
+    }
+    let store = EventStore::new(pool);
+    let registry = Registry::new(store.clone(), settings.actors.idle_timeout, threads());
+    let a = &settings.argon2;
+    let hasher = PasswordHasher::new(a.memory_kib, a.iterations, a.parallelism)?;
+    let service_settings = ServiceSettings {
+        jwt_issuer: settings.jwt.issuer.clone(),
+        jwt_ttl: chrono::Duration::from_std(settings.jwt.ttl).context("jwt.ttl is too large")?,
+        signing_grace: chrono::Duration::from_std(settings.signing.grace_period)
+            .context("signing.grace_period is too large")?,
+        policy: PasswordPolicy { min_length: settings.password.min_length },
+    };
+    Ok(Service::new(store, registry, hasher, service_settings))
+}
+
+/// With `bootstrap.token`, bootstraps with that key (no secret in any reply); else, with
+/// `bootstrap.on_start`, bootstraps with a fresh key the caller prints once.
+async fn start_up_bootstrap(settings: &Settings, service: &Service) -> anyhow::Result<Option<Bootstrapped>> {
+    let token = if settings.bootstrap.token.is_set() {
+        Some(bootstrap_token(settings.bootstrap.token.expose())?)
+    } else if settings.bootstrap.on_start {
+        None
+    } else {
+        return Ok(None);
+    };
+    let done = service
+        .bootstrap_on_start(token)
+        .await
+        .map_err(|e| anyhow::anyhow!("start-up bootstrap failed: {e}"))?;
+    Ok(Some(done))
+}
+
+/// An operator-chosen bootstrap key must look like one iamd would make: `tg_` and at least
+/// 22 base64url characters (128 bits).
+pub fn bootstrap_token(raw: &str) -> anyhow::Result<ApiKey> {
+    let body = raw.strip_prefix(crate::crypto::api_key::API_KEY_PREFIX).unwrap_or("");
+    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(body).unwrap_or_default();
+    if body.len() < 22 || decoded.len() * 8 < 128 || raw.len() > crate::crypto::api_key::MAX_API_KEY_LEN {
+        bail!("bootstrap.token must be `tg_` followed by at least 22 base64url characters");
+    }
+    Ok(ApiKey::from_plaintext(raw.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstrap_tokens_need_the_prefix_and_128_bits() {
+        assert!(bootstrap_token("tg_AAAAAAAAAAAAAAAAAAAAAA").is_ok());
+        assert!(bootstrap_token(ApiKey::generate().expose()).is_ok());
+        assert!(bootstrap_token("tg_short").is_err());
+        assert!(bootstrap_token("xx_AAAAAAAAAAAAAAAAAAAAAA").is_err());
+        assert!(bootstrap_token("tg_!!!!!!!!!!!!!!!!!!!!!!!!").is_err());
+    }
+}

@@ -16,10 +16,7 @@ impl ApiKey {
     pub fn generate() -> ApiKey {
         let mut bytes = [0u8; 24];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
-        ApiKey(format!(
-            "{API_KEY_PREFIX}{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-        ))
+        ApiKey(format!("{API_KEY_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)))
     }
 
     /// Wraps an operator-chosen key (bootstrap token mode).
@@ -85,9 +82,7 @@ mod tests {
         let k = ApiKey::generate();
         assert!(k.expose().starts_with("tg_"));
         assert_eq!(k.expose().len(), 3 + 32);
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(&k.expose()[3..])
-            .unwrap();
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&k.expose()[3..]).unwrap();
         assert!(raw.len() * 8 >= 128);
         assert_eq!(k.display_prefix(), k.expose()[..4]);
         assert_ne!(k.expose(), ApiKey::generate().expose());

@@ -112,9 +112,7 @@ pub struct PasswordPolicy {
 impl PasswordPolicy {
     pub fn check(&self, password: &str, username: &str) -> Result<(), IamError> {
         if password.len() > MAX_PASSWORD_BYTES {
-            return Err(IamError::invalid(format!(
-                "password is longer than {MAX_PASSWORD_BYTES} bytes"
-            )));
+            return Err(IamError::invalid(format!("password is longer than {MAX_PASSWORD_BYTES} bytes")));
         }
         if password.chars().count() < self.min_length {
             return Err(IamError::weak_password(format!(

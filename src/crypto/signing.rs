@@ -27,9 +27,7 @@ impl fmt::Debug for SigningKey {
 impl SigningKey {
     pub fn generate(now: DateTime<Utc>) -> anyhow::Result<SigningKey> {
         let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
-        let der = key
-            .to_pkcs8_der()
-            .map_err(|e| anyhow::anyhow!("encoding the signing key failed: {e}"))?;
+        let der = key.to_pkcs8_der().map_err(|e| anyhow::anyhow!("encoding the signing key failed: {e}"))?;
         Ok(SigningKey {
             kid: uuid::Uuid::new_v4().simple().to_string(),
             created: now,

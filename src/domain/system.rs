@@ -57,9 +57,14 @@ pub struct NewKey {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SystemCommand {
     /// Creates a signing key when there is no active one (start-up).
-    EnsureSigningKey { key: NewKey },
+    EnsureSigningKey {
+        key: NewKey,
+    },
     /// Introduces `key`; the active key keeps validating for `grace` (at least one hour).
-    RotateSigningKey { key: NewKey, grace: Duration },
+    RotateSigningKey {
+        key: NewKey,
+        grace: Duration,
+    },
     Bootstrap {
         user_id: String,
         key_id: String,
@@ -202,16 +207,27 @@ mod tests {
             d.system,
             vec![
                 created(&key("b"), now),
-                Event::SigningKeyRetired { kid: "a".into(), retired: now, valid_until: now + Duration::hours(2) }
+                Event::SigningKeyRetired {
+                    kid: "a".into(),
+                    retired: now,
+                    valid_until: now + Duration::hours(2)
+                }
             ]
         );
-        assert_eq!(given(&[created(&key("a"), now), d.system[0].clone(), d.system[1].clone()]).active_key().unwrap().kid, "b");
+        assert_eq!(
+            given(&[created(&key("a"), now), d.system[0].clone(), d.system[1].clone()])
+                .active_key()
+                .unwrap()
+                .kid,
+            "b"
+        );
     }
 
     #[test]
     fn rotation_refuses_a_grace_below_one_hour() {
         let cmd = SystemCommand::RotateSigningKey { key: key("b"), grace: Duration::minutes(59) };
-        let err = decide(&SystemState::default(), &WorkspaceState::new("default"), &cmd, Utc::now()).unwrap_err();
+        let err =
+            decide(&SystemState::default(), &WorkspaceState::new("default"), &cmd, Utc::now()).unwrap_err();
         assert_eq!(err.kind, ErrorKind::InvalidArgument);
     }
 

@@ -19,7 +19,7 @@ const INSERT_SIGNING_KEY: &str = "INSERT INTO signing_keys (kid, public_key, pri
     VALUES ($1, $2, $3, $4)";
 const INSERT_PROCESSED: &str =
     "INSERT INTO processed_requests (request_id, operation, response) VALUES ($1, $2, $3)";
-const SELECT_PROCESSED: &str = "SELECT response FROM processed_requests WHERE request_id = $1";
+const SELECT_PROCESSED: &str = "SELECT operation, response FROM processed_requests WHERE request_id = $1";
 const SELECT_STREAM: &str = "SELECT position, stream, version, event_type, schema_version, payload, \
     metadata, recorded_at, prev_hash, hash FROM events WHERE stream = $1 ORDER BY version";
 
@@ -118,9 +118,17 @@ impl EventStore {
 
     /// The stored reply of an already applied request, if any.
     pub async fn processed(&self, request_id: &str) -> Result<Option<serde_json::Value>, AppendError> {
+        Ok(self.processed_record(request_id).await?.map(|(_, response)| response))
+    }
+
+    /// The operation and stored reply of an already applied request, if any.
+    pub async fn processed_record(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<(String, serde_json::Value)>, AppendError> {
         let client = self.pool.get().await?;
         let stmt = client.prepare_cached(SELECT_PROCESSED).await?;
-        Ok(client.query_opt(&stmt, &[&request_id]).await?.map(|r| r.get(0)))
+        Ok(client.query_opt(&stmt, &[&request_id]).await?.map(|r| (r.get(0), r.get(1))))
     }
 }
 

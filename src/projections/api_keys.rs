@@ -23,10 +23,9 @@ pub fn reduce(ctx: &Context<'_>, event: &Event) -> Vec<Statement> {
                 ],
             )]
         }
-        Event::ApiKeyRevoked { key_id, .. } => vec![Statement::new(
-            "DELETE FROM api_keys WHERE id = $1",
-            vec![Box::new(key_id.clone())],
-        )],
+        Event::ApiKeyRevoked { key_id, .. } => {
+            vec![Statement::new("DELETE FROM api_keys WHERE id = $1", vec![Box::new(key_id.clone())])]
+        }
         _ => vec![],
     }
 }

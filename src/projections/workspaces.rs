@@ -14,14 +14,12 @@ pub fn reduce(ctx: &Context<'_>, event: &Event) -> Vec<Statement> {
             "UPDATE workspaces SET name = $2 WHERE id = $1",
             vec![Box::new(ws), Box::new(name.clone())],
         )],
-        Event::WorkspaceDisabled {} => vec![Statement::new(
-            "UPDATE workspaces SET enabled = false WHERE id = $1",
-            vec![Box::new(ws)],
-        )],
-        Event::WorkspaceEnabled {} => vec![Statement::new(
-            "UPDATE workspaces SET enabled = true WHERE id = $1",
-            vec![Box::new(ws)],
-        )],
+        Event::WorkspaceDisabled {} => {
+            vec![Statement::new("UPDATE workspaces SET enabled = false WHERE id = $1", vec![Box::new(ws)])]
+        }
+        Event::WorkspaceEnabled {} => {
+            vec![Statement::new("UPDATE workspaces SET enabled = true WHERE id = $1", vec![Box::new(ws)])]
+        }
         _ => vec![],
     }
 }

@@ -98,19 +98,15 @@ impl Operation {
     }
 
     pub fn parse(name: &str) -> Result<Operation, IamError> {
-        Operation::ALL
-            .iter()
-            .copied()
-            .find(|op| op.as_str() == name)
-            .ok_or_else(|| {
-                if name.is_empty() {
-                    IamError::invalid("operation is required")
-                } else {
-                    // Echo the name only when it is short and printable: it is caller input.
-                    let shown: String = name.chars().take(64).filter(|c| !c.is_control()).collect();
-                    IamError::invalid(format!("unknown operation '{shown}'"))
-                }
-            })
+        Operation::ALL.iter().copied().find(|op| op.as_str() == name).ok_or_else(|| {
+            if name.is_empty() {
+                IamError::invalid("operation is required")
+            } else {
+                // Echo the name only when it is short and printable: it is caller input.
+                let shown: String = name.chars().take(64).filter(|c| !c.is_control()).collect();
+                IamError::invalid(format!("unknown operation '{shown}'"))
+            }
+        })
     }
 
     /// Operations that change state go through an actor and are deduplicated by `request_id`.
@@ -156,6 +152,31 @@ pub struct IamRequest {
     /// Idempotency key: a second request with the same id is answered without applying again.
     #[serde(deserialize_with = "nullable")]
     pub request_id: String,
+}
+
+impl IamRequest {
+    /// The workspace a request concerns: `workspace`, else `workspace_record.id` (workspace
+    /// operations); empty for operations of no workspace. Kafka keys and orders by it.
+    pub fn target_workspace(&self) -> &str {
+        match &self.workspace_record {
+            Some(r) if self.workspace.is_empty() => &r.id,
+            _ => &self.workspace,
+        }
+    }
+
+    /// Decodes a request body. A failure says what is wrong and where, never the offending
+    /// value (it may be a password).
+    pub fn from_json(bytes: &[u8]) -> Result<IamRequest, IamError> {
+        serde_json::from_slice(bytes).map_err(|e| {
+            use serde_json::error::Category;
+            let what = match e.classify() {
+                Category::Io | Category::Syntax => "is not valid JSON",
+                Category::Eof => "ends before the JSON does",
+                Category::Data => "has a field of the wrong type",
+            };
+            IamError::invalid(format!("request body {what} (line {}, column {})", e.line(), e.column()))
+        })
+    }
 }
 
 /// `enabled` and `must_change_password` are `Option` so that an omitted field never changes
@@ -318,6 +339,27 @@ mod tests {
     fn wrong_types_are_rejected() {
         assert!(serde_json::from_str::<IamRequest>(r#"{"operation":5}"#).is_err());
         assert!(serde_json::from_str::<IamRequest>(r#"{"user":{"roles":"admin"}}"#).is_err());
+    }
+
+    #[test]
+    fn json_errors_never_echo_values() {
+        let e = IamRequest::from_json(br#"{"password": 1234567890123}"#).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidArgument);
+        assert!(!e.message.contains("1234567890123"), "{}", e.message);
+        assert!(e.message.contains("wrong type"));
+        assert!(IamRequest::from_json(b"{not json").unwrap_err().message.contains("not valid JSON"));
+        assert!(IamRequest::from_json(b"{").unwrap_err().message.contains("ends before"));
+        assert!(IamRequest::from_json(b"\xff\xfe").is_err());
+    }
+
+    #[test]
+    fn the_target_workspace_is_workspace_else_the_record_id() {
+        let r = IamRequest::from_json(br#"{"operation":"update-workspace","workspace_record":{"id":"w"}}"#)
+            .unwrap();
+        assert_eq!(r.target_workspace(), "w");
+        let r = IamRequest::from_json(br#"{"workspace":"a","workspace_record":{"id":"w"}}"#).unwrap();
+        assert_eq!(r.target_workspace(), "a");
+        assert_eq!(IamRequest::default().target_workspace(), "");
     }
 
     #[test]

@@ -1,1 +1,222 @@
-//! Service.
+//! One dispatch from `IamRequest` to `IamResponse` for every adapter (HTTP, Kafka, CLI).
+//! Queries read the read tables ([`queries`]); commands go to the workspace's actor (or the
+//! system actor) after the slow or secret work is done here: argon2 on the blocking pool,
+//! API-key and signing-key generation. Every failure is a protocol error; causes are logged.
+//!
+//! - [`credentials`]: login, resolve-api-key, change-password, reset-password.
+//! - [`manage`]: users, workspaces and API keys.
+//! - [`system`]: signing keys and bootstrap.
+
+mod credentials;
+mod manage;
+pub mod queries;
+mod signer;
+mod system;
+
+pub use queries::Queries;
+pub use signer::SignerCache;
+pub use system::Bootstrapped;
+
+use crate::actors::{self, Execute, Registry};
+use crate::crypto::{PasswordHasher, PasswordPolicy};
+use crate::domain::workspace::WorkspaceCommand;
+use crate::events::{EventStore, Metadata};
+use crate::protocol::{IamError, IamRequest, IamResponse, Operation, UserRecord};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Longest accepted identifier-like request field (ids, usernames, actor, request id).
+pub const MAX_ID_FIELD: usize = 256;
+
+/// What the service needs from the settings.
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    pub jwt_issuer: String,
+    pub jwt_ttl: chrono::Duration,
+    pub signing_grace: chrono::Duration,
+    pub policy: PasswordPolicy,
+}
+
+struct Inner {
+    store: EventStore,
+    queries: Queries,
+    registry: Registry,
+    hasher: PasswordHasher,
+    signer: SignerCache,
+    settings: ServiceSettings,
+    /// When each key's `last_used` was last written by this process (coalescing).
+    last_used: Mutex<HashMap<String, Instant>>,
+}
+
+/// Cheap to clone; shared by every adapter.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+impl Service {
+    pub fn new(
+        store: EventStore,
+        registry: Registry,
+        hasher: PasswordHasher,
+        settings: ServiceSettings,
+    ) -> Self {
+        let queries = Queries::new(store.pool().clone());
+        Service {
+            inner: Arc::new(Inner {
+                store,
+                queries,
+                registry,
+                hasher,
+                signer: SignerCache::default(),
+                settings,
+                last_used: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn queries(&self) -> &Queries {
+        &self.inner.queries
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// Answers one request. `source` names the transport (`http`, `kafka`, `cli`) for the
+    /// events' metadata.
+    pub async fn handle(&self, req: IamRequest, source: &str) -> IamResponse {
+        let op = req.operation.clone();
+        match self.dispatch(req, source).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(operation = %op.chars().take(64).collect::<String>(), error = %e.kind.as_str(), "request refused");
+                IamResponse::error(e)
+            }
+        }
+    }
+
+    async fn dispatch(&self, req: IamRequest, source: &str) -> Result<IamResponse, IamError> {
+        let op = Operation::parse(&req.operation)?;
+        check_sizes(&req)?;
+        if op.is_command() && !req.request_id.is_empty() {
+            if let Some(r) = actors::replayed(&self.inner.store, &req.request_id, op.as_str()).await? {
+                return Ok(r);
+            }
+        }
+        let ctx = Ctx {
+            metadata: Metadata {
+                actor: req.actor.clone(),
+                request_id: req.request_id.clone(),
+                source: source.to_owned(),
+                operation: op.as_str().to_owned(),
+            },
+            request_id: (!req.request_id.is_empty()).then(|| req.request_id.clone()),
+        };
+        use Operation as O;
+        match op {
+            O::Login => self.login(req).await,
+            O::ResolveApiKey => self.resolve_api_key(req).await,
+            O::ChangePassword => self.change_password(req, ctx).await,
+            O::ResetPassword => self.reset_password(req, ctx).await,
+            O::CreateUser => self.create_user(req, ctx).await,
+            O::ListUsers => self.list_users(req).await,
+            O::GetUser => self.get_user(req).await,
+            O::UpdateUser => self.update_user(req, ctx).await,
+            O::DisableUser => self.disable_user(req, ctx).await,
+            O::CreateWorkspace => self.create_workspace(req, ctx).await,
+            O::ListWorkspaces => self.list_workspaces().await,
+            O::GetWorkspace => self.get_workspace(req).await,
+            O::UpdateWorkspace => self.update_workspace(req, ctx).await,
+            O::DisableWorkspace => self.disable_workspace(req, ctx).await,
+            O::CreateApiKey => self.create_api_key(req, ctx).await,
+            O::ListApiKeys => self.list_api_keys(req).await,
+            O::RevokeApiKey => self.revoke_api_key(req, ctx).await,
+            O::GetSigningKeyPublic => self.signing_key_public().await,
+            O::RotateSigningKey => self.rotate_signing_key(ctx).await,
+            O::Bootstrap => self.bootstrap_operation(ctx).await,
+        }
+    }
+
+    /// Runs a command on a workspace's actor.
+    async fn command(
+        &self,
+        workspace: &str,
+        command: WorkspaceCommand,
+        ctx: Ctx,
+    ) -> Result<IamResponse, IamError> {
+        let msg = Execute { command, metadata: ctx.metadata, request_id: ctx.request_id };
+        self.inner.registry.execute(workspace, msg).await
+    }
+
+    /// The user `user_id`, which `workspace` (when given) must own.
+    async fn owned_user(&self, workspace: &str, user_id: &str) -> Result<UserRecord, IamError> {
+        if user_id.is_empty() {
+            return Err(IamError::invalid("user_id is required"));
+        }
+        let user =
+            self.inner.queries.user(user_id).await?.ok_or_else(|| IamError::not_found("user not found"))?;
+        if !workspace.is_empty() && user.workspace != workspace {
+            return Err(IamError::not_permitted("the user belongs to another workspace"));
+        }
+        Ok(user)
+    }
+}
+
+/// Who asked, through what, under which idempotency key.
+struct Ctx {
+    metadata: Metadata,
+    request_id: Option<String>,
+}
+
+fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, IamError> {
+    if value.is_empty() {
+        return Err(IamError::invalid(format!("{field} is required")));
+    }
+    Ok(value)
+}
+
+/// Refuses oversized identifier fields, and NUL characters (which no PostgreSQL text or jsonb
+/// value can hold), before any work is done.
+fn check_sizes(req: &IamRequest) -> Result<(), IamError> {
+    for (field, value) in [
+        ("workspace", &req.workspace),
+        ("actor", &req.actor),
+        ("user_id", &req.user_id),
+        ("username", &req.username),
+        ("key_id", &req.key_id),
+        ("request_id", &req.request_id),
+    ] {
+        if value.len() > MAX_ID_FIELD {
+            return Err(IamError::invalid(format!("{field} is longer than {MAX_ID_FIELD} bytes")));
+        }
+        if value.contains('\0') {
+            return Err(IamError::invalid(format!("{field} contains a NUL character")));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ErrorKind;
+
+    #[test]
+    fn oversized_identifiers_are_invalid_arguments() {
+        let req = IamRequest { username: "x".repeat(MAX_ID_FIELD + 1), ..Default::default() };
+        let err = check_sizes(&req).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidArgument);
+        assert!(err.message.starts_with("username"));
+        assert!(check_sizes(&IamRequest { username: "x".repeat(MAX_ID_FIELD), ..Default::default() }).is_ok());
+        let nul = IamRequest { actor: "a\0b".into(), ..Default::default() };
+        assert_eq!(check_sizes(&nul).unwrap_err().kind, ErrorKind::InvalidArgument);
+    }
+
+    #[test]
+    fn required_names_the_field() {
+        assert_eq!(required("user_id", "").unwrap_err().message, "user_id is required");
+        assert_eq!(required("user_id", "u").unwrap(), "u");
+    }
+}

@@ -10,8 +10,13 @@ use chrono::{DateTime, Utc};
 /// The intent of a write to one workspace.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WorkspaceCommand {
-    CreateWorkspace { name: String },
-    UpdateWorkspace { name: Option<String>, enabled: Option<bool> },
+    CreateWorkspace {
+        name: String,
+    },
+    UpdateWorkspace {
+        name: Option<String>,
+        enabled: Option<bool>,
+    },
     DisableWorkspace,
     CreateUser {
         user_id: String,
@@ -35,11 +40,20 @@ pub enum WorkspaceCommand {
         /// update-user refuses passwords; set when the request carried one.
         password_given: bool,
     },
-    DisableUser { user_id: String },
+    DisableUser {
+        user_id: String,
+    },
     /// `verified_hash` is the stored hash the current password was checked against; if the
     /// user's hash changed since, the change is refused (no lost update).
-    ChangePassword { user_id: String, verified_hash: String, new_hash: String },
-    ResetPassword { user_id: String, new_hash: String },
+    ChangePassword {
+        user_id: String,
+        verified_hash: String,
+        new_hash: String,
+    },
+    ResetPassword {
+        user_id: String,
+        new_hash: String,
+    },
     CreateApiKey {
         key_id: String,
         user_id: String,
@@ -48,7 +62,9 @@ pub enum WorkspaceCommand {
         key_hash: String,
         expires: Option<DateTime<Utc>>,
     },
-    RevokeApiKey { key_id: String },
+    RevokeApiKey {
+        key_id: String,
+    },
 }
 
 fn existing(state: &WorkspaceState) -> Result<(), IamError> {
@@ -75,10 +91,7 @@ fn user<'a>(state: &'a WorkspaceState, user_id: &str) -> Result<&'a UserState, I
 
 /// Revocations of every active key of `user_id`.
 fn revoke_all(state: &WorkspaceState, user_id: &str, reason: RevokeReason) -> Vec<Event> {
-    state
-        .active_keys_of(user_id)
-        .map(|k| Event::ApiKeyRevoked { key_id: k.id.clone(), reason })
-        .collect()
+    state.active_keys_of(user_id).map(|k| Event::ApiKeyRevoked { key_id: k.id.clone(), reason }).collect()
 }
 
 /// Decides what `command` means for `state` at `now`: the events to record, or why not.
@@ -100,16 +113,26 @@ pub fn decide(
         }
         C::UpdateWorkspace { name, enabled } => {
             existing(state)?;
+            let rename = name.as_ref().filter(|n| !n.is_empty() && **n != state.name);
+            if let Some(name) = rename {
+                rules::max_len("name", name, rules::MAX_NAME)?;
+            }
+            let renamed = rename.map(|name| Event::WorkspaceRenamed { name: name.clone() });
             let mut events = Vec::new();
             match enabled {
-                Some(true) if !state.enabled => events.push(Event::WorkspaceEnabled {}),
-                Some(false) if state.enabled => return decide(state, &C::DisableWorkspace, now),
-                _ if !state.enabled => return Err(IamError::disabled("workspace is disabled")),
-                _ => {}
-            }
-            if let Some(name) = name.as_ref().filter(|n| !n.is_empty() && **n != state.name) {
-                rules::max_len("name", name, rules::MAX_NAME)?;
-                events.push(Event::WorkspaceRenamed { name: name.clone() });
+                // Disabling is idempotent and cascades; a rename in the same request is kept.
+                Some(false) => {
+                    events.extend(renamed);
+                    events.extend(decide(state, &C::DisableWorkspace, now)?);
+                }
+                Some(true) if !state.enabled => {
+                    events.push(Event::WorkspaceEnabled {});
+                    events.extend(renamed);
+                }
+                _ if !state.enabled && renamed.is_some() => {
+                    return Err(IamError::disabled("workspace is disabled"));
+                }
+                _ => events.extend(renamed),
             }
             Ok(events)
         }
@@ -126,13 +149,10 @@ pub fn decide(
                     .filter(|u| u.enabled)
                     .map(|u| Event::UserDisabled { user_id: u.id.clone() }),
             );
-            events.extend(
-                state
-                    .keys
-                    .values()
-                    .filter(|k| !k.revoked)
-                    .map(|k| Event::ApiKeyRevoked { key_id: k.id.clone(), reason: RevokeReason::WorkspaceDisabled }),
-            );
+            events.extend(state.keys.values().filter(|k| !k.revoked).map(|k| Event::ApiKeyRevoked {
+                key_id: k.id.clone(),
+                reason: RevokeReason::WorkspaceDisabled,
+            }));
             Ok(events)
         }
         C::CreateUser {
@@ -205,7 +225,12 @@ pub fn decide(
             };
             let must_change_password = must_change_password.filter(|v| *v != u.must_change_password);
             let mut events = Vec::new();
-            if username.is_some() || name.is_some() || email.is_some() || roles.is_some() || must_change_password.is_some() {
+            if username.is_some()
+                || name.is_some()
+                || email.is_some()
+                || roles.is_some()
+                || must_change_password.is_some()
+            {
                 events.push(Event::UserChanged {
                     user_id: u.id.clone(),
                     username: username.cloned(),
@@ -269,7 +294,8 @@ pub fn decide(
             if !u.enabled {
                 return Err(IamError::disabled("user is disabled"));
             }
-            if state.active_keys_of(&u.id).any(|k| k.name == *name) {
+            // An expired key no longer holds its name.
+            if state.active_keys_of(&u.id).any(|k| k.name == *name && k.expires.is_none_or(|e| e > now)) {
                 return Err(IamError::duplicate("the user already has a key with this name"));
             }
             Ok(vec![Event::ApiKeyCreated {

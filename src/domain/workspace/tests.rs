@@ -1,1 +1,1147 @@
+//! Given/when/then tests of the workspace aggregate: every command's success and every refusal
+//! of `decide`, the state `apply` folds from the events, the replies read from it, and replay.
 
+use super::{apply, decide, reply, WorkspaceCommand as C, WorkspaceState};
+use crate::events::{Event, RevokeReason};
+use crate::protocol::{
+    ApiKeyRecord, ErrorKind, IamError, IamResponse, UserRecord, WorkspaceRecord, AUTH_FAILED_MESSAGE,
+};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+
+const WS: &str = "acme";
+/// `now()` as the protocol writes it.
+const NOW_ISO: &str = "2026-01-02T03:04:05Z";
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap()
+}
+
+/// The state of workspace `acme` after `events`.
+fn given(events: &[Event]) -> WorkspaceState {
+    let mut state = WorkspaceState::new(WS);
+    events.iter().for_each(|e| apply(&mut state, e));
+    state
+}
+
+fn when(state: &WorkspaceState, command: &C) -> Result<Vec<Event>, IamError> {
+    decide(state, command, now())
+}
+
+/// The error `command` is refused with; panics when it is accepted.
+fn refused(state: &WorkspaceState, command: &C) -> IamError {
+    match when(state, command) {
+        Ok(events) => panic!("{command:?} was accepted with {events:?}"),
+        Err(e) => e,
+    }
+}
+
+/// `state` with `events` applied.
+fn after(state: &WorkspaceState, events: &[Event]) -> WorkspaceState {
+    let mut next = state.clone();
+    events.iter().for_each(|e| apply(&mut next, e));
+    next
+}
+
+// ---- events a test starts from ----
+
+fn workspace_created() -> Event {
+    Event::WorkspaceCreated { workspace_id: WS.into(), name: "Acme".into(), created: now() }
+}
+
+/// An enabled reader named `User <username>` with password hash `hash-<user_id>`.
+fn user_created(user_id: &str, username: &str) -> Event {
+    Event::UserCreated {
+        user_id: user_id.into(),
+        username: username.into(),
+        name: format!("User {username}"),
+        email: format!("{username}@example.com"),
+        roles: vec!["reader".into()],
+        enabled: true,
+        must_change_password: false,
+        password_hash: Some(format!("hash-{user_id}")),
+        created: now(),
+    }
+}
+
+fn user_disabled(user_id: &str) -> Event {
+    Event::UserDisabled { user_id: user_id.into() }
+}
+
+fn key_created(key_id: &str, user_id: &str, name: &str) -> Event {
+    Event::ApiKeyCreated {
+        key_id: key_id.into(),
+        user_id: user_id.into(),
+        name: name.into(),
+        prefix: "tg_k".into(),
+        key_hash: format!("sha-{key_id}"),
+        expires: None,
+        created: now(),
+    }
+}
+
+fn key_revoked(key_id: &str, reason: RevokeReason) -> Event {
+    Event::ApiKeyRevoked { key_id: key_id.into(), reason }
+}
+
+// ---- commands ----
+
+/// create-user fields a test may vary; the default is a valid, enabled reader `bob`.
+struct NewUser<'a> {
+    username: &'a str,
+    name: &'a str,
+    email: &'a str,
+    roles: &'a [&'a str],
+    enabled: bool,
+    must_change_password: bool,
+}
+
+impl Default for NewUser<'static> {
+    fn default() -> Self {
+        NewUser {
+            username: "bob",
+            name: "Bob",
+            email: "bob@example.com",
+            roles: &["reader"],
+            enabled: true,
+            must_change_password: false,
+        }
+    }
+}
+
+fn create_user(user_id: &str, u: NewUser) -> C {
+    C::CreateUser {
+        user_id: user_id.into(),
+        username: u.username.into(),
+        name: u.name.into(),
+        email: u.email.into(),
+        roles: u.roles.iter().map(|r| r.to_string()).collect(),
+        enabled: u.enabled,
+        must_change_password: u.must_change_password,
+        password_hash: format!("hash-{user_id}"),
+    }
+}
+
+/// update-user fields; the default changes nothing.
+#[derive(Default)]
+struct UserEdit<'a> {
+    username: Option<&'a str>,
+    name: Option<&'a str>,
+    email: Option<&'a str>,
+    roles: Option<&'a [&'a str]>,
+    enabled: Option<bool>,
+    must_change_password: Option<bool>,
+    password_given: bool,
+}
+
+fn update_user(user_id: &str, e: UserEdit) -> C {
+    C::UpdateUser {
+        user_id: user_id.into(),
+        username: e.username.map(Into::into),
+        name: e.name.map(Into::into),
+        email: e.email.map(Into::into),
+        roles: e.roles.map(|r| r.iter().map(|r| r.to_string()).collect()),
+        enabled: e.enabled,
+        must_change_password: e.must_change_password,
+        password_given: e.password_given,
+    }
+}
+
+fn create_key(key_id: &str, user_id: &str, name: &str, expires: Option<DateTime<Utc>>) -> C {
+    C::CreateApiKey {
+        key_id: key_id.into(),
+        user_id: user_id.into(),
+        name: name.into(),
+        prefix: "tg_k".into(),
+        key_hash: format!("sha-{key_id}"),
+        expires,
+    }
+}
+
+fn strings(values: &[&str]) -> Vec<String> {
+    values.iter().map(|v| v.to_string()).collect()
+}
+
+// ---- create-workspace ----
+
+#[test]
+fn create_workspace_records_it_and_replies_with_its_record() {
+    let state = given(&[]);
+    let cmd = C::CreateWorkspace { name: "Acme".into() };
+    let events = when(&state, &cmd).unwrap();
+    assert_eq!(events, vec![workspace_created()]);
+    assert_eq!(
+        reply(&after(&state, &events), &cmd).workspace,
+        Some(WorkspaceRecord { id: WS.into(), name: "Acme".into(), enabled: true, created: NOW_ISO.into() })
+    );
+}
+
+#[test]
+fn create_workspace_name_defaults_to_the_id() {
+    let events = when(&given(&[]), &C::CreateWorkspace { name: String::new() }).unwrap();
+    assert_eq!(
+        events,
+        vec![Event::WorkspaceCreated { workspace_id: WS.into(), name: WS.into(), created: now() }]
+    );
+}
+
+#[test]
+fn create_workspace_refuses_an_existing_id_as_duplicate() {
+    let cmd = C::CreateWorkspace { name: "Again".into() };
+    assert_eq!(refused(&given(&[workspace_created()]), &cmd).kind, ErrorKind::Duplicate);
+    let disabled = given(&[workspace_created(), Event::WorkspaceDisabled {}]);
+    assert_eq!(refused(&disabled, &cmd).kind, ErrorKind::Duplicate);
+}
+
+#[test]
+fn create_workspace_refuses_an_invalid_id() {
+    let too_long = "a".repeat(65);
+    for id in ["", "_system", "-x", ".x", "a b", "a/b", "é", too_long.as_str()] {
+        let err = refused(&WorkspaceState::new(id), &C::CreateWorkspace { name: "X".into() });
+        assert_eq!(err.kind, ErrorKind::InvalidArgument, "id {id:?}");
+    }
+    let longest = "a".repeat(64);
+    assert!(when(&WorkspaceState::new(&longest), &C::CreateWorkspace { name: "X".into() }).is_ok());
+}
+
+#[test]
+fn create_workspace_refuses_a_name_longer_than_200_characters() {
+    let err = refused(&given(&[]), &C::CreateWorkspace { name: "n".repeat(201) });
+    assert_eq!(err.kind, ErrorKind::InvalidArgument);
+    assert!(when(&given(&[]), &C::CreateWorkspace { name: "n".repeat(200) }).is_ok());
+}
+
+#[test]
+fn create_workspace_refuses_control_characters_in_the_name() {
+    let err = refused(&given(&[]), &C::CreateWorkspace { name: "Ac\nme".into() });
+    assert_eq!(err.kind, ErrorKind::InvalidArgument);
+}
+
+// ---- update-workspace ----
+
+#[test]
+fn update_workspace_renames() {
+    let state = given(&[workspace_created()]);
+    let cmd = C::UpdateWorkspace { name: Some("Acme Corp".into()), enabled: None };
+    let events = when(&state, &cmd).unwrap();
+    assert_eq!(events, vec![Event::WorkspaceRenamed { name: "Acme Corp".into() }]);
+    assert_eq!(reply(&after(&state, &events), &cmd).workspace.unwrap().name, "Acme Corp");
+}
+
+#[test]
+fn update_workspace_is_a_no_op_when_nothing_changes() {
+    let state = given(&[workspace_created()]);
+    for cmd in [
+        C::UpdateWorkspace { name: None, enabled: None },
+        C::UpdateWorkspace { name: Some(String::new()), enabled: None },
+        C::UpdateWorkspace { name: Some("Acme".into()), enabled: Some(true) },
+    ] {
+        assert_eq!(when(&state, &cmd).unwrap(), vec![], "{cmd:?}");
+        assert_eq!(reply(&state, &cmd).workspace, Some(state.record()));
+    }
+}
+
+#[test]
+fn update_workspace_enables_a_disabled_workspace() {
+    let state = given(&[workspace_created(), Event::WorkspaceDisabled {}]);
+    let cmd = C::UpdateWorkspace { name: None, enabled: Some(true) };
+    let events = when(&state, &cmd).unwrap();
+    assert_eq!(events, vec![Event::WorkspaceEnabled {}]);
+    assert!(reply(&after(&state, &events), &cmd).workspace.unwrap().enabled);
+}
+
+#[test]
+fn update_workspace_may_enable_and_rename_in_one_request() {
+    let state = given(&[workspace_created(), Event::WorkspaceDisabled {}]);
+    let cmd = C::UpdateWorkspace { name: Some("Acme Corp".into()), enabled: Some(true) };
+    assert_eq!(
+        when(&state, &cmd).unwrap(),
+        vec![Event::WorkspaceEnabled {}, Event::WorkspaceRenamed { name: "Acme Corp".into() }]
+    );
+}
+
+#[test]
+fn update_workspace_with_enabled_false_cascades_like_disable_workspace() {
+    let state = given(&[
+        workspace_created(),
+        user_created("u1", "alice"),
+        user_created("u2", "bob"),
+        key_created("k1", "u1", "laptop"),
+        key_created("k2", "u2", "ci"),
+    ]);
+    let events = when(&state, &C::UpdateWorkspace { name: None, enabled: Some(false) }).unwrap();
+    assert_eq!(
+        events,
+        vec![
+            Event::WorkspaceDisabled {},
+            user_disabled("u1"),
+            user_disabled("u2"),
+            key_revoked("k1", RevokeReason::WorkspaceDisabled),
+            key_revoked("k2", RevokeReason::WorkspaceDisabled),
+        ]
+    );
+    assert_eq!(events, when(&state, &C::DisableWorkspace).unwrap());
+}
+
+#[test]
+fn update_workspace_refuses_a_rename_of_a_disabled_workspace() {
+    let state = given(&[workspace_created(), Event::WorkspaceDisabled {}]);
+    let err = refused(&state, &C::UpdateWorkspace { name: Some("Acme Corp".into()), enabled: None });
+    assert_eq!(err.kind, ErrorKind::Disabled);
+}
+
+#[test]
+fn update_workspace_refuses_a_name_longer_than_200_characters() {
+    let state = given(&[workspace_created()]);
+    let err = refused(&state, &C::UpdateWorkspace { name: Some("n".repeat(201)), enabled: None });
+    assert_eq!(err.kind, ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn update_workspace_of_a_missing_workspace_is_not_found() {
+    let err = refused(&given(&[]), &C::UpdateWorkspace { name: Some("X".into()), enabled: None });
+    assert_eq!(err.kind, ErrorKind::NotFound);
+}
+
+#[test]
+fn update_workspace_with_a_new_name_and_enabled_false_renames_and_disables() {
+    let state = given(&[workspace_created(), user_created("u1", "alice")]);
+    let cmd = C::UpdateWorkspace { name: Some("Acme Archive".into()), enabled: Some(false) };
+    let events = when(&state, &cmd).unwrap();
+    assert!(events.contains(&Event::WorkspaceRenamed { name: "Acme Archive".into() }), "{events:?}");
+    let next = after(&state, &events);
+    assert!(!next.enabled);
+    assert!(!next.users["u1"].enabled);
+    assert_eq!(reply(&next, &cmd).workspace.unwrap().name, "Acme Archive");
+}
+
+#[test]
+fn update_workspace_with_enabled_false_on_a_disabled_workspace_is_a_no_op() {
+    let state = given(&[workspace_created(), Event::WorkspaceDisabled {}]);
+    for name in [None, Some("Acme".to_string())] {
+        let cmd = C::UpdateWorkspace { name, enabled: Some(false) };
+        assert_eq!(when(&state, &cmd).unwrap(), vec![], "{cmd:?}");
+    }
+}
+
+// ---- disable-workspace ----
+
+#[test]
+fn disable_workspace_disables_every_enabled_user_and_revokes_every_active_key() {
+    let state = given(&[
+        workspace_created(),
+        user_created("u1", "alice"),
+        user_created("u2", "bob"),
+        user_created("u3", "carol"),
+        user_disabled("u3"),
+        key_created("k1", "u1", "laptop"),
+        key_created("k2", "u1", "old"),
+        key_revoked("k2", RevokeReason::Revoked),
+        key_created("k3", "u2", "ci"),
+    ]);
+    let events = when(&state, &C::DisableWorkspace).unwrap();
+    assert_eq!(
+        events,
+        vec![
+            Event::WorkspaceDisabled {},
+            user_disabled("u1"),
+            user_disabled("u2"),
+            key_revoked("k1", RevokeReason::WorkspaceDisabled),
+            key_revoked("k3", RevokeReason::WorkspaceDisabled),
+        ]
+    );
+    let next = after(&state, &events);
+    assert!(!next.enabled);
+    assert!(next.users.values().all(|u| !u.enabled));
+    assert!(next.keys.values().all(|k| k.revoked));
+    assert_eq!(reply(&next, &C::DisableWorkspace), IamResponse::default());
+}
+
+#[test]
+fn disable_workspace_a_second_time_is_a_no_op() {
+    let state = given(&[workspace_created(), user_created("u1", "alice"), key_created("k1", "u1", "laptop")]);
+    let next = after(&state, &when(&state, &C::DisableWorkspace).unwrap());
+    assert_eq!(when(&next, &C::DisableWorkspace).unwrap(), vec![]);
+}
+
+#[test]
+fn disable_workspace_of_a_missing_workspace_is_not_found() {
+    assert_eq!(refused(&given(&[]), &C::DisableWorkspace).kind, ErrorKind::NotFound);
+}
+
+// ---- create-user ----
+
+#[test]
+fn create_user_records_the_user_and_replies_with_its_record() {
+    let state = given(&[workspace_created()]);
+    let cmd = create_user(
+        "u9",
+        NewUser { roles: &["writer", "admin"], must_change_password: true, ..NewUser::default() },
+    );
+    let events = when(&state, &cmd).unwrap();
+    assert_eq!(
+        events,
+        vec![Event::UserCreated {
+            user_id: "u9".into(),
+            username: "bob".into(),
+            name: "Bob".into(),
+            email: "bob@example.com".into(),
+            roles: strings(&["writer", "admin"]),
+            enabled: true,
+            must_change_password: true,
+            password_hash: Some("hash-u9".into()),
+            created: now(),
+        }]
+    );
+    let next = after(&state, &events);
+    assert_eq!(next.users["u9"].account_version, 1);
+    assert_eq!(
+        reply(&next, &cmd).user,
+        Some(UserRecord {
+            id: "u9".into(),
+            workspace: WS.into(),
+            username: "bob".into(),
+            name: "Bob".into(),
+            email: "bob@example.com".into(),
+            roles: strings(&["writer", "admin"]),
+            enabled: true,
+            must_change_password: true,
+            created: NOW_ISO.into(),
+        })
+    );
+}
+
+#[test]
+fn create_user_name_defaults_to_the_username() {
+    let state = given(&[workspace_created()]);
+    let events = when(&state, &create_user("u9", NewUser { name: "", ..NewUser::default() })).unwrap();
+    assert!(matches!(&events[..], [Event::UserCreated { name, .. }] if name == "bob"), "{events:?}");
+}
+
+#[test]
+fn create_user_deduplicates_roles_keeping_their_order() {
+    let state = given(&[workspace_created()]);
+    let cmd = create_user("u9", NewUser { roles: &["writer", "admin", "writer"], ..NewUser::default() });
+    let events = when(&state, &cmd).unwrap();
+    assert!(
+        matches!(&events[..], [Event::UserCreated { roles, .. }] if *roles == strings(&["writer", "admin"])),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn create_user_refuses_an_unknown_role() {
+    let state = given(&[workspace_created()]);
+    let err =
+        refused(&state, &create_user("u9", NewUser { roles: &["reader", "root"], ..NewUser::default() }));
+    assert_eq!(err.kind, ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn create_user_refuses_a_bad_username() {
+    let state = given(&[workspace_created()]);
+    let too_long = "u".repeat(65);
+    for username in ["", "a/b", "with space", "tab\t", too_long.as_str()] {
+        let err = refused(&state, &create_user("u9", NewUser { username, ..NewUser::default() }));
+        assert_eq!(err.kind, ErrorKind::InvalidArgument, "username {username:?}");
+    }
+}
+
+#[test]
+fn create_user_refuses_a_bad_email() {
+    let state = given(&[workspace_created()]);
+    let too_long = format!("{}@example.com", "e".repeat(250));
+    for email in ["nope", "a b@example.com", too_long.as_str()] {
+        let err = refused(&state, &create_user("u9", NewUser { email, ..NewUser::default() }));
+        assert_eq!(err.kind, ErrorKind::InvalidArgument, "email {email:?}");
+    }
+}
+
+#[test]
+fn create_user_accepts_an_empty_email() {
+    let state = given(&[workspace_created()]);
+    assert!(when(&state, &create_user("u9", NewUser { email: "", ..NewUser::default() })).is_ok());
+}
+
+#[test]
+fn create_user_refuses_a_name_longer_than_200_characters() {
+    let state = given(&[workspace_created()]);
+    let name = "n".repeat(201);
+    let err = refused(&state, &create_user("u9", NewUser { name: &name, ..NewUser::default() }));
+    assert_eq!(err.kind, ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn create_user_refuses_a_username_taken_case_insensitively() {
+    let state = given(&[workspace_created(), user_created("u1", "alice")]);
+    let err = refused(&state, &create_user("u9", NewUser { username: "ALICE", ..NewUser::default() }));
+    assert_eq!(err.kind, ErrorKind::Duplicate);
+}
+
+#[test]
+fn create_user_in_a_missing_workspace_is_not_found() {
+    let err = refused(&given(&[]), &create_user("u9", NewUser::default()));
+    assert_eq!(err.kind, ErrorKind::NotFound);
+}
+
+#[test]
+fn create_user_in_a_disabled_workspace_is_refused_as_disabled() {
+    let state = given(&[workspace_created(), Event::WorkspaceDisabled {}]);
+    assert_eq!(refused(&state, &create_user("u9", NewUser::default())).kind, ErrorKind::Disabled);
+}
+
+// ---- update-user ----
+
+#[test]
+fn update_user_refuses_a_password_as_invalid_argument() {
+    let state = given(&[workspace_created(), user_created("u1", "alice")]);
+    let err = refused(&state, &update_user("u1", UserEdit { password_given: true, ..UserEdit::default() }));
+    assert_eq!(err.kind, ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn update_user_records_only_the_changed_fields() {
+    let state = given(&[workspace_created(), user_created("u1", "alice")]);
+    let cmd = update_user(
+        "u1",
+        UserEdit {
+            username: Some("alice"),
+            name: Some("Alice B"),
+            email: Some("alice@example.com"),
+            roles: Some(&["reader"]),
+            must_change_password: Some(false),
+            enabled: Some(true),
+            ..UserEdit::default()
+        },
+    );
+    let events = when(&state, &cmd).unwrap();
+    assert_eq!(
+        events,
+        vec![Event::UserChanged {
+            user_id: "u1".into(),
+            username: None,
+            name: Some("Alice B".into()),
+            email: None,
+            roles: None,
+            must_change_password: None,
+        }]
+    );
+    let record = reply(&after(&state, &events), &cmd).user.unwrap();
+    assert_eq!((record.name.as_str(), record.email.as_str()), ("Alice B", "alice@example.com"));
+}
+
+#[test]
+fn update_user_changes_every_field_given() {
+    let state = given(&[workspace_created(), user_created("u1", "alice")]);
+    let cmd = update_user(
+        "u1",
+        UserEdit {
+            username: Some("alice.b"),
+            name: Some("Alice B"),
+            email: Some("ab@example.com"),
+            roles: Some(&["admin", "writer", "admin"]),
+            must_change_password: Some(true),
+            ..UserEdit::default()
+        },
+    );
+    let events = when(&state, &cmd).unwrap();
+    assert_eq!(
+        events,
+        vec![Event::UserChanged {
+            user_id: "u1".into(),
+            username: Some("alice.b".into()),
+            name: Some("Alice B".into()),
+            email: Some("ab@example.com".into()),
+            roles: Some(strings(&["admin", "writer"])),
+            must_change_password: Some(true),
+        }]
+    );
+    assert_eq!(
+        reply(&after(&state, &events), &cmd).user,
+        Some(UserRecord {
+            id: "u1".into(),
+            workspace: WS.into(),
+            username: "alice.b".into(),
+            name: "Alice B".into(),
+            email: "ab@example.com".into(),
+            roles: strings(&["admin", "writer"]),
+            enabled: true,
+            must_change_password: true,
+            created: NOW_ISO.into(),
+        })
+    );
+}
+
+#[test]
+fn update_user_records_no_events_when_nothing_changes() {
+    let state = given(&[workspace_created(), user_created("u1", "alice")]);
+    for edit in [
+        UserEdit::default(),
+        UserEdit { username: Some(""), name: Some(""), ..UserEdit::default() },
+        UserEdit {
+            username: Some("alice"),
+            name: Some("User alice"),
+            email: Some("alice@example.com"),
+            roles: Some(&["reader", "reader"]),
+            enabled: Some(true),
+            must_change_password: Some(false),
+            password_given: false,
+        },
+    ] {
+        assert_eq!(when(&state, &update_user("u1", edit)).unwrap(), vec![]);
+    }
+}
+
+#[test]
+fn update_user_may_change_the_case_of_its_own_username() {
+    let state = given(&[workspace_created(), user_created("u1", "alice")]);
+    let events =
+        when(&state, &update_user("u1", UserEdit { username: Some("Alice"), ..UserEdit::default() }))
+            .unwrap();
+    assert!(
+        matches!(&events[..], [Event::UserChanged { username: Some(u), .. }] if u == "Alice"),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn update_user_without_enabled_does_not_re_enable_a_disabled_user() {
+    let state = given(&[workspace_created(), user_created("u1", "alice"), user_disabled("u1")]);
+    let cmd = update_user("u1", UserEdit { name: Some("Alice B"), ..UserEdit::default() });
+    let events = when(&state, &cmd).unwrap();
+    assert!(matches!(&events[..], [Event::UserChanged { .. }]), "{events:?}");
+    let next = after(&state, &events);
+    assert!(!next.users["u1"].enabled);
+    assert!(!reply(&next, &cmd).user.unwrap().enabled);
+}
+
+#[test]
+fn update_user_with_enabled_false_disables_and_revokes_the_users_active_keys() {
+    let state = given(&[
+        workspace_created(),
+        user_created("u1", "alice"),
+        user_created("u2", "bob"),
+        key_created("k1", "u1", "laptop"),
+        key_created("k2", "u1", "old"),
+        key_revoked("k2", RevokeReason::Revoked),
+        key_created("k3", "u2", "ci"),
+    ]);
+    let cmd = update_user("u1", UserEdit { enabled: Some(false), ..UserEdit::default() });
+    let events = when(&state, &cmd).unwrap();
+    assert_eq!(events, vec![user_disabled("u1"), key_revoked("k1", RevokeReason::UserDisabled)]);
+    let next = after(&state, &events);
+    assert!(!reply(&next, &cmd).user.unwrap().enabled);
+    assert!(!next.keys["k3"].revoked);
+}
+
+#[test]
+fn update_user_with_enabled_true_re_enables_a_disabled_user() {
+    let state = given(&[workspace_created(), user_created("u1", "alice"), user_disabled("u1")]);
+    let cmd = update_user("u1", UserEdit { enabled: Some(true), ..UserEdit::default() });
+    let events = when(&state, &cmd).unwrap();
+    assert_eq!(events, vec![Event::UserEnabled { user_id: "u1".into() }]);
+    assert!(reply(&after(&state, &events), &cmd).user.unwrap().enabled);
+}
+
+#[test]
+fn update_user_refuses_renaming_to_a_taken_username_as_duplicate() {
+    let state = given(&[workspace_created(), user_created("u1", "alice"), user_created("u2", "bob")]);
+    let err = refused(&state, &update_user("u1", UserEdit { username: Some("BOB"), ..UserEdit::default() }));
+    assert_eq!(err.kind, ErrorKind::Duplicate);
+}
+
+#[test]
+fn update_user_refuses_invalid_fields() {
+    let state = given(&[workspace_created(), user_created("u1", "alice")]);
+    let long_name = "n".repeat(201);
+    for edit in [
+        UserEdit { username: Some("a/b"), ..UserEdit::default() },
+        UserEdit { name: Some(&long_name), ..UserEdit::default() },
+        UserEdit { email: Some("nope"), ..UserEdit::default() },
+        UserEdit { roles: Some(&["root"]), ..UserEdit::default() },
+    ] {
+        let cmd = update_user("u1", edit);
+        assert_eq!(refused(&state, &cmd).kind, ErrorKind::InvalidArgument, "{cmd:?}");
+    }
+}
+
+#[test]
+fn update_user_of_an_unknown_user_is_not_found() {
+    let state = given(&[workspace_created()]);
+    let err = refused(&state, &update_user("nobody", UserEdit { name: Some("X"), ..UserEdit::default() }));
+    assert_eq!(err.kind, ErrorKind::NotFound);
+}
+
+#[test]
+fn update_user_requires_a_user_id() {
+    let state = given(&[workspace_created()]);
+    let err = refused(&state, &update_user("", UserEdit { name: Some("X"), ..UserEdit::default() }));
+    assert_eq!(err.kind, ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn update_user_in_a_missing_workspace_is_not_found() {
+    let err = refused(&given(&[]), &update_user("u1", UserEdit { name: Some("X"), ..UserEdit::default() }));
+    assert_eq!(err.kind, ErrorKind::NotFound);
+}
+
+#[test]
+fn update_user_in_a_disabled_workspace_is_refused_as_disabled() {
+    // The workspace alone is disabled, so only its rule can refuse.
+    let state = given(&[workspace_created(), user_created("u1", "alice"), Event::WorkspaceDisabled {}]);
+    let err = refused(&state, &update_user("u1", UserEdit { name: Some("X"), ..UserEdit::default() }));
+    assert_eq!(err.kind, ErrorKind::Disabled);
+}
+
+// ---- disable-user ----
+
+#[test]
+fn disable_user_revokes_only_that_users_active_keys() {
+    let state = given(&[
+        workspace_created(),
+        user_created("u1", "alice"),
+        user_created("u2", "bob"),
+        key_created("k1", "u1", "laptop"),
+        key_created("k2", "u1", "old"),
+        key_revoked("k2", RevokeReason::Revoked),
+        key_created("k3", "u2", "ci"),
+        key_created("k4", "u1", "phone"),
+    ]);
+    let cmd = C::DisableUser { user_id: "u1".into() };
+    let events = when(&state, &cmd).unwrap();
+    assert_eq!(
+        events,
+        vec![
+            user_disabled("u1"),
+            key_revoked("k1", RevokeReason::UserDisabled),
+            key_revoked("k4", RevokeReason::UserDisabled),
+        ]
+    );
+    let next = after(&state, &events);
+    assert!(!next.users["u1"].enabled);
+    assert!(next.users["u2"].enabled);
+    assert!(!next.keys["k3"].revoked);
+    assert_eq!(reply(&next, &cmd), IamResponse::default());
+}
+
+#[test]
+fn disable_user_a_second_time_is_a_no_op() {
+    let state = given(&[workspace_created(), user_created("u1", "alice"), user_disabled("u1")]);
+    assert_eq!(when(&state, &C::DisableUser { user_id: "u1".into() }).unwrap(), vec![]);
+}
+
+#[test]
+fn disable_user_of_an_unknown_user_is_not_found() {
+    let state = given(&[workspace_created()]);
+    assert_eq!(refused(&state, &C::DisableUser { user_id: "nobody".into() }).kind, ErrorKind::NotFound);
+}
+
+#[test]
+fn disable_user_requires_a_user_id() {
+    let state = given(&[workspace_created()]);
+    assert_eq!(refused(&state, &C::DisableUser { user_id: String::new() }).kind, ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn disable_user_in_a_missing_workspace_is_not_found() {
+    assert_eq!(refused(&given(&[]), &C::DisableUser { user_id: "u1".into() }).kind, ErrorKind::NotFound);
+}
+
+// ---- change-password ----
+
+fn change_password(user_id: &str, verified_hash: &str) -> C {
+    C::ChangePassword {
+        user_id: user_id.into(),
+        verified_hash: verified_hash.into(),
+        new_hash: "hash-new".into(),
+    }
+}
+
+/// Every change-password failure is the one auth-failed bucket with the one message.
+fn assert_auth_failed(state: &WorkspaceState, command: &C) {
+    let err = refused(state, command);
+    assert_eq!(err, IamError::auth_failed());
+    assert_eq!(err.message, AUTH_FAILED_MESSAGE);
+}
+
+#[test]
+fn change_password_records_the_hash_clears_must_change_password_and_bumps_the_account_version() {
+    let state = given(&[
+        workspace_created(),
+        user_created("u1", "alice"),
+        Event::UserPasswordReset { user_id: "u1".into(), password_hash: "hash-temp".into() },
+    ]);
+    assert!(state.users["u1"].must_change_password);
+    let cmd = change_password("u1", "hash-temp");
+    let events = when(&state, &cmd).unwrap();
+    assert_eq!(
+        events,
+        vec![Event::UserPasswordChanged { user_id: "u1".into(), password_hash: "hash-new".into() }]
+    );
+    let next = after(&state, &events);
+    let u = &next.users["u1"];
+    assert_eq!(u.password_hash.as_deref(), Some("hash-new"));
+    assert!(!u.must_change_password);
+    assert_eq!(u.account_version, state.users["u1"].account_version + 1);
+    assert_eq!(reply(&next, &cmd), IamResponse::default());
+}
+
+#[test]
+fn change_password_refuses_a_stale_verified_hash_as_auth_failed() {
+    let state = given(&[
+        workspace_created(),
+        user_created("u1", "alice"),
+        Event::UserPasswordReset { user_id: "u1".into(), password_hash: "hash-temp".into() },
+    ]);
+    assert_auth_failed(&state, &change_password("u1", "hash-u1"));
+}
+
+#[test]
+fn change_password_of_an_unknown_user_is_auth_failed() {
+    assert_auth_failed(&given(&[workspace_created()]), &change_password("nobody", "hash-nobody"));
+}
+
+#[test]
+fn change_password_of_a_disabled_user_is_auth_failed() {
+    let state = given(&[workspace_created(), user_created("u1", "alice"), user_disabled("u1")]);
+    assert_auth_failed(&state, &change_password("u1", "hash-u1"));
+}
+
+#[test]
+fn change_password_in_a_disabled_workspace_is_auth_failed() {
+    // The workspace alone is disabled, so only its rule can refuse.
+    let state = given(&[workspace_created(), user_created("u1", "alice"), Event::WorkspaceDisabled {}]);
+    assert_auth_failed(&state, &change_password("u1", "hash-u1"));
+}
+
+#[test]
+fn change_password_in_a_missing_workspace_is_auth_failed() {
+    assert_auth_failed(&given(&[]), &change_password("u1", "hash-u1"));
+}
+
+#[test]
+fn change_password_of_a_user_without_a_password_is_auth_failed() {
+    let bootstrap_admin = Event::UserCreated {
+        user_id: "u1".into(),
+        username: "admin".into(),
+        name: "Administrator".into(),
+        email: String::new(),
+        roles: strings(&["admin"]),
+        enabled: true,
+        must_change_password: false,
+        password_hash: None,
+        created: now(),
+    };
+    let state = given(&[workspace_created(), bootstrap_admin]);
+    assert_auth_failed(&state, &change_password("u1", ""));
+}
+
+// ---- reset-password ----
+
+#[test]
+fn reset_password_records_the_hash_and_sets_must_change_password() {
+    let state = given(&[workspace_created(), user_created("u1", "alice")]);
+    let cmd = C::ResetPassword { user_id: "u1".into(), new_hash: "hash-temp".into() };
+    let events = when(&state, &cmd).unwrap();
+    assert_eq!(
+        events,
+        vec![Event::UserPasswordReset { user_id: "u1".into(), password_hash: "hash-temp".into() }]
+    );
+    let next = after(&state, &events);
+    let u = &next.users["u1"];
+    assert_eq!(u.password_hash.as_deref(), Some("hash-temp"));
+    assert!(u.must_change_password);
+    assert_eq!(u.account_version, 2);
+    assert_eq!(reply(&next, &cmd), IamResponse::default());
+}
+
+#[test]
+fn reset_password_of_a_disabled_user_is_refused_as_disabled() {
+    let state = given(&[workspace_created(), user_created("u1", "alice"), user_disabled("u1")]);
+    let err = refused(&state, &C::ResetPassword { user_id: "u1".into(), new_hash: "h".into() });
+    assert_eq!(err.kind, ErrorKind::Disabled);
+}
+
+#[test]
+fn reset_password_in_a_disabled_workspace_is_refused_as_disabled() {
+    let state = given(&[workspace_created(), user_created("u1", "alice"), Event::WorkspaceDisabled {}]);
+    let err = refused(&state, &C::ResetPassword { user_id: "u1".into(), new_hash: "h".into() });
+    assert_eq!(err.kind, ErrorKind::Disabled);
+}
+
+#[test]
+fn reset_password_of_an_unknown_user_is_not_found() {
+    let state = given(&[workspace_created()]);
+    let err = refused(&state, &C::ResetPassword { user_id: "nobody".into(), new_hash: "h".into() });
+    assert_eq!(err.kind, ErrorKind::NotFound);
+}
+
+#[test]
+fn reset_password_requires_a_user_id() {
+    let state = given(&[workspace_created()]);
+    let err = refused(&state, &C::ResetPassword { user_id: String::new(), new_hash: "h".into() });
+    assert_eq!(err.kind, ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn reset_password_in_a_missing_workspace_is_not_found() {
+    let err = refused(&given(&[]), &C::ResetPassword { user_id: "u1".into(), new_hash: "h".into() });
+    assert_eq!(err.kind, ErrorKind::NotFound);
+}
+
+// ---- create-api-key ----
+
+#[test]
+fn create_api_key_records_the_key_and_replies_with_its_record() {
+    let state = given(&[workspace_created(), user_created("u1", "alice")]);
+    let expires = now() + Duration::days(30);
+    let cmd = create_key("k1", "u1", "laptop", Some(expires));
+    let events = when(&state, &cmd).unwrap();
+    assert_eq!(
+        events,
+        vec![Event::ApiKeyCreated {
+            key_id: "k1".into(),
+            user_id: "u1".into(),
+            name: "laptop".into(),
+            prefix: "tg_k".into(),
+            key_hash: "sha-k1".into(),
+            expires: Some(expires),
+            created: now(),
+        }]
+    );
+    assert_eq!(
+        reply(&after(&state, &events), &cmd).api_key,
+        Some(ApiKeyRecord {
+            id: "k1".into(),
+            user_id: "u1".into(),
+            name: "laptop".into(),
+            prefix: "tg_k".into(),
+            expires: "2026-02-01T03:04:05Z".into(),
+            created: NOW_ISO.into(),
+            last_used: String::new(),
+        })
+    );
+}
+
+#[test]
+fn create_api_key_without_expiry_never_expires() {
+    let state = given(&[workspace_created(), user_created("u1", "alice")]);
+    let cmd = create_key("k1", "u1", "laptop", None);
+    let events = when(&state, &cmd).unwrap();
+    assert_eq!(events, vec![key_created("k1", "u1", "laptop")]);
+    assert_eq!(reply(&after(&state, &events), &cmd).api_key.unwrap().expires, "");
+}
+
+#[test]
+fn create_api_key_requires_a_name() {
+    let state = given(&[workspace_created(), user_created("u1", "alice")]);
+    assert_eq!(refused(&state, &create_key("k1", "u1", "", None)).kind, ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn create_api_key_refuses_a_name_longer_than_100_characters() {
+    let state = given(&[workspace_created(), user_created("u1", "alice")]);
+    let err = refused(&state, &create_key("k1", "u1", &"k".repeat(101), None));
+    assert_eq!(err.kind, ErrorKind::InvalidArgument);
+    assert!(when(&state, &create_key("k1", "u1", &"k".repeat(100), None)).is_ok());
+}
+
+#[test]
+fn create_api_key_refuses_control_characters_in_the_name() {
+    let state = given(&[workspace_created(), user_created("u1", "alice")]);
+    assert_eq!(
+        refused(&state, &create_key("k1", "u1", "lap\u{7}top", None)).kind,
+        ErrorKind::InvalidArgument
+    );
+}
+
+#[test]
+fn create_api_key_refuses_an_expiry_that_is_not_in_the_future() {
+    let state = given(&[workspace_created(), user_created("u1", "alice")]);
+    for expires in [now() - Duration::seconds(1), now()] {
+        let err = refused(&state, &create_key("k1", "u1", "laptop", Some(expires)));
+        assert_eq!(err.kind, ErrorKind::InvalidArgument, "expires {expires}");
+    }
+}
+
+#[test]
+fn create_api_key_for_a_disabled_user_is_refused_as_disabled() {
+    let state = given(&[workspace_created(), user_created("u1", "alice"), user_disabled("u1")]);
+    assert_eq!(refused(&state, &create_key("k1", "u1", "laptop", None)).kind, ErrorKind::Disabled);
+}
+
+#[test]
+fn create_api_key_refuses_a_duplicate_active_name_for_the_same_user() {
+    let state = given(&[workspace_created(), user_created("u1", "alice"), key_created("k1", "u1", "laptop")]);
+    assert_eq!(refused(&state, &create_key("k2", "u1", "laptop", None)).kind, ErrorKind::Duplicate);
+}
+
+#[test]
+fn create_api_key_may_reuse_the_name_of_a_revoked_key() {
+    let state = given(&[
+        workspace_created(),
+        user_created("u1", "alice"),
+        key_created("k1", "u1", "laptop"),
+        key_revoked("k1", RevokeReason::Revoked),
+    ]);
+    assert_eq!(
+        when(&state, &create_key("k2", "u1", "laptop", None)).unwrap(),
+        vec![key_created("k2", "u1", "laptop")]
+    );
+}
+
+#[test]
+fn create_api_key_may_reuse_the_name_of_an_expired_key() {
+    let mut expired = key_created("k1", "u1", "laptop");
+    if let Event::ApiKeyCreated { expires, .. } = &mut expired {
+        *expires = Some(now() - Duration::minutes(1));
+    }
+    let state = given(&[workspace_created(), user_created("u1", "alice"), expired]);
+    assert_eq!(
+        when(&state, &create_key("k2", "u1", "laptop", None)).unwrap(),
+        vec![key_created("k2", "u1", "laptop")]
+    );
+}
+
+#[test]
+fn create_api_key_may_reuse_a_name_another_user_holds() {
+    let state = given(&[
+        workspace_created(),
+        user_created("u1", "alice"),
+        user_created("u2", "bob"),
+        key_created("k1", "u1", "laptop"),
+    ]);
+    assert_eq!(
+        when(&state, &create_key("k2", "u2", "laptop", None)).unwrap(),
+        vec![key_created("k2", "u2", "laptop")]
+    );
+}
+
+#[test]
+fn create_api_key_for_an_unknown_user_is_not_found() {
+    let state = given(&[workspace_created()]);
+    assert_eq!(refused(&state, &create_key("k1", "nobody", "laptop", None)).kind, ErrorKind::NotFound);
+}
+
+#[test]
+fn create_api_key_requires_a_user_id() {
+    let state = given(&[workspace_created()]);
+    assert_eq!(refused(&state, &create_key("k1", "", "laptop", None)).kind, ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn create_api_key_in_a_disabled_workspace_is_refused_as_disabled() {
+    // The workspace alone is disabled, so only its rule can refuse.
+    let state = given(&[workspace_created(), user_created("u1", "alice"), Event::WorkspaceDisabled {}]);
+    assert_eq!(refused(&state, &create_key("k1", "u1", "laptop", None)).kind, ErrorKind::Disabled);
+}
+
+#[test]
+fn create_api_key_in_a_missing_workspace_is_not_found() {
+    assert_eq!(refused(&given(&[]), &create_key("k1", "u1", "laptop", None)).kind, ErrorKind::NotFound);
+}
+
+// ---- revoke-api-key ----
+
+#[test]
+fn revoke_api_key_records_the_revocation() {
+    let state = given(&[workspace_created(), user_created("u1", "alice"), key_created("k1", "u1", "laptop")]);
+    let cmd = C::RevokeApiKey { key_id: "k1".into() };
+    let events = when(&state, &cmd).unwrap();
+    assert_eq!(events, vec![key_revoked("k1", RevokeReason::Revoked)]);
+    let next = after(&state, &events);
+    assert!(next.keys["k1"].revoked);
+    assert_eq!(reply(&next, &cmd), IamResponse::default());
+}
+
+#[test]
+fn revoke_api_key_requires_a_key_id() {
+    let state = given(&[workspace_created()]);
+    assert_eq!(refused(&state, &C::RevokeApiKey { key_id: String::new() }).kind, ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn revoke_api_key_of_an_unknown_key_is_not_found() {
+    let state = given(&[workspace_created()]);
+    assert_eq!(refused(&state, &C::RevokeApiKey { key_id: "nokey".into() }).kind, ErrorKind::NotFound);
+}
+
+#[test]
+fn revoke_api_key_of_a_revoked_key_is_not_found() {
+    let state = given(&[
+        workspace_created(),
+        user_created("u1", "alice"),
+        key_created("k1", "u1", "laptop"),
+        key_revoked("k1", RevokeReason::Revoked),
+    ]);
+    assert_eq!(refused(&state, &C::RevokeApiKey { key_id: "k1".into() }).kind, ErrorKind::NotFound);
+}
+
+#[test]
+fn revoke_api_key_in_a_missing_workspace_is_not_found() {
+    assert_eq!(refused(&given(&[]), &C::RevokeApiKey { key_id: "k1".into() }).kind, ErrorKind::NotFound);
+}
+
+// ---- across commands ----
+
+#[test]
+fn replaying_the_recorded_events_rebuilds_the_live_state() {
+    let script = [
+        C::CreateWorkspace { name: "Acme".into() },
+        create_user("u1", NewUser { username: "alice", ..NewUser::default() }),
+        create_user("u2", NewUser::default()),
+        create_key("k1", "u1", "laptop", None),
+        create_key("k2", "u2", "ci", Some(now() + Duration::days(1))),
+        create_key("k3", "u1", "phone", None),
+        update_user("u1", UserEdit { roles: Some(&["writer"]), name: Some("Alice"), ..UserEdit::default() }),
+        C::ResetPassword { user_id: "u1".into(), new_hash: "hash-temp".into() },
+        C::ChangePassword {
+            user_id: "u1".into(),
+            verified_hash: "hash-temp".into(),
+            new_hash: "hash-new".into(),
+        },
+        C::RevokeApiKey { key_id: "k1".into() },
+        C::DisableUser { user_id: "u2".into() },
+        update_user("u2", UserEdit { enabled: Some(true), ..UserEdit::default() }),
+        C::UpdateWorkspace { name: Some("Acme Corp".into()), enabled: None },
+        C::DisableWorkspace,
+        C::UpdateWorkspace { name: None, enabled: Some(true) },
+    ];
+    let mut live = WorkspaceState::new(WS);
+    let mut log = Vec::new();
+    for command in &script {
+        let events = when(&live, command).unwrap_or_else(|e| panic!("{command:?} refused: {e}"));
+        events.iter().for_each(|e| apply(&mut live, e));
+        log.extend(events);
+    }
+    assert_eq!(given(&log), live);
+    assert!(live.exists && live.enabled && live.name == "Acme Corp");
+    assert!(live.keys.values().all(|k| k.revoked));
+}
+
+#[test]
+fn account_version_increments_on_disable_and_on_password_change_and_reset() {
+    let mut state = given(&[workspace_created(), user_created("u1", "alice"), user_created("u2", "bob")]);
+    assert_eq!(state.users["u1"].account_version, 1);
+    let steps = [
+        C::ResetPassword { user_id: "u1".into(), new_hash: "hash-temp".into() },
+        C::ChangePassword {
+            user_id: "u1".into(),
+            verified_hash: "hash-temp".into(),
+            new_hash: "hash-new".into(),
+        },
+        C::DisableUser { user_id: "u1".into() },
+    ];
+    for (i, command) in steps.iter().enumerate() {
+        state = after(&state, &when(&state, command).unwrap());
+        assert_eq!(state.users["u1"].account_version, 2 + i as i64, "after {command:?}");
+    }
+    // Re-enabling does not bump it; the workspace-wide disable does.
+    state = after(
+        &state,
+        &when(&state, &update_user("u1", UserEdit { enabled: Some(true), ..UserEdit::default() })).unwrap(),
+    );
+    assert_eq!(state.users["u1"].account_version, 4);
+    state = after(&state, &when(&state, &C::DisableWorkspace).unwrap());
+    assert_eq!(state.users["u1"].account_version, 5);
+    assert_eq!(state.users["u2"].account_version, 2);
+}

@@ -1,0 +1,20 @@
+# iamd: the two commands of the quick start, and the checks CI runs.
+#   make run    find or provide PostgreSQL, migrate, bootstrap (the first admin API key is
+#               printed once) and serve HTTP on 127.0.0.1:8080
+#   make test   provision PostgreSQL and the Kafka-protocol broker (tansu) and run every
+#               test (each test makes its own database and starts its own broker)
+#   make lint   rustfmt and clippy, warnings as errors
+
+.PHONY: run test lint
+
+run:
+	@scripts/run.sh $(ARGS)
+
+test:
+	@admin=$$(scripts/postgres.sh) || exit 1; \
+	tansu=$$(scripts/tansu.sh) || exit 1; \
+	IAMD_TEST_PG_URL=$$admin IAMD_TEST_TANSU=$$tansu cargo test --locked $(TEST_ARGS)
+
+lint:
+	cargo fmt --check
+	cargo clippy --locked --all-targets -- -D warnings

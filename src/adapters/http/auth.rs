@@ -1,0 +1,77 @@
+//! Who may call `POST /api/v1/iam`: the API gateway with `http.gateway_secret` as its bearer
+//! (compared in constant time), or a caller whose bearer is an API key of a user with the
+//! `admin` role. Anything else is 401 `{"error":"auth failure"}`.
+
+use crate::config::Secret;
+use crate::protocol::{IamRequest, Operation};
+use crate::service::Service;
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{HttpRequest, HttpResponse};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+pub struct Gatekeeper {
+    /// SHA-256 of the gateway secret, when one is configured. Comparing digests makes the
+    /// comparison constant-time whatever the presented length.
+    gateway_secret: Option<[u8; 32]>,
+}
+
+impl Gatekeeper {
+    pub fn new(gateway_secret: &Secret) -> Self {
+        Gatekeeper { gateway_secret: gateway_secret.is_set().then(|| digest(gateway_secret.expose())) }
+    }
+
+    pub async fn admits(&self, req: &HttpRequest, service: &Service) -> bool {
+        let Some(token) = bearer(req) else { return false };
+        if let Some(secret) = &self.gateway_secret {
+            if bool::from(digest(token).ct_eq(secret)) {
+                return true;
+            }
+        }
+        if !token.starts_with(crate::crypto::api_key::API_KEY_PREFIX) {
+            return false;
+        }
+        let resolve = IamRequest {
+            operation: Operation::ResolveApiKey.as_str().into(),
+            api_key: token.to_owned(),
+            ..Default::default()
+        };
+        let resolved = service.handle(resolve, "http").await;
+        resolved.error.is_none() && resolved.resolved_roles.iter().any(|r| r == "admin")
+    }
+}
+
+fn digest(s: &str) -> [u8; 32] {
+    Sha256::digest(s.as_bytes()).into()
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+pub fn unauthorized() -> HttpResponse {
+    HttpResponse::Unauthorized()
+        .insert_header(("WWW-Authenticate", "Bearer"))
+        .json(serde_json::json!({"error": "auth failure"}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn bearer_is_parsed_case_insensitively_and_must_be_non_empty() {
+        let r = TestRequest::default().insert_header((AUTHORIZATION, "bearer abc")).to_http_request();
+        assert_eq!(bearer(&r), Some("abc"));
+        let r = TestRequest::default().insert_header((AUTHORIZATION, "Basic abc")).to_http_request();
+        assert_eq!(bearer(&r), None);
+        let r = TestRequest::default().insert_header((AUTHORIZATION, "Bearer ")).to_http_request();
+        assert_eq!(bearer(&r), None);
+        assert_eq!(bearer(&TestRequest::default().to_http_request()), None);
+    }
+}

@@ -1,0 +1,112 @@
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[test]
+fn defaults_are_the_documented_ones() {
+    let s = Settings::from_sources("", env(&[])).unwrap();
+    assert_eq!(s.http.listen, "127.0.0.1:8080");
+    assert_eq!(s.password.min_length, 12);
+    assert_eq!((s.argon2.memory_kib, s.argon2.iterations, s.argon2.parallelism), (19456, 2, 1));
+    assert_eq!(s.jwt.ttl, Duration::from_secs(3600));
+    assert!(s.database.migrate_on_start);
+    assert!(!s.http.gateway_secret.is_set());
+}
+
+#[test]
+fn yaml_then_environment_with_types() {
+    let yaml = "database:\n  url: postgres://a@b/c\n  pool_size: 4\njwt:\n  ttl: 2h\n";
+    let s = Settings::from_sources(
+        yaml,
+        env(&[
+            ("IAMD_DATABASE_POOL_SIZE", "9"),
+            ("IAMD_HTTP_GATEWAY_SECRET", "12345"),
+            ("IAMD_DATABASE_MIGRATE_ON_START", "false"),
+            ("IAMD_SIGNING_GRACE_PERIOD", "3h"),
+            ("PATH", "/bin"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.database.url.expose(), "postgres://a@b/c");
+    assert_eq!(s.database.pool_size, 9);
+    assert_eq!(s.http.gateway_secret.expose(), "12345");
+    assert!(!s.database.migrate_on_start);
+    assert_eq!(s.jwt.ttl, Duration::from_secs(7200));
+    assert_eq!(s.signing.grace_period, Duration::from_secs(3 * 3600));
+}
+
+#[test]
+fn unknown_keys_are_errors_naming_the_key() {
+    let err = Settings::from_sources("database:\n  urll: x\n", env(&[])).unwrap_err();
+    assert!(err.to_string().contains("database.urll"), "{err}");
+    let err = Settings::from_sources("", env(&[("IAMD_HTTP_LISTN", "x")])).unwrap_err();
+    assert!(err.to_string().contains("IAMD_HTTP_LISTN"), "{err}");
+    assert!(Settings::from_sources("", env(&[("IAMD_CONFIG", "x"), ("IAMD_TEST_PG_URL", "y")])).is_ok());
+}
+
+#[test]
+fn bad_values_are_refused() {
+    assert!(Settings::from_sources("", env(&[("IAMD_DATABASE_POOL_SIZE", "many")])).is_err());
+    assert!(Settings::from_sources("signing:\n  grace_period: 30m\n", env(&[])).is_err());
+    assert!(Settings::from_sources("argon2:\n  memory_kib: 1\n", env(&[])).is_err());
+    assert!(Settings::from_sources("password: [1, 2]\n", env(&[])).is_err());
+}
+
+#[test]
+fn secrets_come_from_files_and_never_print() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secret");
+    std::fs::write(&path, "s3cret-value\n").unwrap();
+    let s = Settings::from_sources("", env(&[("IAMD_HTTP_GATEWAY_SECRET_FILE", path.to_str().unwrap())]))
+        .unwrap();
+    assert_eq!(s.http.gateway_secret.expose(), "s3cret-value");
+    assert!(!format!("{s:?}").contains("s3cret-value"));
+    assert!(!serde_yaml::to_string(&s).unwrap().contains("s3cret-value"));
+}
+
+#[test]
+fn every_key_is_documented_in_the_sample() {
+    let sample = include_str!("../../iamd.sample.yaml");
+    let mut leaves = Vec::new();
+    collect_leaves(&serde_yaml::to_value(Settings::default()).unwrap(), "", &mut leaves);
+    for (path, _) in leaves {
+        assert!(sample.contains(&env_name(&path)), "iamd.sample.yaml does not document {path}");
+    }
+    // And the sample itself loads.
+    Settings::from_sources(sample, env(&[])).unwrap();
+}
+
+#[test]
+fn kafka_is_off_by_default_and_properties_parse() {
+    let s = Settings::from_sources("", env(&[])).unwrap();
+    assert!(!s.kafka.enabled());
+    assert_eq!(
+        (s.kafka.request_topic.as_str(), s.kafka.response_topic.as_str()),
+        ("iam.request", "iam.response")
+    );
+    let s = Settings::from_sources(
+        "",
+        env(&[
+            ("IAMD_KAFKA_BROKERS", "127.0.0.1:9092"),
+            ("IAMD_KAFKA_MAX_IN_FLIGHT", "32"),
+            ("IAMD_KAFKA_PROPERTIES", "session.timeout.ms=6000, debug=cgrp,fetch\nacks=all"),
+        ]),
+    )
+    .unwrap();
+    assert!(s.kafka.enabled());
+    assert_eq!(s.kafka.max_in_flight, 32);
+    assert_eq!(
+        s.kafka.extra_properties().unwrap(),
+        vec![
+            ("session.timeout.ms".to_string(), "6000".to_string()),
+            ("debug".to_string(), "cgrp,fetch".to_string()),
+            ("acks".to_string(), "all".to_string())
+        ]
+    );
+    assert!(!format!("{:?}", s.kafka).contains("6000"), "properties never print");
+    let err =
+        Settings::from_sources("", env(&[("IAMD_KAFKA_BROKERS", "b:1"), ("IAMD_KAFKA_PROPERTIES", "oops")]));
+    assert!(err.unwrap_err().to_string().contains("not key=value"));
+}

@@ -1,0 +1,244 @@
+//! Every read the service makes: SQL over the read tables (`workspaces`, `users`, `api_keys`)
+//! and `signing_keys`, in one place. Queries never read the event log; the inline
+//! projections keep these tables current in the append transaction (invariant 4).
+
+use crate::domain::iso;
+use crate::protocol::{ApiKeyRecord, IamError, UserRecord, WorkspaceRecord};
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use tokio_postgres::Row;
+
+/// The columns of a `UserRecord`, from `users u`.
+macro_rules! user_columns {
+    () => {
+        "u.id, u.workspace, u.username, u.name, u.email, u.roles, u.enabled, u.must_change_password, u.created"
+    };
+}
+
+/// A user's record and credentials, joined with its workspace; completed by a `WHERE`.
+macro_rules! select_credentials {
+    ($where:literal) => {
+        concat!(
+            "SELECT ",
+            user_columns!(),
+            ", u.password_hash, u.account_version, u.enabled AND w.enabled AS usable \
+             FROM users u JOIN workspaces w ON w.id = u.workspace WHERE ",
+            $where
+        )
+    };
+}
+
+const SELECT_USER: &str = concat!("SELECT ", user_columns!(), " FROM users u WHERE u.id = $1");
+const LIST_USERS: &str =
+    concat!("SELECT ", user_columns!(), " FROM users u WHERE u.workspace = $1 ORDER BY u.created, u.id");
+const CREDENTIALS_BY_USERNAME: &str = select_credentials!("lower(u.username) = lower($1)");
+const CREDENTIALS_BY_ID: &str = select_credentials!("u.id = $1");
+
+const SELECT_WORKSPACE: &str = "SELECT id, name, enabled, created FROM workspaces WHERE id = $1";
+const LIST_WORKSPACES: &str = "SELECT id, name, enabled, created FROM workspaces ORDER BY created, id";
+const LIST_KEYS: &str = "SELECT id, user_id, name, prefix, expires, created, last_used FROM api_keys \
+    WHERE user_id = $1 ORDER BY created, id";
+const SELECT_KEY_OWNER: &str = "SELECT workspace, user_id FROM api_keys WHERE id = $1";
+/// resolve-api-key: one primary-key lookup joined with the owner and its workspace.
+const RESOLVE_KEY: &str = "SELECT k.id, k.user_id, k.workspace, k.expires, u.roles, \
+    u.enabled AND w.enabled AS usable \
+    FROM api_keys k JOIN users u ON u.id = k.user_id JOIN workspaces w ON w.id = k.workspace \
+    WHERE k.key_hash = $1";
+const TOUCH_KEY: &str = "UPDATE api_keys SET last_used = $2 WHERE id = $1 \
+    AND (last_used IS NULL OR last_used < $2)";
+const SELECT_SIGNING_KEYS: &str = "SELECT kid, private_key, created, valid_until FROM signing_keys \
+    WHERE valid_until IS NULL OR valid_until > now() ORDER BY created";
+
+/// What login and change-password need to know about a user.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub record: UserRecord,
+    pub password_hash: Option<String>,
+    pub account_version: i64,
+    /// The user and its workspace are both enabled.
+    pub usable: bool,
+}
+
+/// The owner of a resolved API key.
+#[derive(Debug, Clone)]
+pub struct ResolvedKey {
+    pub key_id: String,
+    pub user_id: String,
+    pub workspace: String,
+    pub roles: Vec<String>,
+    pub expires: Option<DateTime<Utc>>,
+    pub usable: bool,
+}
+
+/// A signing key row still able to verify tokens.
+pub struct SigningKeyRow {
+    pub kid: String,
+    pub private_pkcs8: Vec<u8>,
+    pub created: DateTime<Utc>,
+    pub valid_until: Option<DateTime<Utc>>,
+}
+
+/// Logs the cause and returns the generic internal error.
+fn db_error(what: &'static str) -> impl Fn(tokio_postgres::Error) -> IamError {
+    move |e| {
+        tracing::error!(query = what, error = %e, "read query failed");
+        IamError::internal()
+    }
+}
+
+#[derive(Clone)]
+pub struct Queries {
+    pool: Pool,
+}
+
+impl Queries {
+    pub fn new(pool: Pool) -> Self {
+        Queries { pool }
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, IamError> {
+        self.pool.get().await.map_err(|e| {
+            tracing::error!(error = %e, "no database connection");
+            IamError::internal()
+        })
+    }
+
+    async fn query(
+        &self,
+        what: &'static str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>, IamError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(sql).await.map_err(db_error(what))?;
+        client.query(&stmt, params).await.map_err(db_error(what))
+    }
+
+    pub async fn workspace(&self, id: &str) -> Result<Option<WorkspaceRecord>, IamError> {
+        let rows = self.query("workspace", SELECT_WORKSPACE, &[&id]).await?;
+        Ok(rows.first().map(workspace_record))
+    }
+
+    pub async fn workspaces(&self) -> Result<Vec<WorkspaceRecord>, IamError> {
+        let rows = self.query("workspaces", LIST_WORKSPACES, &[]).await?;
+        Ok(rows.iter().map(workspace_record).collect())
+    }
+
+    pub async fn user(&self, id: &str) -> Result<Option<UserRecord>, IamError> {
+        let rows = self.query("user", SELECT_USER, &[&id]).await?;
+        Ok(rows.first().map(user_record))
+    }
+
+    pub async fn users(&self, workspace: &str) -> Result<Vec<UserRecord>, IamError> {
+        let rows = self.query("users", LIST_USERS, &[&workspace]).await?;
+        Ok(rows.iter().map(user_record).collect())
+    }
+
+    /// Login's lookup, by username (case-insensitive, unique across workspaces).
+    pub async fn credentials_by_username(&self, username: &str) -> Result<Option<Credentials>, IamError> {
+        let rows = self.query("credentials_by_username", CREDENTIALS_BY_USERNAME, &[&username]).await?;
+        Ok(rows.first().map(credentials))
+    }
+
+    pub async fn credentials_by_id(&self, user_id: &str) -> Result<Option<Credentials>, IamError> {
+        let rows = self.query("credentials_by_id", CREDENTIALS_BY_ID, &[&user_id]).await?;
+        Ok(rows.first().map(credentials))
+    }
+
+    pub async fn api_keys(&self, user_id: &str) -> Result<Vec<ApiKeyRecord>, IamError> {
+        let rows = self.query("api_keys", LIST_KEYS, &[&user_id]).await?;
+        Ok(rows
+            .iter()
+            .map(|r| ApiKeyRecord {
+                id: r.get("id"),
+                user_id: r.get("user_id"),
+                name: r.get("name"),
+                prefix: r.get("prefix"),
+                expires: r.get::<_, Option<DateTime<Utc>>>("expires").map(iso).unwrap_or_default(),
+                created: iso(r.get("created")),
+                last_used: r.get::<_, Option<DateTime<Utc>>>("last_used").map(iso).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// (workspace, user id) of an active key.
+    pub async fn key_owner(&self, key_id: &str) -> Result<Option<(String, String)>, IamError> {
+        let rows = self.query("key_owner", SELECT_KEY_OWNER, &[&key_id]).await?;
+        Ok(rows.first().map(|r| (r.get(0), r.get(1))))
+    }
+
+    pub async fn resolve_key(&self, key_hash: &[u8; 32]) -> Result<Option<ResolvedKey>, IamError> {
+        let hash: &[u8] = key_hash;
+        let rows = self.query("resolve_key", RESOLVE_KEY, &[&hash]).await?;
+        Ok(rows.first().map(|r| ResolvedKey {
+            key_id: r.get("id"),
+            user_id: r.get("user_id"),
+            workspace: r.get("workspace"),
+            roles: r.get("roles"),
+            expires: r.get("expires"),
+            usable: r.get("usable"),
+        }))
+    }
+
+    /// Stamps `last_used` (coalesced by the caller: not an event, not on the reply's path).
+    pub async fn touch_key(&self, key_id: &str, at: DateTime<Utc>) -> Result<(), IamError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(TOUCH_KEY).await.map_err(db_error("touch_key"))?;
+        client.execute(&stmt, &[&key_id, &at]).await.map_err(db_error("touch_key"))?;
+        Ok(())
+    }
+
+    /// The signing keys that still verify: the active one and those in grace, oldest first.
+    pub async fn signing_keys(&self) -> Result<Vec<SigningKeyRow>, IamError> {
+        let rows = self.query("signing_keys", SELECT_SIGNING_KEYS, &[]).await?;
+        Ok(rows
+            .iter()
+            .map(|r| SigningKeyRow {
+                kid: r.get("kid"),
+                private_pkcs8: r.get("private_key"),
+                created: r.get("created"),
+                valid_until: r.get("valid_until"),
+            })
+            .collect())
+    }
+
+    /// True when the database answers (health checks).
+    pub async fn ping(&self) -> bool {
+        match self.client().await {
+            Ok(c) => c.simple_query("SELECT 1").await.is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+fn workspace_record(r: &Row) -> WorkspaceRecord {
+    WorkspaceRecord {
+        id: r.get("id"),
+        name: r.get("name"),
+        enabled: r.get("enabled"),
+        created: iso(r.get("created")),
+    }
+}
+
+fn user_record(r: &Row) -> UserRecord {
+    UserRecord {
+        id: r.get("id"),
+        workspace: r.get("workspace"),
+        username: r.get("username"),
+        name: r.get("name"),
+        email: r.get("email"),
+        roles: r.get("roles"),
+        enabled: r.get("enabled"),
+        must_change_password: r.get("must_change_password"),
+        created: iso(r.get("created")),
+    }
+}
+
+fn credentials(r: &Row) -> Credentials {
+    Credentials {
+        record: user_record(r),
+        password_hash: r.get("password_hash"),
+        account_version: r.get("account_version"),
+        usable: r.get("usable"),
+    }
+}

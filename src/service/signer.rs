@@ -1,0 +1,59 @@
+//! The signing keys in memory: the active key signs, it and the keys in grace verify.
+//! Loaded from `signing_keys` at start, after a rotation in this process, and every
+//! [`RELOAD_EVERY`] so a rotation made by another process is picked up.
+
+use super::queries::Queries;
+use crate::crypto::{SigningKey, TokenSigner};
+use crate::protocol::IamError;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+pub const RELOAD_EVERY: Duration = Duration::from_secs(30);
+
+struct Loaded {
+    signer: Arc<TokenSigner>,
+    at: Instant,
+}
+
+#[derive(Clone, Default)]
+pub struct SignerCache {
+    loaded: Arc<RwLock<Option<Loaded>>>,
+}
+
+impl SignerCache {
+    /// The current signer, reloading when it is older than [`RELOAD_EVERY`] or absent.
+    pub async fn get(&self, queries: &Queries) -> Result<Arc<TokenSigner>, IamError> {
+        {
+            let guard = self.loaded.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(l) = guard.as_ref().filter(|l| l.at.elapsed() < RELOAD_EVERY) {
+                return Ok(l.signer.clone());
+            }
+        }
+        self.reload(queries).await
+    }
+
+    /// Reads the keys from the table and replaces the cached signer.
+    pub async fn reload(&self, queries: &Queries) -> Result<Arc<TokenSigner>, IamError> {
+        let rows = queries.signing_keys().await?;
+        let mut active = None;
+        let mut retired = Vec::new();
+        for row in rows {
+            let key = SigningKey::from_parts(row.kid, row.created, row.private_pkcs8).map_err(|e| {
+                tracing::error!(error = %e, "unreadable signing key");
+                IamError::internal()
+            })?;
+            match row.valid_until {
+                None => active = Some(key),
+                Some(until) => retired.push((key.kid.clone(), key.public, until)),
+            }
+        }
+        let Some(active) = active else {
+            tracing::error!("no active signing key (the start-up check creates one)");
+            return Err(IamError::internal());
+        };
+        let signer = Arc::new(TokenSigner::new(active, retired));
+        *self.loaded.write().unwrap_or_else(|p| p.into_inner()) =
+            Some(Loaded { signer: signer.clone(), at: Instant::now() });
+        Ok(signer)
+    }
+}

@@ -1,0 +1,123 @@
+//! System operations: the JWT signing keys and the one-time bootstrap. Key pairs and the
+//! bootstrap API key are generated here; the system actor records their public facts, the
+//! store puts the private half in `signing_keys`, and no secret reaches the log.
+
+use super::{Ctx, Service};
+use crate::actors::SystemExecute;
+use crate::crypto::{ApiKey, SigningKey};
+use crate::domain::system::{NewKey, SystemCommand};
+use crate::events::Metadata;
+use crate::protocol::{IamError, IamResponse};
+use chrono::Utc;
+
+/// What a bootstrap did.
+#[derive(Debug)]
+pub struct Bootstrapped {
+    /// False when the system was already bootstrapped (nothing was created).
+    pub applied: bool,
+    pub admin_user_id: String,
+    /// The admin key, when this call created it (one-time; `None` in token mode).
+    pub admin_api_key: Option<ApiKey>,
+}
+
+fn new_key() -> Result<(SigningKey, NewKey), IamError> {
+    let key = SigningKey::generate(Utc::now()).map_err(|e| {
+        tracing::error!(error = %e, "generating a signing key failed");
+        IamError::internal()
+    })?;
+    let public = NewKey { kid: key.kid.clone(), public_key: key.public_pem() };
+    Ok((key, public))
+}
+
+fn system_metadata(operation: &str) -> Metadata {
+    Metadata {
+        actor: String::new(),
+        request_id: String::new(),
+        source: "system".into(),
+        operation: operation.into(),
+    }
+}
+
+impl Service {
+    pub(super) async fn signing_key_public(&self) -> Result<IamResponse, IamError> {
+        let signer = self.inner.signer.get(&self.inner.queries).await?;
+        Ok(IamResponse { signing_key_public: signer.active().public_pem(), ..Default::default() })
+    }
+
+    pub(super) async fn rotate_signing_key(&self, ctx: Ctx) -> Result<IamResponse, IamError> {
+        let (key, public) = new_key()?;
+        let grace = self.inner.settings.signing_grace;
+        let msg = SystemExecute {
+            command: SystemCommand::RotateSigningKey { key: public, grace },
+            metadata: ctx.metadata,
+            request_id: ctx.request_id,
+            signing_key: Some(key),
+        };
+        let outcome = self.inner.registry.execute_system(msg).await?;
+        let signer = self.inner.signer.reload(&self.inner.queries).await?;
+        Ok(IamResponse { signing_key_public: signer.active().public_pem(), ..outcome.response })
+    }
+
+    /// Creates a signing key when none is active (start-up).
+    pub async fn ensure_signing_key(&self) -> Result<(), IamError> {
+        let (key, public) = new_key()?;
+        let msg = SystemExecute {
+            command: SystemCommand::EnsureSigningKey { key: public },
+            metadata: system_metadata("ensure-signing-key"),
+            request_id: None,
+            signing_key: Some(key),
+        };
+        self.inner.registry.execute_system(msg).await?;
+        self.inner.signer.reload(&self.inner.queries).await?;
+        Ok(())
+    }
+
+    pub(super) async fn bootstrap_operation(&self, ctx: Ctx) -> Result<IamResponse, IamError> {
+        let done = self.bootstrap(None, ctx.metadata, ctx.request_id).await?;
+        let mut r = IamResponse::default();
+        if done.applied {
+            r.bootstrap_admin_user_id = done.admin_user_id;
+            r.bootstrap_admin_api_key = done.admin_api_key.map(ApiKey::into_plaintext).unwrap_or_default();
+        }
+        Ok(r)
+    }
+
+    /// Bootstraps when nothing exists yet: workspace `default`, user `admin` (no usable
+    /// password), an API key (`token` when the operator chose one, else a fresh one) and a
+    /// signing key. A no-op afterwards.
+    pub async fn bootstrap(
+        &self,
+        token: Option<ApiKey>,
+        metadata: Metadata,
+        request_id: Option<String>,
+    ) -> Result<Bootstrapped, IamError> {
+        let chosen = token.is_some();
+        let api_key = token.unwrap_or_else(ApiKey::generate);
+        let (key, public) = new_key()?;
+        let msg = SystemExecute {
+            command: SystemCommand::Bootstrap {
+                user_id: uuid::Uuid::new_v4().to_string(),
+                key_id: uuid::Uuid::new_v4().to_string(),
+                key_hash: api_key.hash().to_hex(),
+                prefix: api_key.display_prefix(),
+                signing_key: public,
+            },
+            metadata,
+            request_id,
+            signing_key: Some(key),
+        };
+        let outcome = self.inner.registry.execute_system(msg).await?;
+        self.inner.signer.reload(&self.inner.queries).await?;
+        let applied = outcome.applied;
+        Ok(Bootstrapped {
+            applied,
+            admin_user_id: outcome.response.bootstrap_admin_user_id,
+            admin_api_key: (applied && !chosen).then_some(api_key),
+        })
+    }
+
+    /// Start-up bootstrap (`bootstrap.on_start`, or `bootstrap.token`).
+    pub async fn bootstrap_on_start(&self, token: Option<ApiKey>) -> Result<Bootstrapped, IamError> {
+        self.bootstrap(token, system_metadata("bootstrap"), None).await
+    }
+}
