@@ -1,0 +1,206 @@
+//! Shared helpers for the integration test binaries (`mod common;`).
+//!
+//! [`TestDb`] creates a fresh, uniquely named PostgreSQL database per test from the admin URL in
+//! `IAMD_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`), migrates it, and
+//! drops it again when the `TestDb` goes out of scope (also when the test panics).
+
+pub mod broker;
+pub mod server;
+
+use deadpool_postgres::Pool;
+use std::str::FromStr;
+use std::time::Duration;
+use tokio_postgres::NoTls;
+
+/// The environment variable naming the admin connection (any database the user may connect to,
+/// with the right to CREATE DATABASE).
+#[allow(dead_code)]
+pub const ADMIN_URL_ENV: &str = "IAMD_TEST_PG_URL";
+
+#[allow(dead_code)]
+pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// Connections in each test database's pool.
+const POOL_SIZE: usize = 8;
+
+/// A throwaway, migrated database; dropped (`WITH (FORCE)`) when this value is dropped.
+#[allow(dead_code)]
+pub struct TestDb {
+    admin_url: String,
+    name: String,
+    url: String,
+    pool: Pool,
+}
+
+#[allow(dead_code)]
+impl TestDb {
+    /// Creates and migrates a fresh database. Panics with one readable line when the admin
+    /// server cannot be reached.
+    pub async fn new() -> TestDb {
+        let admin_url = admin_url();
+        let name = format!("iamd_test_{}_{:016x}", std::process::id(), rand::random::<u64>());
+
+        let admin = admin_connect(&admin_url).await.unwrap_or_else(|e| {
+            panic!(
+                "cannot reach the PostgreSQL test server at {} ({e}): run `make test`, or set \
+                 {ADMIN_URL_ENV} to a reachable admin URL",
+                describe(&admin_url)
+            )
+        });
+        admin
+            .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
+            .await
+            .unwrap_or_else(|e| panic!("CREATE DATABASE {name} failed: {}", db_message(&e)));
+        drop(admin);
+
+        let url = with_dbname(&admin_url, &name);
+        assert_eq!(
+            tokio_postgres::Config::from_str(&url).ok().and_then(|c| c.get_dbname().map(str::to_owned)),
+            Some(name.clone()),
+            "test database URL {url:?} does not name the database {name}"
+        );
+        // From here on the database exists: build `TestDb` first so that a failure below
+        // still drops it.
+        let pool = match iamd::db::connect(&url, POOL_SIZE).await {
+            Ok(pool) => pool,
+            Err(e) => {
+                drop_database(&admin_url, &name);
+                panic!("connecting to the test database {name}: {e:#}");
+            }
+        };
+        let db = TestDb { admin_url, name, url, pool };
+        iamd::db::migrate(&db.pool).await.unwrap_or_else(|e| panic!("migrating {}: {e:#}", db.name));
+        db
+    }
+
+    /// The URL of this test database.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The database name (`iamd_test_<pid>_<hex>`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The migrated pool of this database (a cheap handle; clones share connections).
+    pub fn pool(&self) -> Pool {
+        self.pool.clone()
+    }
+
+    /// An event store on this database.
+    pub fn store(&self) -> iamd::events::EventStore {
+        iamd::events::EventStore::new(self.pool())
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        self.pool.close();
+        drop_database(&self.admin_url, &self.name);
+    }
+}
+
+/// The admin URL from the environment, or the default.
+#[allow(dead_code)]
+pub fn admin_url() -> String {
+    match std::env::var(ADMIN_URL_ENV) {
+        Ok(s) if !s.trim().is_empty() => s.trim().to_owned(),
+        _ => DEFAULT_ADMIN_URL.to_owned(),
+    }
+}
+
+async fn admin_connect(url: &str) -> Result<tokio_postgres::Client, String> {
+    let mut config = tokio_postgres::Config::from_str(url)
+        .map_err(|e| format!("{ADMIN_URL_ENV} is not a valid PostgreSQL URL: {e}"))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    let (client, connection) = config.connect(NoTls).await.map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// Drops the database from a thread with its own runtime, so it works from `Drop` inside an
+/// async test (where blocking on the test's own runtime is impossible).
+fn drop_database(admin_url: &str, name: &str) {
+    let admin_url = admin_url.to_owned();
+    let name = name.to_owned();
+    let thread_name = name.clone();
+    let result = std::thread::spawn(move || -> Result<(), String> {
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            let client = admin_connect(&admin_url).await?;
+            client
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name)))
+                .await
+                .map_err(|e| db_message(&e))
+        })
+    })
+    .join();
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("warning: could not drop test database {thread_name}: {e}"),
+        Err(_) => eprintln!("warning: dropping test database {thread_name} panicked"),
+    }
+}
+
+/// The admin URL with its database name replaced by `db`; the query string is kept (minus
+/// any `dbname=` parameter, which would override the path). Key/value connection strings
+/// (`host=... user=...`) get a trailing `dbname=`, which wins over an earlier one.
+#[allow(dead_code)]
+pub fn with_dbname(admin_url: &str, db: &str) -> String {
+    let scheme_len =
+        ["postgres://", "postgresql://"].iter().find(|p| admin_url.starts_with(*p)).map(|p| p.len());
+    let Some(scheme_len) = scheme_len else {
+        return format!("{admin_url} dbname={db}");
+    };
+    let (base, query) = match admin_url.find('?') {
+        Some(i) => (&admin_url[..i], Some(&admin_url[i + 1..])),
+        None => (admin_url, None),
+    };
+    let path_start = base[scheme_len..].find('/').map_or(base.len(), |i| scheme_len + i);
+    let mut url = format!("{}/{}", &base[..path_start], db);
+    if let Some(query) = query {
+        let kept: Vec<&str> =
+            query.split('&').filter(|kv| !kv.is_empty() && kv.split('=').next() != Some("dbname")).collect();
+        if !kept.is_empty() {
+            url.push('?');
+            url.push_str(&kept.join("&"));
+        }
+    }
+    url
+}
+
+/// `host:port/db` of a URL, without credentials.
+fn describe(url: &str) -> String {
+    match tokio_postgres::Config::from_str(url) {
+        Ok(c) => {
+            let host = c
+                .get_hosts()
+                .first()
+                .map(|h| match h {
+                    tokio_postgres::config::Host::Tcp(s) => s.clone(),
+                    #[cfg(unix)]
+                    tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+                })
+                .unwrap_or_else(|| "localhost".into());
+            let port = c.get_ports().first().copied().unwrap_or(5432);
+            format!("{host}:{port}/{}", c.get_dbname().unwrap_or("(default)"))
+        }
+        Err(_) => "(unparsable URL)".into(),
+    }
+}
+
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// The server's message for a database error, else the error's display.
+#[allow(dead_code)]
+pub fn db_message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_else(|| e.to_string())
+}
