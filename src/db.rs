@@ -14,8 +14,12 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
 
 /// Builds the pool and checks the database answers, failing with one readable line.
 pub async fn connect(url: &str, pool_size: usize) -> anyhow::Result<Pool> {
-    let config = tokio_postgres::Config::from_str(url)
+    let mut config = tokio_postgres::Config::from_str(url)
         .map_err(|e| anyhow::anyhow!("database.url is not a valid PostgreSQL URL: {e}"))?;
+    if config.get_application_name().is_none() {
+        // Names iamd's sessions in pg_stat_activity.
+        config.application_name("iamd");
+    }
     let manager = Manager::from_config(
         config.clone(),
         NoTls,

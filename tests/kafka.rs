@@ -336,6 +336,47 @@ async fn a_broker_restart_is_survived_without_restarting_iamd() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_going_away_is_an_internal_error_and_never_a_lost_or_second_effect() {
+    let db = TestDb::new().await;
+    let broker = Broker::memory();
+    broker.create_iam_topics(2);
+    let server = serve(&db, &broker, &[]);
+    let c = connect(&broker).await;
+    ok(call(&c, json!({"operation": "create-workspace", "workspace_record": {"id": "acme"}})).await);
+    let create = request(json!({"operation": "create-user", "workspace": "acme",
+        "user": {"username": "outage", "password": "a long enough passphrase"}}));
+
+    db.cut_off().await;
+    let during = c.call_with_id("create-outage", &create, WAIT).await.expect("answered during the outage");
+    assert_eq!(kind(&during), Some(ErrorKind::InternalError), "{:?}", during.error);
+    let message = &during.error.as_ref().unwrap().message;
+    assert!(!message.contains("ALLOW_CONNECTIONS") && !message.contains(db.name()), "{message}");
+    // Reads fail the same way, and the partition keeps moving.
+    let read = call(&c, json!({"operation": "list-workspaces"})).await;
+    assert_eq!(kind(&read), Some(ErrorKind::InternalError));
+
+    db.reopen().await;
+    // The gateway retries with the same id until it gets an answer that is not an outage.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let after = loop {
+        let r = c.call_with_id("create-outage", &create, WAIT).await.expect("answered");
+        if kind(&r) != Some(ErrorKind::InternalError) {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "iamd did not recover from the outage");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(ok(after).user.unwrap().username, "outage");
+    // Once more with the same id: answered from the record, no second effect.
+    let again = ok(c.call_with_id("create-outage", &create, WAIT).await.expect("answered"));
+    assert!(again.replayed);
+    assert_eq!(count(&db, "SELECT count(*) FROM events WHERE event_type = 'user.created'").await, 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM users").await, 1);
+    let causes = ["event store failure", "read query failed", "no database connection"];
+    assert!(causes.iter().any(|c| !server.logged(c).is_empty()), "the cause is logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn iamd_starts_while_the_broker_is_down_and_connects_when_it_comes() {
     let db = TestDb::new().await;
     let port = free_port();

@@ -92,6 +92,28 @@ impl TestDb {
     pub fn store(&self) -> iamd::events::EventStore {
         iamd::events::EventStore::new(self.pool())
     }
+
+    /// PostgreSQL goes away for this database: new connections are refused and every open
+    /// one (iamd's pools included) is terminated, on the real server. [`TestDb::reopen`] ends it.
+    pub async fn cut_off(&self) {
+        self.admin(&format!(
+            "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{raw}'",
+            name = quote_ident(&self.name),
+            raw = self.name
+        ))
+        .await;
+    }
+
+    /// Accepts connections again after [`TestDb::cut_off`].
+    pub async fn reopen(&self) {
+        self.admin(&format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true", quote_ident(&self.name))).await;
+    }
+
+    async fn admin(&self, sql: &str) {
+        let admin = admin_connect(&self.admin_url).await.expect("the admin connection");
+        admin.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {}", db_message(&e)));
+    }
 }
 
 impl Drop for TestDb {
