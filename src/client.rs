@@ -79,7 +79,7 @@ impl KafkaClient {
         consumer_config
             .set("group.id", format!("iamd-client-{}", uuid::Uuid::new_v4()))
             .set("enable.auto.commit", "false")
-            .set("fetch.wait.max.ms", "10");
+            .set("fetch.wait.max.ms", crate::adapters::kafka::FETCH_WAIT_MS);
         let consumer: StreamConsumer<QuietContext> =
             consumer_config.create_with_context(context).context("kafka consumer settings")?;
         let consumer = Arc::new(consumer);

@@ -116,11 +116,24 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         None
     };
     tracing::info!(listen = %settings.http.listen, port = app.port, kafka = kafka.is_some(), "iamd serving HTTP");
-    app.run_until_stopped().await?;
-    if let Some(kafka) = kafka {
-        // The adapter saw the signal too and is draining; wait for it.
-        actix_web::rt::task::spawn_blocking(move || kafka.stop()).await?;
+    let http = app.handle();
+    let mut server = actix_web::rt::spawn(app.run_until_stopped());
+    let ended = tokio::select! {
+        _ = startup::shutdown_signal() => None,
+        ended = &mut server => Some(ended),
+    };
+    // HTTP and Kafka drain side by side; the actors they need live until both are done,
+    // because the actix System ends only when this function returns.
+    let kafka = actix_web::rt::task::spawn_blocking(move || kafka.map(|k| k.stop()));
+    match ended {
+        None => {
+            tracing::info!("shutting down: finishing in-flight requests");
+            http.stop(true).await;
+            let _ = server.await;
+        }
+        Some(ended) => tracing::warn!(?ended, "the HTTP server stopped by itself"),
     }
+    kafka.await?;
     tracing::info!("iamd stopped");
     Ok(())
 }

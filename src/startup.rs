@@ -50,14 +50,40 @@ impl Application {
                 .configure(http::routes)
         })
         .workers(threads())
+        // Signals are the caller's (see `shutdown_signal`): actix-server's own handling would
+        // stop the whole actix System, and with it the actors, while the Kafka adapter drains.
+        .disable_signals()
         .listen(listener)?
         .run();
         Ok(Application { port, service, bootstrap, server })
     }
 
-    /// Serves until SIGINT/SIGTERM; in-flight requests finish first.
+    /// What stops the server: `handle().stop(true)` lets in-flight requests finish first.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped through [`Application::handle`].
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+            }
+            _ => std::future::pending::<()>().await,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

@@ -476,10 +476,19 @@ async fn sigterm_drains_in_flight_requests_before_exit() {
     assert!(!server.logged("Kafka adapter draining").is_empty());
     // Whatever was not finished is redelivered to the next process: every request has
     // exactly one effect.
-    let _next = serve(&db, &broker, &[]);
+    let next = serve(&db, &broker, &[]);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while count(&db, "SELECT count(*) FROM users").await < 30 {
-        assert!(std::time::Instant::now() < deadline, "not every request took effect");
+    loop {
+        let users = count(&db, "SELECT count(*) FROM users").await;
+        if users >= 30 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{users} of 30 requests took effect; the first process said:\n{}\nthe second:\n{}",
+            server.logged("").join("\n"),
+            next.logged("").join("\n")
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;

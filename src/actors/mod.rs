@@ -201,15 +201,19 @@ impl Registry {
     /// Runs a command on the workspace's actor. An actor that stopped (idle) between lookup
     /// and delivery never saw the message, so it is delivered to a fresh one.
     pub async fn execute(&self, workspace: &str, msg: Execute) -> Result<IamResponse, IamError> {
+        let mut last = MailboxError::Closed;
         for _ in 0..3 {
             let (instance, addr) = self.get_or_start(workspace);
             match addr.send(msg.clone()).await {
                 Ok(result) => return result,
                 Err(MailboxError::Closed) => self.forget(workspace, instance),
-                Err(MailboxError::Timeout) => break,
+                Err(e @ MailboxError::Timeout) => {
+                    last = e;
+                    break;
+                }
             }
         }
-        tracing::error!(workspace, "workspace actor unavailable");
+        tracing::error!(workspace, error = %last, "workspace actor unavailable");
         Err(IamError::internal())
     }
 

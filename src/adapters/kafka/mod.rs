@@ -39,6 +39,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
+/// The consumers' default `fetch.wait.max.ms` (a request's worst wait on an idle partition).
+pub const FETCH_WAIT_MS: &str = "10";
+
 /// A client's settings: the brokers, iamd's `defaults`, then the operator's `extra`
 /// properties, which win over the defaults.
 pub fn client_config(brokers: &str, defaults: &[(&str, &str)], extra: &[(String, String)]) -> ClientConfig {
@@ -81,15 +84,20 @@ struct Shared {
 }
 
 /// Builds the clients (a bad setting fails here, at start) and runs the adapter on its own
-/// thread. It also drains on SIGTERM/SIGINT by itself.
+/// thread until [`KafkaHandle::stop`].
 pub fn spawn(settings: &KafkaSettings, service: Service) -> anyhow::Result<KafkaHandle> {
     let extra = settings.extra_properties()?;
     let health = Health::new(&settings.brokers);
     let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
     // Incremental (cooperative) rebalancing: a joining or dying member moves only the
-    // partitions that must move, instead of stopping the whole group.
-    let defaults =
-        [("partition.assignment.strategy", "cooperative-sticky"), ("auto.offset.reset", "earliest")];
+    // partitions that must move, instead of stopping the whole group. A short fetch wait:
+    // iamd answers requests, so an idle partition is polled often rather than a request
+    // waiting out librdkafka's 500 ms default on a broker that holds an empty fetch.
+    let defaults = [
+        ("partition.assignment.strategy", "cooperative-sticky"),
+        ("auto.offset.reset", "earliest"),
+        ("fetch.wait.max.ms", FETCH_WAIT_MS),
+    ];
     let mut consumer_config = client_config(&settings.brokers, &defaults, &extra);
     // What the offset discipline depends on is not left to the properties.
     consumer_config
@@ -105,7 +113,8 @@ pub fn spawn(settings: &KafkaSettings, service: Service) -> anyhow::Result<Kafka
     consumer
         .subscribe(&[&settings.request_topic])
         .with_context(|| format!("kafka: cannot subscribe to {}", settings.request_topic))?;
-    let mut producer_config = client_config(&settings.brokers, &[], &extra);
+    // Replies leave at once; under load they still batch, as the queue fills within 1 ms.
+    let mut producer_config = client_config(&settings.brokers, &[("linger.ms", "1")], &extra);
     producer_config.set("partitioner", &settings.partitioner);
     let producer: FutureProducer<QuietContext> = producer_config
         .create_with_context(QuietContext { health: health.clone(), tracker: None })
@@ -138,19 +147,15 @@ async fn run(shared: Arc<Shared>, settings: KafkaSettings, mut stopping: watch::
     check_brokers(&shared, &settings).await;
     let permits = Arc::new(Semaphore::new(settings.max_in_flight));
     let mut order = KeyOrder::default();
-    let signal = shutdown_signal();
-    tokio::pin!(signal);
     loop {
         let permit = tokio::select! {
             biased;
             _ = stopping.changed() => break,
-            _ = &mut signal => break,
             p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
         };
         let received = tokio::select! {
             biased;
             _ = stopping.changed() => break,
-            _ = &mut signal => break,
             m = shared.consumer.recv() => m,
         };
         let message = match received {
@@ -207,23 +212,6 @@ async fn check_brokers(shared: &Arc<Shared>, settings: &KafkaSettings) {
         )),
         Ok(Err(e)) => shared.health.unreachable(&e.to_string()),
         Err(_) => {}
-    }
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-            }
-            _ => std::future::pending::<()>().await,
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
