@@ -6,6 +6,7 @@
 //! - [`events`]: event types, the hash chain and the PostgreSQL [`events::EventStore`].
 //! - [`projections`]: reducers keeping the read tables, run inside the append transaction.
 //! - [`actors`]: one `WorkspaceActor` per workspace and the `SystemActor`, behind a registry.
+//! - [`authz`]: the pure capability model: which roles grant what, in which workspaces.
 //! - [`service`]: one dispatch from `IamRequest` to `IamResponse` for every adapter.
 //! - [`adapters`]: transports: HTTP and Kafka.
 //! - [`client`]: a Kafka request/response client for iamd (`iamd call --kafka`, tests, bench).
@@ -15,6 +16,7 @@
 
 pub mod actors;
 pub mod adapters;
+pub mod authz;
 pub mod client;
 pub mod config;
 pub mod crypto;

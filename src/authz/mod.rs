@@ -1,0 +1,222 @@
+//! Authorisation: which capabilities each role grants, and in which workspaces.
+//!
+//! Pure and synchronous: no I/O, no state. The model follows TrustGraph's IAM design:
+//! - three roles, each with an explicit capability set (no hierarchy in code);
+//! - a role's scope is either its holder's home workspace ([`Scope::Assigned`]) or every
+//!   workspace ([`Scope::All`]);
+//! - a request is allowed if ANY of the caller's roles grants the capability and that
+//!   role's scope permits the target workspace;
+//! - unknown roles grant nothing and unknown capabilities are denied (fail closed);
+//! - system capabilities ([`SYSTEM_CAPABILITIES`]) concern no workspace and need a role
+//!   whose scope is [`Scope::All`].
+//!
+//! Whether the principal is enabled is the caller's concern, checked before [`allows`].
+
+#[cfg(test)]
+mod tests;
+
+/// The roles this model knows. Anything else grants nothing.
+pub const KNOWN_ROLES: [&str; 3] = ["reader", "writer", "admin"];
+
+/// Where a role may act.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Only in the holder's home workspace.
+    Assigned,
+    /// In every workspace, and at system level.
+    All,
+}
+
+// The capabilities iamd itself checks, named for its adapters and service. The data-plane
+// capabilities (graph, documents, ...) are checked by other services and stay literals.
+
+/// Manage one's own API keys.
+pub const KEYS_SELF: &str = "keys:self";
+/// List the workspaces one belongs to.
+pub const WORKSPACES_LIST_OWN: &str = "workspaces:list-own";
+/// Read users.
+pub const USERS_READ: &str = "users:read";
+/// Change users.
+pub const USERS_WRITE: &str = "users:write";
+/// Administer users (create, disable, reset passwords).
+pub const USERS_ADMIN: &str = "users:admin";
+/// Manage other users' API keys.
+pub const KEYS_ADMIN: &str = "keys:admin";
+/// Create, list and delete any workspace (system-level).
+pub const WORKSPACES_ADMIN: &str = "workspaces:admin";
+/// Administer iamd itself (system-level).
+pub const IAM_ADMIN: &str = "iam:admin";
+/// Read service metrics (system-level).
+pub const METRICS_READ: &str = "metrics:read";
+/// Read the audit trail (system-level).
+pub const AUDIT_READ: &str = "audit:read";
+
+/// What `reader` grants.
+pub const READER_CAPABILITIES: &[&str] = &[
+    "agent",
+    "graph:read",
+    "triples:read",
+    "sparql:read",
+    "graph-rag:read",
+    "graph-embeddings:read",
+    "documents:read",
+    "document-rag:read",
+    "document-embeddings:read",
+    "entity-contexts:read",
+    "rows:read",
+    "nlp-query:read",
+    "structured-query:read",
+    "row-embeddings:read",
+    "llm",
+    "embeddings",
+    "reranker",
+    "image-to-text",
+    "mcp",
+    "config:read",
+    "flows:read",
+    "collections:read",
+    "knowledge:read",
+    KEYS_SELF,
+    WORKSPACES_LIST_OWN,
+];
+
+/// What `writer` grants: every reader capability, written out, plus the writes on data.
+pub const WRITER_CAPABILITIES: &[&str] = &[
+    "agent",
+    "graph:read",
+    "triples:read",
+    "sparql:read",
+    "graph-rag:read",
+    "graph-embeddings:read",
+    "documents:read",
+    "document-rag:read",
+    "document-embeddings:read",
+    "entity-contexts:read",
+    "rows:read",
+    "nlp-query:read",
+    "structured-query:read",
+    "row-embeddings:read",
+    "llm",
+    "embeddings",
+    "reranker",
+    "image-to-text",
+    "mcp",
+    "config:read",
+    "flows:read",
+    "collections:read",
+    "knowledge:read",
+    KEYS_SELF,
+    WORKSPACES_LIST_OWN,
+    "graph:write",
+    "triples:write",
+    "graph-embeddings:write",
+    "document-embeddings:write",
+    "entity-contexts:write",
+    "documents:write",
+    "rows:write",
+    "collections:write",
+    "knowledge:write",
+];
+
+/// What `admin` grants: every writer capability, written out, plus administration.
+pub const ADMIN_CAPABILITIES: &[&str] = &[
+    "agent",
+    "graph:read",
+    "triples:read",
+    "sparql:read",
+    "graph-rag:read",
+    "graph-embeddings:read",
+    "documents:read",
+    "document-rag:read",
+    "document-embeddings:read",
+    "entity-contexts:read",
+    "rows:read",
+    "nlp-query:read",
+    "structured-query:read",
+    "row-embeddings:read",
+    "llm",
+    "embeddings",
+    "reranker",
+    "image-to-text",
+    "mcp",
+    "config:read",
+    "flows:read",
+    "collections:read",
+    "knowledge:read",
+    KEYS_SELF,
+    WORKSPACES_LIST_OWN,
+    "graph:write",
+    "triples:write",
+    "graph-embeddings:write",
+    "document-embeddings:write",
+    "entity-contexts:write",
+    "documents:write",
+    "rows:write",
+    "collections:write",
+    "knowledge:write",
+    "config:write",
+    "flows:write",
+    USERS_READ,
+    USERS_WRITE,
+    USERS_ADMIN,
+    KEYS_ADMIN,
+    WORKSPACES_ADMIN,
+    IAM_ADMIN,
+    METRICS_READ,
+    AUDIT_READ,
+];
+
+/// Capabilities that concern no workspace: only a role with [`Scope::All`] may use them,
+/// whatever target is given.
+pub const SYSTEM_CAPABILITIES: &[&str] = &[WORKSPACES_ADMIN, IAM_ADMIN, METRICS_READ, AUDIT_READ];
+
+/// The capabilities `role` grants; empty for an unknown role.
+pub fn capabilities_of(role: &str) -> &'static [&'static str] {
+    match role {
+        "reader" => READER_CAPABILITIES,
+        "writer" => WRITER_CAPABILITIES,
+        "admin" => ADMIN_CAPABILITIES,
+        _ => &[],
+    }
+}
+
+/// Where `role` may act; `None` for an unknown role.
+pub fn scope_of(role: &str) -> Option<Scope> {
+    match role {
+        "reader" | "writer" => Some(Scope::Assigned),
+        "admin" => Some(Scope::All),
+        _ => None,
+    }
+}
+
+/// Whether some known role grants `capability`.
+pub fn is_known_capability(capability: &str) -> bool {
+    KNOWN_ROLES.iter().any(|role| capabilities_of(role).contains(&capability))
+}
+
+/// Whether `capability` is system-level (concerns no workspace).
+pub fn is_system_capability(capability: &str) -> bool {
+    SYSTEM_CAPABILITIES.contains(&capability)
+}
+
+/// The decision for a caller with `roles` whose home workspace is `home`: may they use
+/// `capability` on `target` (`None`: no particular workspace)? True iff any one role both
+/// grants the capability and has a scope that permits the target.
+pub fn allows(roles: &[String], home: &str, capability: &str, target: Option<&str>) -> bool {
+    roles.iter().any(|role| role_allows(role, home, capability, target))
+}
+
+/// The decision for one role; unknown roles and unknown capabilities give `false`.
+fn role_allows(role: &str, home: &str, capability: &str, target: Option<&str>) -> bool {
+    let Some(scope) = scope_of(role) else { return false };
+    capabilities_of(role).contains(&capability) && scope_permits(scope, home, capability, target)
+}
+
+/// Whether `scope` reaches `target` for `capability`, given the holder's `home` workspace.
+fn scope_permits(scope: Scope, home: &str, capability: &str, target: Option<&str>) -> bool {
+    match scope {
+        Scope::All => true,
+        Scope::Assigned if is_system_capability(capability) => false,
+        Scope::Assigned => target.is_none_or(|workspace| workspace == home),
+    }
+}
