@@ -479,6 +479,61 @@ async fn usernames_are_unique_across_workspaces_case_insensitively() {
     assert_eq!(store.load_stream("workspace:b").await.unwrap().len(), 2);
 }
 
+#[tokio::test]
+async fn a_deleted_user_leaves_the_read_tables_and_frees_its_username() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let h = ok1(
+        &store,
+        first(
+            "workspace:a",
+            vec![
+                workspace_created("a"),
+                user_created("ua", "Alice"),
+                user_created("ua2", "ann"),
+                api_key_created("k1", "ua", "tg_alicekey_0001"),
+                api_key_created("k2", "ua", "tg_alicekey_0002"),
+                api_key_created("k3", "ua2", "tg_annkey_0003"),
+            ],
+        ),
+    )
+    .await;
+
+    // delete-user's events: the key revocations, then the deletion, in one append.
+    ok1(
+        &store,
+        after(
+            &h,
+            vec![
+                Event::ApiKeyRevoked { key_id: "k1".into(), reason: RevokeReason::UserDeleted },
+                Event::ApiKeyRevoked { key_id: "k2".into(), reason: RevokeReason::UserDeleted },
+                Event::UserDeleted { user_id: "ua".into(), username: "Alice".into() },
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(count(&store, "SELECT count(*) FROM users WHERE id = 'ua'", &[]).await, 0);
+    assert_eq!(count(&store, "SELECT count(*) FROM api_keys WHERE user_id = 'ua'", &[]).await, 0);
+    assert_eq!(count(&store, "SELECT count(*) FROM unique_usernames WHERE user_id = 'ua'", &[]).await, 0);
+    // The other user and its key are untouched; the log keeps every event.
+    assert_eq!(count(&store, "SELECT count(*) FROM users", &[]).await, 1);
+    assert_eq!(count(&store, "SELECT count(*) FROM api_keys WHERE id = 'k3'", &[]).await, 1);
+    assert_eq!(count(&store, "SELECT count(*) FROM unique_usernames", &[]).await, 1);
+    assert_eq!(store.load_stream("workspace:a").await.unwrap().len(), 9);
+
+    // The name is free again, in any case, in another workspace.
+    ok(&store, first("workspace:b", vec![workspace_created("b"), user_created("ub", "ALICE")])).await;
+    let client = store.pool().get().await.unwrap();
+    let reserved: String = client
+        .query_one("SELECT user_id FROM unique_usernames WHERE username_lower = 'alice'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(reserved, "ub");
+    let row = client.query_one("SELECT workspace, username FROM users WHERE id = 'ub'", &[]).await.unwrap();
+    assert_eq!((row.get::<_, String>(0), row.get::<_, String>(1)), ("b".to_owned(), "ALICE".to_owned()));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Signing keys
 

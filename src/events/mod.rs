@@ -24,6 +24,7 @@ pub enum RevokeReason {
     Revoked,
     UserDisabled,
     WorkspaceDisabled,
+    UserDeleted,
 }
 
 /// Every fact iamd records. Payloads hold no plaintext secret: passwords travel as argon2id
@@ -73,6 +74,10 @@ pub enum Event {
     UserDisabled { user_id: String },
     #[serde(rename = "user.enabled")]
     UserEnabled { user_id: String },
+    /// delete-user: the user is gone from the read tables and its username is free again.
+    /// Its keys were revoked by the events just before; they stay in the log as history.
+    #[serde(rename = "user.deleted")]
+    UserDeleted { user_id: String, username: String },
     /// change-password: clears must_change_password, bumps the account version.
     #[serde(rename = "user.password.changed")]
     UserPasswordChanged { user_id: String, password_hash: String },
@@ -139,6 +144,7 @@ impl Event {
             Event::UserChanged { .. } => "user.changed",
             Event::UserDisabled { .. } => "user.disabled",
             Event::UserEnabled { .. } => "user.enabled",
+            Event::UserDeleted { .. } => "user.deleted",
             Event::UserPasswordChanged { .. } => "user.password.changed",
             Event::UserPasswordReset { .. } => "user.password.reset",
             Event::ApiKeyCreated { .. } => "api_key.created",
@@ -211,12 +217,26 @@ mod tests {
                 must_change_password: None,
             },
             Event::ApiKeyRevoked { key_id: "k".into(), reason: RevokeReason::UserDisabled },
+            Event::ApiKeyRevoked { key_id: "k".into(), reason: RevokeReason::UserDeleted },
+            Event::UserDeleted { user_id: "u".into(), username: "alice".into() },
         ];
         for e in events {
             let (t, p) = e.to_columns();
             assert_eq!(t, e.event_type());
             assert_eq!(Event::from_columns(&t, CURRENT_SCHEMA_VERSION, p).unwrap(), e);
         }
+    }
+
+    #[test]
+    fn user_deleted_and_its_revoke_reason_have_their_wire_names() {
+        let (t, p) = Event::UserDeleted { user_id: "u".into(), username: "alice".into() }.to_columns();
+        assert_eq!(
+            (t.as_str(), p),
+            ("user.deleted", serde_json::json!({"user_id": "u", "username": "alice"}))
+        );
+        let (_, p) =
+            Event::ApiKeyRevoked { key_id: "k".into(), reason: RevokeReason::UserDeleted }.to_columns();
+        assert_eq!(p, serde_json::json!({"key_id": "k", "reason": "user-deleted"}));
     }
 
     #[test]

@@ -109,6 +109,16 @@ mod tests {
     }
 
     #[test]
+    fn user_deleted_deletes_the_user_row_and_frees_the_name() {
+        let e = Event::UserDeleted { user_id: "u".into(), username: "Alice".into() };
+        let sql: Vec<_> = statements(&ctx(), &e).into_iter().map(|s| s.sql).collect();
+        assert_eq!(
+            sql,
+            vec!["DELETE FROM users WHERE id = $1", "DELETE FROM unique_usernames WHERE user_id = $1"]
+        );
+    }
+
+    #[test]
     fn revocation_deletes_the_key_row_and_workspace_events_touch_one_table() {
         let e = Event::ApiKeyRevoked { key_id: "k".into(), reason: RevokeReason::Revoked };
         let s = statements(&ctx(), &e);

@@ -55,6 +55,9 @@ pub fn reduce(ctx: &Context<'_>, event: &Event) -> Vec<Statement> {
             "UPDATE users SET enabled = true WHERE id = $1",
             vec![Box::new(user_id.clone())],
         )],
+        Event::UserDeleted { user_id, .. } => {
+            vec![Statement::new("DELETE FROM users WHERE id = $1", vec![Box::new(user_id.clone())])]
+        }
         Event::UserPasswordChanged { user_id, password_hash } => vec![Statement::new(
             "UPDATE users SET password_hash = $2, must_change_password = false, \
              account_version = account_version + 1 WHERE id = $1",

@@ -43,6 +43,15 @@ pub enum WorkspaceCommand {
     DisableUser {
         user_id: String,
     },
+    /// Keys revoked while the user was disabled stay revoked.
+    EnableUser {
+        user_id: String,
+    },
+    /// A hard delete: revokes the user's active keys and frees its username. Allowed in a
+    /// disabled workspace.
+    DeleteUser {
+        user_id: String,
+    },
     /// `verified_hash` is the stored hash the current password was checked against; if the
     /// user's hash changed since, the change is refused (no lost update).
     ChangePassword {
@@ -260,6 +269,22 @@ pub fn decide(
             events.extend(revoke_all(state, &u.id, RevokeReason::UserDisabled));
             Ok(events)
         }
+        C::EnableUser { user_id } => {
+            existing(state)?;
+            let u = user(state, user_id)?;
+            enabled_workspace(state)?;
+            if u.enabled {
+                return Ok(vec![]);
+            }
+            Ok(vec![Event::UserEnabled { user_id: u.id.clone() }])
+        }
+        C::DeleteUser { user_id } => {
+            existing(state)?;
+            let u = user(state, user_id)?;
+            let mut events = revoke_all(state, &u.id, RevokeReason::UserDeleted);
+            events.push(Event::UserDeleted { user_id: u.id.clone(), username: u.username.clone() });
+            Ok(events)
+        }
         C::ChangePassword { user_id, verified_hash, new_hash } => {
             // Self-service: every failure is the one auth-failed bucket.
             let u = state.users.get(user_id).ok_or_else(IamError::auth_failed)?;
@@ -330,12 +355,13 @@ pub fn reply(state: &WorkspaceState, command: &WorkspaceCommand) -> IamResponse 
     let mut r = IamResponse::default();
     match command {
         C::CreateWorkspace { .. } | C::UpdateWorkspace { .. } => r.workspace = Some(state.record()),
-        C::CreateUser { user_id, .. } | C::UpdateUser { user_id, .. } => {
+        C::CreateUser { user_id, .. } | C::UpdateUser { user_id, .. } | C::EnableUser { user_id } => {
             r.user = state.users.get(user_id).map(|u| state.user_record(u));
         }
         C::CreateApiKey { key_id, .. } => r.api_key = state.keys.get(key_id).map(|k| state.key_record(k)),
         C::DisableWorkspace
         | C::DisableUser { .. }
+        | C::DeleteUser { .. }
         | C::ChangePassword { .. }
         | C::ResetPassword { .. }
         | C::RevokeApiKey { .. } => {}

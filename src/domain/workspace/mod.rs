@@ -171,6 +171,10 @@ pub fn apply(state: &mut WorkspaceState, event: &Event) {
                 u.enabled = true;
             }
         }
+        // The user's keys stay in `keys`, revoked, as history.
+        Event::UserDeleted { user_id, .. } => {
+            state.users.remove(user_id);
+        }
         Event::UserPasswordChanged { user_id, password_hash } => {
             if let Some(u) = state.users.get_mut(user_id) {
                 u.password_hash = Some(password_hash.clone());

@@ -746,6 +746,165 @@ fn disable_user_in_a_missing_workspace_is_not_found() {
     assert_eq!(refused(&given(&[]), &C::DisableUser { user_id: "u1".into() }).kind, ErrorKind::NotFound);
 }
 
+// ---- enable-user ----
+
+#[test]
+fn enable_user_enables_a_disabled_user_and_replies_with_its_record() {
+    let state = given(&[workspace_created(), user_created("u1", "alice"), user_disabled("u1")]);
+    let cmd = C::EnableUser { user_id: "u1".into() };
+    let events = when(&state, &cmd).unwrap();
+    assert_eq!(events, vec![Event::UserEnabled { user_id: "u1".into() }]);
+    let next = after(&state, &events);
+    assert!(next.users["u1"].enabled);
+    assert_eq!(reply(&next, &cmd).user, Some(next.user_record(&next.users["u1"])));
+    assert!(reply(&next, &cmd).user.unwrap().enabled);
+}
+
+#[test]
+fn enable_user_of_an_enabled_user_is_a_no_op() {
+    let state = given(&[workspace_created(), user_created("u1", "alice")]);
+    let cmd = C::EnableUser { user_id: "u1".into() };
+    assert_eq!(when(&state, &cmd).unwrap(), vec![]);
+    assert!(reply(&state, &cmd).user.unwrap().enabled);
+}
+
+#[test]
+fn enable_user_keeps_the_keys_revoked_by_the_disable() {
+    let state = given(&[
+        workspace_created(),
+        user_created("u1", "alice"),
+        key_created("k1", "u1", "laptop"),
+        user_disabled("u1"),
+        key_revoked("k1", RevokeReason::UserDisabled),
+    ]);
+    let events = when(&state, &C::EnableUser { user_id: "u1".into() }).unwrap();
+    assert_eq!(events, vec![Event::UserEnabled { user_id: "u1".into() }]);
+    let next = after(&state, &events);
+    assert!(next.keys["k1"].revoked);
+    assert_eq!(next.active_keys_of("u1").count(), 0);
+}
+
+#[test]
+fn enable_user_of_an_unknown_user_is_not_found() {
+    let state = given(&[workspace_created()]);
+    assert_eq!(refused(&state, &C::EnableUser { user_id: "nobody".into() }).kind, ErrorKind::NotFound);
+}
+
+#[test]
+fn enable_user_requires_a_user_id() {
+    let state = given(&[workspace_created()]);
+    assert_eq!(refused(&state, &C::EnableUser { user_id: String::new() }).kind, ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn enable_user_in_a_missing_workspace_is_not_found() {
+    assert_eq!(refused(&given(&[]), &C::EnableUser { user_id: "u1".into() }).kind, ErrorKind::NotFound);
+}
+
+#[test]
+fn enable_user_in_a_disabled_workspace_is_refused_as_disabled() {
+    // The workspace-wide disable also disabled the user: enabling it alone is refused.
+    let state = given(&[workspace_created(), user_created("u1", "alice")]);
+    let state = after(&state, &when(&state, &C::DisableWorkspace).unwrap());
+    let err = refused(&state, &C::EnableUser { user_id: "u1".into() });
+    assert_eq!(err, IamError::disabled("workspace is disabled"));
+}
+
+// ---- delete-user ----
+
+#[test]
+fn delete_user_revokes_the_users_active_keys_then_records_the_deletion() {
+    let state = given(&[
+        workspace_created(),
+        user_created("u1", "alice"),
+        user_created("u2", "bob"),
+        key_created("k1", "u1", "laptop"),
+        key_created("k2", "u2", "ci"),
+        key_created("k3", "u1", "phone"),
+    ]);
+    let cmd = C::DeleteUser { user_id: "u1".into() };
+    let events = when(&state, &cmd).unwrap();
+    assert_eq!(
+        events,
+        vec![
+            key_revoked("k1", RevokeReason::UserDeleted),
+            key_revoked("k3", RevokeReason::UserDeleted),
+            Event::UserDeleted { user_id: "u1".into(), username: "alice".into() },
+        ]
+    );
+    let next = after(&state, &events);
+    assert!(!next.users.contains_key("u1"));
+    assert!(next.users.contains_key("u2"));
+    assert!(next.keys["k1"].revoked && next.keys["k3"].revoked, "the keys stay as revoked history");
+    assert!(!next.keys["k2"].revoked);
+    assert_eq!(reply(&next, &cmd), IamResponse::default());
+}
+
+#[test]
+fn delete_user_does_not_revoke_a_revoked_key_again() {
+    let state = given(&[
+        workspace_created(),
+        user_created("u1", "alice"),
+        key_created("k1", "u1", "laptop"),
+        key_revoked("k1", RevokeReason::Revoked),
+        key_created("k2", "u1", "phone"),
+    ]);
+    assert_eq!(
+        when(&state, &C::DeleteUser { user_id: "u1".into() }).unwrap(),
+        vec![
+            key_revoked("k2", RevokeReason::UserDeleted),
+            Event::UserDeleted { user_id: "u1".into(), username: "alice".into() },
+        ]
+    );
+}
+
+#[test]
+fn delete_user_of_an_unknown_user_is_not_found() {
+    let state = given(&[workspace_created()]);
+    assert_eq!(refused(&state, &C::DeleteUser { user_id: "nobody".into() }).kind, ErrorKind::NotFound);
+}
+
+#[test]
+fn delete_user_requires_a_user_id() {
+    let state = given(&[workspace_created()]);
+    assert_eq!(refused(&state, &C::DeleteUser { user_id: String::new() }).kind, ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn delete_user_in_a_missing_workspace_is_not_found() {
+    assert_eq!(refused(&given(&[]), &C::DeleteUser { user_id: "u1".into() }).kind, ErrorKind::NotFound);
+}
+
+#[test]
+fn delete_user_is_allowed_in_a_disabled_workspace() {
+    let state = given(&[workspace_created(), user_created("u1", "alice"), key_created("k1", "u1", "laptop")]);
+    let state = after(&state, &when(&state, &C::DisableWorkspace).unwrap());
+    let events = when(&state, &C::DeleteUser { user_id: "u1".into() }).unwrap();
+    assert_eq!(events, vec![Event::UserDeleted { user_id: "u1".into(), username: "alice".into() }]);
+    assert!(after(&state, &events).users.is_empty());
+}
+
+#[test]
+fn delete_user_frees_the_username_and_forgets_the_user_id() {
+    let state = given(&[workspace_created(), user_created("u1", "alice"), user_disabled("u1")]);
+    let state = after(&state, &when(&state, &C::DeleteUser { user_id: "u1".into() }).unwrap());
+    let cmd = create_user("u2", NewUser { username: "ALICE", ..NewUser::default() });
+    let events = when(&state, &cmd).unwrap();
+    assert!(matches!(&events[..], [Event::UserCreated { user_id, .. }] if user_id == "u2"), "{events:?}");
+    let state = after(&state, &events);
+    for cmd in [
+        update_user("u1", UserEdit { name: Some("X"), ..UserEdit::default() }),
+        C::DisableUser { user_id: "u1".into() },
+        C::EnableUser { user_id: "u1".into() },
+        C::DeleteUser { user_id: "u1".into() },
+        C::ResetPassword { user_id: "u1".into(), new_hash: "h".into() },
+        create_key("k1", "u1", "laptop", None),
+    ] {
+        assert_eq!(refused(&state, &cmd).kind, ErrorKind::NotFound, "{cmd:?}");
+    }
+    assert_auth_failed(&state, &change_password("u1", "hash-u1"));
+}
+
 // ---- change-password ----
 
 fn change_password(user_id: &str, verified_hash: &str) -> C {
@@ -1102,6 +1261,12 @@ fn replaying_the_recorded_events_rebuilds_the_live_state() {
         C::RevokeApiKey { key_id: "k1".into() },
         C::DisableUser { user_id: "u2".into() },
         update_user("u2", UserEdit { enabled: Some(true), ..UserEdit::default() }),
+        C::DisableUser { user_id: "u2".into() },
+        C::EnableUser { user_id: "u2".into() },
+        create_user("u3", NewUser { username: "carol", ..NewUser::default() }),
+        create_key("k4", "u3", "ci", None),
+        C::DeleteUser { user_id: "u3".into() },
+        create_user("u4", NewUser { username: "Carol", ..NewUser::default() }),
         C::UpdateWorkspace { name: Some("Acme Corp".into()), enabled: None },
         C::DisableWorkspace,
         C::UpdateWorkspace { name: None, enabled: Some(true) },
