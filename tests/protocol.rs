@@ -39,7 +39,7 @@ async fn new_key(server: &TestServer, workspace: &str, user_id: &str, name: &str
 }
 
 #[tokio::test]
-async fn only_the_gateway_secret_or_an_admin_api_key_may_call() {
+async fn the_gateway_secret_or_a_user_credential_may_call_and_roles_decide_the_rest() {
     let db = TestDb::new().await;
     let (server, alice) = with_alice(&db, &[]).await;
     let boot = ok(server.call(json!({"operation": "bootstrap"})).await);
@@ -48,11 +48,16 @@ async fn only_the_gateway_secret_or_an_admin_api_key_may_call() {
     let body = json!({"operation": "list-workspaces"}).to_string();
 
     let denied = json!({"error": "auth failure"});
-    for bearer in [None, Some("wrong"), Some("test-gateway-secret-012345678"), Some(writer_key.as_str())] {
+    for bearer in [None, Some("wrong"), Some("test-gateway-secret-012345678"), Some("tg_unknownkey")] {
         assert_eq!(server.post(bearer, &body).await, (401, denied.clone()), "bearer {bearer:?}");
     }
     assert_eq!(server.post(Some(GATEWAY_SECRET), &body).await.0, 200);
     assert_eq!(server.post(Some(&admin_key), &body).await.0, 200);
+    // A writer is someone, but listing workspaces takes workspaces:admin.
+    let forbidden = json!({"error": "access denied"});
+    assert_eq!(server.post(Some(&writer_key), &body).await, (403, forbidden));
+    let whoami = json!({"operation": "whoami"}).to_string();
+    assert_eq!(server.post(Some(&writer_key), &whoami).await.1["user"]["id"], alice.as_str());
 
     // An admin key stops working the moment it is revoked.
     let admin_id = boot["bootstrap_admin_user_id"].as_str().unwrap();
@@ -387,4 +392,57 @@ fn start_up_failures_are_one_readable_line() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("signing.grace_period must be at least 1h"));
+}
+
+#[tokio::test]
+async fn enable_user_restores_login_not_keys_and_delete_user_frees_the_username() {
+    let db = TestDb::new().await;
+    let (server, alice) = with_alice(&db, &[]).await;
+    ok(server.call(json!({"operation": "create-workspace", "workspace_record": {"id": "globex"}})).await);
+    let (key, _) = new_key(&server, "acme", &alice, "k").await;
+    let login = json!({"operation": "login", "username": "alice", "password": "alice long passphrase"});
+    let resolve = json!({"operation": "resolve-api-key", "api_key": key});
+
+    ok(server.call(json!({"operation": "disable-user", "workspace": "acme", "user_id": alice})).await);
+    assert_eq!(error_type(&server.call(login.clone()).await), "auth-failed");
+    let wrong =
+        server.call(json!({"operation": "enable-user", "workspace": "globex", "user_id": alice})).await;
+    assert_eq!(error_type(&wrong), "operation-not-permitted");
+    let enabled =
+        ok(server.call(json!({"operation": "enable-user", "workspace": "acme", "user_id": alice})).await);
+    assert_eq!(enabled["user"]["enabled"], true);
+    ok(server.call(login.clone()).await);
+    assert_eq!(error_type(&server.call(resolve.clone()).await), "auth-failed", "keys stay revoked");
+    // Enabling an enabled user changes nothing.
+    let events = count(&db, "events").await;
+    ok(server.call(json!({"operation": "enable-user", "user_id": alice})).await);
+    assert_eq!(count(&db, "events").await, events);
+
+    let (key, _) = new_key(&server, "acme", &alice, "k2").await;
+    let wrong =
+        server.call(json!({"operation": "delete-user", "workspace": "globex", "user_id": alice})).await;
+    assert_eq!(error_type(&wrong), "operation-not-permitted");
+    let deleted =
+        ok(server.call(json!({"operation": "delete-user", "workspace": "acme", "user_id": alice})).await);
+    assert_eq!(deleted, json!({}));
+    assert_eq!(error_type(&server.call(login.clone()).await), "auth-failed");
+    let resolve = json!({"operation": "resolve-api-key", "api_key": key});
+    assert_eq!(error_type(&server.call(resolve).await), "auth-failed", "its keys died with it");
+    let gone = server.call(json!({"operation": "get-user", "workspace": "acme", "user_id": alice})).await;
+    assert_eq!(error_type(&gone), "not-found");
+    let again = server.call(json!({"operation": "delete-user", "user_id": alice})).await;
+    assert_eq!(error_type(&again), "not-found");
+    // The username is free again, in any workspace; the log keeps the whole story.
+    ok(server
+        .call(json!({"operation": "create-user", "workspace": "globex",
+            "user": {"username": "ALICE", "password": "another long passphrase"}}))
+        .await);
+    assert_eq!(count(&db, "users").await, 1);
+    let client = db.pool().get().await.unwrap();
+    let deleted_events: i64 = client
+        .query_one("SELECT count(*) FROM events WHERE event_type = 'user.deleted'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(deleted_events, 1);
 }

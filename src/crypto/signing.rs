@@ -102,6 +102,19 @@ impl TokenSigner {
         &self.active
     }
 
+    /// Whether `kid` is the active key or one still held for verification.
+    pub fn knows(&self, kid: &str) -> bool {
+        self.verifying.iter().any(|(k, _, _)| k == kid)
+    }
+
+    /// The keys that verify at `now`: (kid, raw Ed25519 public key), the active one first.
+    pub fn verifying_keys(&self, now: DateTime<Utc>) -> impl Iterator<Item = (&str, &[u8; 32])> {
+        self.verifying
+            .iter()
+            .filter(move |(_, _, until)| until.is_none_or(|until| now < until))
+            .map(|(kid, public, _)| (kid.as_str(), public))
+    }
+
     pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.active.kid.clone());

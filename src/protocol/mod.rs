@@ -23,6 +23,10 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
 /// Every operation iamd understands. Parsing an unknown name is `invalid-argument`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operation {
@@ -46,10 +50,18 @@ pub enum Operation {
     GetSigningKeyPublic,
     RotateSigningKey,
     Bootstrap,
+    // Upstream extensions beyond the seed spec.
+    Whoami,
+    ListMyWorkspaces,
+    BootstrapStatus,
+    Authorise,
+    AuthoriseMany,
+    EnableUser,
+    DeleteUser,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 20] = [
+    pub const ALL: [Operation; 27] = [
         Operation::Login,
         Operation::ResolveApiKey,
         Operation::ChangePassword,
@@ -70,6 +82,13 @@ impl Operation {
         Operation::GetSigningKeyPublic,
         Operation::RotateSigningKey,
         Operation::Bootstrap,
+        Operation::Whoami,
+        Operation::ListMyWorkspaces,
+        Operation::BootstrapStatus,
+        Operation::Authorise,
+        Operation::AuthoriseMany,
+        Operation::EnableUser,
+        Operation::DeleteUser,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -94,6 +113,13 @@ impl Operation {
             Operation::GetSigningKeyPublic => "get-signing-key-public",
             Operation::RotateSigningKey => "rotate-signing-key",
             Operation::Bootstrap => "bootstrap",
+            Operation::Whoami => "whoami",
+            Operation::ListMyWorkspaces => "list-my-workspaces",
+            Operation::BootstrapStatus => "bootstrap-status",
+            Operation::Authorise => "authorise",
+            Operation::AuthoriseMany => "authorise-many",
+            Operation::EnableUser => "enable-user",
+            Operation::DeleteUser => "delete-user",
         }
     }
 
@@ -121,6 +147,11 @@ impl Operation {
                 | Operation::GetWorkspace
                 | Operation::ListApiKeys
                 | Operation::GetSigningKeyPublic
+                | Operation::Whoami
+                | Operation::ListMyWorkspaces
+                | Operation::BootstrapStatus
+                | Operation::Authorise
+                | Operation::AuthoriseMany
         )
     }
 }
@@ -152,6 +183,19 @@ pub struct IamRequest {
     /// Idempotency key: a second request with the same id is answered without applying again.
     #[serde(deserialize_with = "nullable")]
     pub request_id: String,
+    /// authorise: the capability asked for (e.g. `graph:read`).
+    #[serde(deserialize_with = "nullable")]
+    pub capability: String,
+    /// authorise: a JSON object naming the resource, e.g. `{"workspace":"acme"}`.
+    #[serde(deserialize_with = "nullable")]
+    pub resource_json: String,
+    /// authorise: a JSON object of parameters; its `workspace` is the target when the
+    /// resource names none.
+    #[serde(deserialize_with = "nullable")]
+    pub parameters_json: String,
+    /// authorise-many: a JSON list of `{"capability", "resource", "parameters"}` objects.
+    #[serde(deserialize_with = "nullable")]
+    pub authorise_checks: String,
 }
 
 impl IamRequest {
@@ -295,6 +339,18 @@ pub struct IamResponse {
     pub bootstrap_admin_user_id: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub bootstrap_admin_api_key: String,
+    /// bootstrap-status: true while nothing has been bootstrapped yet.
+    #[serde(skip_serializing_if = "is_false")]
+    pub bootstrap_available: bool,
+    /// authorise: the decision (absent means deny).
+    #[serde(skip_serializing_if = "is_false")]
+    pub decision_allow: bool,
+    /// authorise: how long the caller may cache the decision.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub decision_ttl_seconds: i64,
+    /// authorise-many: a JSON list of `{"allow", "ttl"}`, in the order of the checks.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub decisions_json: String,
     /// Set when a reply to a redelivered request was served from the dedupe record.
     #[serde(skip_serializing_if = "is_false")]
     pub replayed: bool,

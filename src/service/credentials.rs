@@ -3,6 +3,7 @@
 //! change-password verify a password (a dummy hash for unknown users) on every path, so
 //! neither the answer nor its timing tells whether a user exists.
 
+use super::queries::ResolvedKey;
 use super::{required, Ctx, Service};
 use crate::crypto::api_key::{API_KEY_PREFIX, MAX_API_KEY_LEN};
 use crate::crypto::password::{random_password, MAX_PASSWORD_BYTES};
@@ -52,23 +53,31 @@ impl Service {
     }
 
     pub(super) async fn resolve_api_key(&self, req: IamRequest) -> Result<IamResponse, IamError> {
-        let key = req.api_key;
-        if key.len() > MAX_API_KEY_LEN || !key.starts_with(API_KEY_PREFIX) {
-            return Err(IamError::auth_failed());
+        match self.usable_key(&req.api_key).await? {
+            Some(k) => Ok(IamResponse {
+                resolved_user_id: k.user_id,
+                resolved_workspace: k.workspace,
+                resolved_roles: k.roles,
+                ..Default::default()
+            }),
+            None => Err(IamError::auth_failed()),
         }
-        let hash = ApiKeyHash::of(&key);
+    }
+
+    /// The key behind a plaintext when it may be used now (known, unexpired, owner and
+    /// workspace enabled); `None` otherwise, whatever the reason.
+    pub(super) async fn usable_key(&self, key: &str) -> Result<Option<ResolvedKey>, IamError> {
+        if key.len() > MAX_API_KEY_LEN || !key.starts_with(API_KEY_PREFIX) {
+            return Ok(None);
+        }
+        let hash = ApiKeyHash::of(key);
         let now = Utc::now();
         match self.inner.queries.resolve_key(&hash.0).await? {
             Some(k) if k.usable && k.expires.is_none_or(|e| e > now) => {
                 self.touch(&k.key_id);
-                Ok(IamResponse {
-                    resolved_user_id: k.user_id,
-                    resolved_workspace: k.workspace,
-                    resolved_roles: k.roles,
-                    ..Default::default()
-                })
+                Ok(Some(k))
             }
-            _ => Err(IamError::auth_failed()),
+            _ => Ok(None),
         }
     }
 

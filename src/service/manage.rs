@@ -80,6 +80,20 @@ impl Service {
         self.command(&user.workspace, WorkspaceCommand::DisableUser { user_id: user.id }, ctx).await
     }
 
+    /// Upstream's enable-user: `workspace`, when given, must own the user. Keys revoked by
+    /// the disable stay revoked.
+    pub(super) async fn enable_user(&self, req: IamRequest, ctx: Ctx) -> Result<IamResponse, IamError> {
+        let user = self.owned_user(&req.workspace, &req.user_id).await?;
+        self.command(&user.workspace, WorkspaceCommand::EnableUser { user_id: user.id }, ctx).await
+    }
+
+    /// Upstream's delete-user: a hard delete from the read tables (the log keeps the history);
+    /// the user's keys are revoked and its username is free again.
+    pub(super) async fn delete_user(&self, req: IamRequest, ctx: Ctx) -> Result<IamResponse, IamError> {
+        let user = self.owned_user(&req.workspace, &req.user_id).await?;
+        self.command(&user.workspace, WorkspaceCommand::DeleteUser { user_id: user.id }, ctx).await
+    }
+
     /// The workspace id of a workspace operation: `workspace_record.id`, else `workspace`.
     fn workspace_id(req: &IamRequest) -> &str {
         match req.workspace_record.as_ref().map(|r| r.id.as_str()) {

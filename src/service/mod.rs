@@ -7,12 +7,15 @@
 //! - [`manage`]: users, workspaces and API keys.
 //! - [`system`]: signing keys and bootstrap.
 
+mod authn;
 mod credentials;
+mod identity;
 mod manage;
 pub mod queries;
 mod signer;
 mod system;
 
+pub use authn::{Credential, Principal};
 pub use queries::Queries;
 pub use signer::SignerCache;
 pub use system::Bootstrapped;
@@ -47,6 +50,8 @@ struct Inner {
     settings: ServiceSettings,
     /// When each key's `last_used` was last written by this process (coalescing).
     last_used: Mutex<HashMap<String, Instant>>,
+    /// When a token with an unknown `kid` last made this process reload its signing keys.
+    unknown_kid_reload: Mutex<Option<Instant>>,
 }
 
 /// Cheap to clone; shared by every adapter.
@@ -72,6 +77,7 @@ impl Service {
                 signer: SignerCache::default(),
                 settings,
                 last_used: Mutex::new(HashMap::new()),
+                unknown_kid_reload: Mutex::new(None),
             }),
         }
     }
@@ -136,6 +142,13 @@ impl Service {
             O::GetSigningKeyPublic => self.signing_key_public().await,
             O::RotateSigningKey => self.rotate_signing_key(ctx).await,
             O::Bootstrap => self.bootstrap_operation(ctx).await,
+            O::Whoami => self.whoami(req).await,
+            O::ListMyWorkspaces => self.list_my_workspaces(req).await,
+            O::BootstrapStatus => self.bootstrap_status().await,
+            O::Authorise => self.authorise(req).await,
+            O::AuthoriseMany => self.authorise_many(req).await,
+            O::EnableUser => self.enable_user(req, ctx).await,
+            O::DeleteUser => self.delete_user(req, ctx).await,
         }
     }
 
@@ -187,6 +200,7 @@ fn check_sizes(req: &IamRequest) -> Result<(), IamError> {
         ("username", &req.username),
         ("key_id", &req.key_id),
         ("request_id", &req.request_id),
+        ("capability", &req.capability),
     ] {
         if value.len() > MAX_ID_FIELD {
             return Err(IamError::invalid(format!("{field} is longer than {MAX_ID_FIELD} bytes")));

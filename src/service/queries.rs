@@ -162,6 +162,7 @@ impl Queries {
     }
 
     /// (workspace, user id) of an active key.
+    /// The (workspace, user id) owning an API key that is not revoked.
     pub async fn key_owner(&self, key_id: &str) -> Result<Option<(String, String)>, IamError> {
         let rows = self.query("key_owner", SELECT_KEY_OWNER, &[&key_id]).await?;
         Ok(rows.first().map(|r| (r.get(0), r.get(1))))

@@ -1,14 +1,23 @@
-//! Who may call `POST /api/v1/iam`: the API gateway with `http.gateway_secret` as its bearer
-//! (compared in constant time), or a caller whose bearer is an API key of a user with the
-//! `admin` role. Anything else is 401 `{"error":"auth failure"}`.
+//! Who is calling over HTTP: the API gateway with `http.gateway_secret` as its bearer
+//! (compared in constant time; trusted like Kafka), or a user proving itself with an API key
+//! (`Bearer tg_…`) or a JWT (`Bearer eyJ…`, see [`Service::authenticate`]). No bearer, or one
+//! that proves nothing, is 401 `{"error":"auth failure"}`.
 
 use crate::config::Secret;
-use crate::protocol::{IamRequest, Operation};
-use crate::service::Service;
+use crate::protocol::IamError;
+use crate::service::{Principal, Service};
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{HttpRequest, HttpResponse};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// The API gateway: it authorised its own caller already.
+    Gateway,
+    User(Principal),
+}
 
 pub struct Gatekeeper {
     /// SHA-256 of the gateway secret, when one is configured. Comparing digests makes the
@@ -21,23 +30,16 @@ impl Gatekeeper {
         Gatekeeper { gateway_secret: gateway_secret.is_set().then(|| digest(gateway_secret.expose())) }
     }
 
-    pub async fn admits(&self, req: &HttpRequest, service: &Service) -> bool {
-        let Some(token) = bearer(req) else { return false };
+    /// The caller behind the request's bearer; `Ok(None)` when there is none or it proves
+    /// nothing. A database failure is an error, not a denial.
+    pub async fn caller(&self, req: &HttpRequest, service: &Service) -> Result<Option<Caller>, IamError> {
+        let Some(token) = bearer(req) else { return Ok(None) };
         if let Some(secret) = &self.gateway_secret {
             if bool::from(digest(token).ct_eq(secret)) {
-                return true;
+                return Ok(Some(Caller::Gateway));
             }
         }
-        if !token.starts_with(crate::crypto::api_key::API_KEY_PREFIX) {
-            return false;
-        }
-        let resolve = IamRequest {
-            operation: Operation::ResolveApiKey.as_str().into(),
-            api_key: token.to_owned(),
-            ..Default::default()
-        };
-        let resolved = service.handle(resolve, "http").await;
-        resolved.error.is_none() && resolved.resolved_roles.iter().any(|r| r == "admin")
+        Ok(service.authenticate(token).await?.map(Caller::User))
     }
 }
 
@@ -57,6 +59,10 @@ pub fn unauthorized() -> HttpResponse {
     HttpResponse::Unauthorized()
         .insert_header(("WWW-Authenticate", "Bearer"))
         .json(serde_json::json!({"error": "auth failure"}))
+}
+
+pub fn forbidden() -> HttpResponse {
+    HttpResponse::Forbidden().json(serde_json::json!({"error": "access denied"}))
 }
 
 #[cfg(test)]

@@ -1,8 +1,11 @@
 //! The HTTP adapter (actix-web): `POST /api/v1/iam` takes an `IamRequest` and returns an
 //! `IamResponse` — protocol errors travel in the body's `error` with status 200, as the seed's
 //! forwarder does; malformed JSON and unknown operations are 400, an oversized body 413, a
-//! missing or wrong bearer 401. `GET /healthz` is 200 while the database answers.
+//! missing or wrong bearer 401, an operation the caller's roles do not grant 403 ([`access`]).
+//! `GET /healthz` is 200 while the database answers; `GET /.well-known/jwks.json` publishes
+//! the keys that verify iamd's tokens.
 
+pub mod access;
 mod auth;
 
 use crate::protocol::{IamError, IamRequest, IamResponse, Operation};
@@ -11,7 +14,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 
-pub use auth::Gatekeeper;
+pub use auth::{Caller, Gatekeeper};
 
 /// What the handlers share.
 pub struct HttpState {
@@ -24,6 +27,7 @@ pub struct HttpState {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/iam", web::post().to(iam))
         .route("/healthz", web::get().to(healthz))
+        .route("/.well-known/jwks.json", web::get().to(jwks))
         .default_service(web::to(not_found));
 }
 
@@ -32,21 +36,40 @@ fn error_body(status: StatusCode, error: IamError) -> HttpResponse {
 }
 
 async fn iam(req: HttpRequest, payload: web::Payload, state: web::Data<HttpState>) -> HttpResponse {
-    if !state.gatekeeper.admits(&req, &state.service).await {
-        return auth::unauthorized();
-    }
+    let caller = match state.gatekeeper.caller(&req, &state.service).await {
+        Ok(Some(caller)) => caller,
+        Ok(None) => return auth::unauthorized(),
+        Err(e) => return error_body(StatusCode::SERVICE_UNAVAILABLE, e),
+    };
     let body = match read_body(payload, state.max_body_bytes).await {
         Ok(b) => b,
         Err(response) => return response,
     };
-    let request = match IamRequest::from_json(&body) {
+    let mut request = match IamRequest::from_json(&body) {
         Ok(r) => r,
         Err(e) => return error_body(StatusCode::BAD_REQUEST, e),
     };
-    if let Err(e) = Operation::parse(&request.operation) {
-        return error_body(StatusCode::BAD_REQUEST, e);
+    let op = match Operation::parse(&request.operation) {
+        Ok(op) => op,
+        Err(e) => return error_body(StatusCode::BAD_REQUEST, e),
+    };
+    if let Caller::User(principal) = &caller {
+        match access::permits(principal, op, &mut request, &state.service).await {
+            Ok(true) => {}
+            Ok(false) => return auth::forbidden(),
+            Err(e) => return HttpResponse::Ok().json(IamResponse::error(e)),
+        }
     }
     HttpResponse::Ok().json(state.service.handle(request, "http").await)
+}
+
+/// RFC 7517: the Ed25519 keys (OKP) that verify iamd's tokens now — the active key and the
+/// keys still in their grace period after a rotation.
+async fn jwks(state: web::Data<HttpState>) -> HttpResponse {
+    match state.service.jwks().await {
+        Ok(keys) => HttpResponse::Ok().insert_header(("Cache-Control", "public, max-age=300")).json(keys),
+        Err(e) => error_body(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
 }
 
 /// Reads at most `limit` bytes; more is 413 without reading the rest.

@@ -1,0 +1,96 @@
+//! Who is calling: a bearer credential — an API key (`tg_…`) or a JWT — becomes a
+//! [`Principal`], or nothing. A JWT must be EdDSA, signed by the active key or one still in
+//! its grace period (chosen by `kid`), unexpired, issued by us, and carry the user's current
+//! account version; the user and its workspace must be enabled. Roles always come from the
+//! read tables, never from the token, so a role change or a disable takes effect at once.
+
+use super::Service;
+use crate::crypto::api_key::API_KEY_PREFIX;
+use crate::protocol::IamError;
+use chrono::Utc;
+use std::time::{Duration, Instant};
+
+/// How often an unknown `kid` may trigger a reload of the signing keys (a rotation made by
+/// another process), so that garbage tokens cannot turn into a database load.
+const UNKNOWN_KID_RELOAD: Duration = Duration::from_secs(5);
+
+/// How the caller proved who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    ApiKey { key_id: String },
+    Jwt { kid: String },
+}
+
+/// An authenticated user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: String,
+    /// The user's own workspace.
+    pub workspace: String,
+    pub roles: Vec<String>,
+    pub credential: Credential,
+}
+
+impl Principal {
+    pub fn is_admin(&self) -> bool {
+        self.roles.iter().any(|r| r == "admin")
+    }
+}
+
+impl Service {
+    /// The principal behind a bearer token, or `None` for anything that does not prove a
+    /// usable identity. Database trouble is an error, not a denial.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, IamError> {
+        if token.starts_with(API_KEY_PREFIX) {
+            return self.authenticate_api_key(token).await;
+        }
+        if token.bytes().filter(|b| *b == b'.').count() == 2 {
+            return self.authenticate_jwt(token).await;
+        }
+        Ok(None)
+    }
+
+    async fn authenticate_api_key(&self, token: &str) -> Result<Option<Principal>, IamError> {
+        Ok(self.usable_key(token).await?.map(|k| Principal {
+            user_id: k.user_id,
+            workspace: k.workspace,
+            roles: k.roles,
+            credential: Credential::ApiKey { key_id: k.key_id },
+        }))
+    }
+
+    async fn authenticate_jwt(&self, token: &str) -> Result<Option<Principal>, IamError> {
+        let issuer = &self.inner.settings.jwt_issuer;
+        let now = Utc::now();
+        let mut signer = self.inner.signer.get(&self.inner.queries).await?;
+        let Ok(header) = jsonwebtoken::decode_header(token) else { return Ok(None) };
+        let Some(kid) = header.kid else { return Ok(None) };
+        if !signer.knows(&kid) && self.may_reload_for_unknown_kid() {
+            signer = self.inner.signer.reload(&self.inner.queries).await?;
+        }
+        let Some(claims) = signer.verify(token, issuer, now) else { return Ok(None) };
+        if claims.sub.is_empty() {
+            return Ok(None);
+        }
+        let Some(user) = self.inner.queries.credentials_by_id(&claims.sub).await? else { return Ok(None) };
+        if !user.usable || user.account_version != claims.version {
+            return Ok(None);
+        }
+        Ok(Some(Principal {
+            user_id: user.record.id,
+            workspace: user.record.workspace,
+            roles: user.record.roles,
+            credential: Credential::Jwt { kid },
+        }))
+    }
+
+    /// True at most once per [`UNKNOWN_KID_RELOAD`].
+    fn may_reload_for_unknown_kid(&self) -> bool {
+        let mut last = self.inner.unknown_kid_reload.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|at| at.elapsed() < UNKNOWN_KID_RELOAD) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
+    }
+}

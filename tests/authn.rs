@@ -1,0 +1,399 @@
+//! Who may call iamd over HTTP and what they may do, through the real binary: JWT bearers and
+//! their edge cases (expired, wrong key, HS256 and `none`, no `sub`, a stale account version,
+//! a disabled user, a rotated key in and out of its grace period), the JWKS document, the
+//! role × own/other workspace × operation matrix on `POST /api/v1/iam`, and the upstream
+//! extensions whoami, list-my-workspaces, bootstrap-status, authorise and authorise-many.
+
+mod common;
+
+use base64::Engine;
+use chrono::{Duration, Utc};
+use common::server::{error_type, ok, TestServer};
+use common::TestDb;
+use iamd::crypto::{Claims, SigningKey, TokenSigner};
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "a long enough passphrase";
+
+/// A server with workspaces `acme` and `globex`, a reader, a writer, an admin and a `target`
+/// reader in `acme`, and a reader in `globex`. Returns the server and the user ids by name.
+async fn world(db: &TestDb) -> (TestServer, std::collections::HashMap<&'static str, String>) {
+    let server = TestServer::spawn(db.url(), &[("IAMD_BOOTSTRAP_ON_START", "false")]);
+    let mut ids = std::collections::HashMap::new();
+    for ws in ["acme", "globex"] {
+        ok(server.call(json!({"operation": "create-workspace", "workspace_record": {"id": ws}})).await);
+    }
+    for (name, ws, role) in [
+        ("reader", "acme", "reader"),
+        ("writer", "acme", "writer"),
+        ("admin", "acme", "admin"),
+        ("target", "acme", "reader"),
+        ("other", "globex", "reader"),
+    ] {
+        let r = ok(server
+            .call(json!({"operation": "create-user", "workspace": ws,
+                "user": {"username": name, "password": PASSWORD, "roles": [role]}}))
+            .await);
+        ids.insert(name, r["user"]["id"].as_str().unwrap().to_owned());
+    }
+    (server, ids)
+}
+
+async fn jwt_of(server: &TestServer, username: &str) -> String {
+    let r = ok(server.call(json!({"operation": "login", "username": username, "password": PASSWORD})).await);
+    r["jwt"].as_str().unwrap().to_owned()
+}
+
+/// The server's active signing key, read from its table (what only iamd should hold).
+async fn active_key(db: &TestDb) -> SigningKey {
+    let client = db.pool().get().await.unwrap();
+    let row = client
+        .query_one("SELECT kid, created, private_key FROM signing_keys WHERE valid_until IS NULL", &[])
+        .await
+        .unwrap();
+    SigningKey::from_parts(row.get(0), row.get(1), row.get(2)).unwrap()
+}
+
+fn claims(sub: &str, version: i64) -> Claims {
+    let now = Utc::now();
+    Claims {
+        iss: "iamd".into(),
+        sub: sub.into(),
+        workspace: "acme".into(),
+        roles: vec!["admin".into()],
+        is_admin: true,
+        version,
+        iat: now.timestamp(),
+        exp: (now + Duration::minutes(10)).timestamp(),
+    }
+}
+
+fn b64(v: &Value) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+}
+
+async fn status_as(server: &TestServer, bearer: &str, request: Value) -> (u16, Value) {
+    server.post(Some(bearer), &request.to_string()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwt_is_a_bearer_only_while_signature_expiry_version_and_state_all_hold() {
+    let db = TestDb::new().await;
+    let (server, ids) = world(&db).await;
+    let whoami = json!({"operation": "whoami"});
+    let denied = (401, json!({"error": "auth failure"}));
+
+    let token = jwt_of(&server, "writer").await;
+    let (status, me) = status_as(&server, &token, whoami.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(me["user"]["id"], ids["writer"].as_str(), "the actor is the token's subject");
+    // The actor cannot be spoofed by the caller.
+    let (_, me) = status_as(&server, &token, json!({"operation": "whoami", "actor": ids["admin"]})).await;
+    assert_eq!(me["user"]["id"], ids["writer"].as_str());
+
+    let key = active_key(&db).await;
+    let signer = TokenSigner::new(key.clone(), vec![]);
+    // Roles come from the database, not the token: claims saying admin change nothing.
+    let forged_roles = signer.sign(&claims(&ids["writer"], 1)).unwrap();
+    assert_eq!(status_as(&server, &forged_roles, json!({"operation": "list-workspaces"})).await.0, 403);
+
+    let mut expired = claims(&ids["writer"], 1);
+    expired.exp = Utc::now().timestamp() - 5;
+    assert_eq!(status_as(&server, &signer.sign(&expired).unwrap(), whoami.clone()).await, denied);
+
+    let mut foreign = claims(&ids["writer"], 1);
+    foreign.iss = "someone-else".into();
+    assert_eq!(status_as(&server, &signer.sign(&foreign).unwrap(), whoami.clone()).await, denied);
+
+    // Another key under the active key's kid.
+    let mut impostor = SigningKey::generate(Utc::now()).unwrap();
+    impostor.kid = key.kid.clone();
+    let wrong_key = TokenSigner::new(impostor, vec![]).sign(&claims(&ids["writer"], 1)).unwrap();
+    assert_eq!(status_as(&server, &wrong_key, whoami.clone()).await, denied);
+
+    // HS256 with the public key as the secret (the classic confusion), and `none`.
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some(key.kid.clone());
+    let hs256 = jsonwebtoken::encode(
+        &header,
+        &claims(&ids["writer"], 1),
+        &jsonwebtoken::EncodingKey::from_secret(&key.public),
+    )
+    .unwrap();
+    assert_eq!(status_as(&server, &hs256, whoami.clone()).await, denied);
+    let none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT", "kid": key.kid})),
+        b64(&serde_json::to_value(claims(&ids["writer"], 1)).unwrap())
+    );
+    assert_eq!(status_as(&server, &none, whoami.clone()).await, denied);
+
+    // No `sub`: signed correctly, still nobody.
+    let mut no_sub = serde_json::to_value(claims(&ids["writer"], 1)).unwrap();
+    no_sub.as_object_mut().unwrap().remove("sub");
+    let mut eddsa = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    eddsa.kid = Some(key.kid.clone());
+    let no_sub =
+        jsonwebtoken::encode(&eddsa, &no_sub, &jsonwebtoken::EncodingKey::from_ed_der(key.private_pkcs8()))
+            .unwrap();
+    assert_eq!(status_as(&server, &no_sub, whoami.clone()).await, denied);
+    assert_eq!(status_as(&server, "not.a.jwt", whoami.clone()).await, denied);
+
+    // A password change bumps the account version: the old token dies, a new one works.
+    ok(server
+        .call(json!({"operation": "change-password", "user_id": ids["writer"],
+            "password": PASSWORD, "new_password": "another long passphrase"}))
+        .await);
+    assert_eq!(status_as(&server, &token, whoami.clone()).await, denied, "stale version");
+    let fresh = ok(server
+        .call(json!({"operation": "login", "username": "writer", "password": "another long passphrase"}))
+        .await)["jwt"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(status_as(&server, &fresh, whoami.clone()).await.0, 200);
+
+    // Disabled: the reader's token dies with the account; enabling does not revive it
+    // (disabling bumped the version).
+    let reader = jwt_of(&server, "reader").await;
+    assert_eq!(status_as(&server, &reader, whoami.clone()).await.0, 200);
+    ok(server
+        .call(json!({"operation": "disable-user", "workspace": "acme", "user_id": ids["reader"]}))
+        .await);
+    assert_eq!(status_as(&server, &reader, whoami.clone()).await, denied);
+    ok(server
+        .call(json!({"operation": "update-user", "workspace": "acme", "user_id": ids["reader"],
+            "user": {"enabled": true}}))
+        .await);
+    assert_eq!(status_as(&server, &reader, whoami.clone()).await, denied);
+    // A disabled workspace stops its users' tokens too.
+    let other = jwt_of(&server, "other").await;
+    ok(server.call(json!({"operation": "disable-workspace", "workspace_record": {"id": "globex"}})).await);
+    assert_eq!(status_as(&server, &other, whoami).await, denied);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_rotation_old_tokens_verify_during_the_grace_period_and_not_after() {
+    let db = TestDb::new().await;
+    let (server, _) = world(&db).await;
+    let jwks = |server: &TestServer| {
+        let url = format!("{}/.well-known/jwks.json", server.base);
+        async move { reqwest::get(url).await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let before = jwks(&server).await;
+    let keys = before["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    let key = active_key(&db).await;
+    assert_eq!(keys[0]["kid"], key.kid.as_str());
+    assert_eq!((keys[0]["kty"].as_str(), keys[0]["crv"].as_str()), (Some("OKP"), Some("Ed25519")));
+    assert_eq!((keys[0]["alg"].as_str(), keys[0]["use"].as_str()), (Some("EdDSA"), Some("sig")));
+    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(keys[0]["x"].as_str().unwrap()).unwrap();
+    assert_eq!(x, key.public, "x is the raw Ed25519 public key");
+    assert!(keys[0].get("d").is_none(), "never the private half");
+
+    let old = jwt_of(&server, "writer").await;
+    let rotated = ok(server.call(json!({"operation": "rotate-signing-key"})).await);
+    assert!(rotated["signing_key_public"].as_str().unwrap().contains("PUBLIC KEY"));
+    let whoami = json!({"operation": "whoami"});
+    assert_eq!(status_as(&server, &old, whoami.clone()).await.0, 200, "in grace");
+    let new = jwt_of(&server, "writer").await;
+    assert_ne!(
+        jsonwebtoken::decode_header(&new).unwrap().kid,
+        jsonwebtoken::decode_header(&old).unwrap().kid
+    );
+    assert_eq!(status_as(&server, &new, whoami.clone()).await.0, 200);
+    let after = jwks(&server).await;
+    assert_eq!(after["keys"].as_array().unwrap().len(), 2, "the new key and the one in grace");
+
+    // The grace period ends (moved into the past in the table; a restart reloads the keys).
+    let client = db.pool().get().await.unwrap();
+    let ended = client
+        .execute(
+            "UPDATE signing_keys SET valid_until = now() - interval '1 second' WHERE kid = $1",
+            &[&key.kid],
+        )
+        .await
+        .unwrap();
+    assert_eq!(ended, 1);
+    let server = server.restart();
+    assert_eq!(status_as(&server, &old, whoami.clone()).await.0, 401, "out of grace");
+    assert_eq!(status_as(&server, &new, whoami).await.0, 200);
+    assert_eq!(jwks(&server).await["keys"].as_array().unwrap().len(), 1);
+}
+
+/// What each role may do on `POST /api/v1/iam`, in its own workspace and in another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_grant_capabilities_in_their_scope_on_the_iam_endpoint() {
+    let db = TestDb::new().await;
+    let (server, ids) = world(&db).await;
+    // A request per capability family, aimed at workspace `ws` and its user `target`.
+    let requests = |ws: &str, target: &str| -> Vec<(&'static str, Value)> {
+        vec![
+            ("users:read", json!({"operation": "list-users", "workspace": ws})),
+            ("users:read", json!({"operation": "get-user", "workspace": ws, "user_id": target})),
+            (
+                "users:write",
+                json!({"operation": "update-user", "workspace": ws, "user_id": target, "user": {"name": "N"}}),
+            ),
+            ("users:admin", json!({"operation": "reset-password", "workspace": ws, "user_id": target})),
+            ("keys:admin", json!({"operation": "list-api-keys", "workspace": ws, "user_id": target})),
+            (
+                "keys:admin",
+                json!({"operation": "create-api-key", "workspace": ws, "key": {"user_id": target, "name": format!("k-{}", uuid::Uuid::new_v4())}}),
+            ),
+            ("workspaces:admin", json!({"operation": "get-workspace", "workspace_record": {"id": ws}})),
+            (
+                "workspaces:admin",
+                json!({"operation": "update-workspace", "workspace_record": {"id": ws, "name": "Renamed"}}),
+            ),
+            ("workspaces:admin", json!({"operation": "list-workspaces"})),
+            ("iam:admin", json!({"operation": "authorise", "user_id": target, "capability": "graph:read"})),
+        ]
+    };
+    let mut cells = 0;
+    for caller in ["reader", "writer", "admin"] {
+        let token = jwt_of(&server, caller).await;
+        for (scope, ws, target) in
+            [("own", "acme", ids["target"].clone()), ("other", "globex", ids["other"].clone())]
+        {
+            for (capability, request) in requests(ws, &target) {
+                let allowed = caller == "admin"; // only admin holds these, in every workspace
+                let (status, body) = status_as(&server, &token, request.clone()).await;
+                if allowed {
+                    assert_eq!(status, 200, "{caller} {scope} {capability}: {request} -> {body}");
+                    assert_eq!(error_type(&body), "", "{caller} {scope} {request} -> {body}");
+                } else {
+                    assert_eq!(
+                        (status, body),
+                        (403, json!({"error": "access denied"})),
+                        "{caller} {scope} {request}"
+                    );
+                }
+                cells += 1;
+            }
+        }
+    }
+    assert_eq!(cells, 60);
+
+    // Every role manages its own keys (keys:self), in its own workspace only.
+    let reader = jwt_of(&server, "reader").await;
+    let own = json!({"operation": "create-api-key", "key": {"user_id": ids["reader"], "name": "mine"}});
+    let (status, created) = status_as(&server, &reader, own).await;
+    assert_eq!(status, 200);
+    let key_id = created["api_key"]["id"].as_str().unwrap().to_owned();
+    let (_, listed) =
+        status_as(&server, &reader, json!({"operation": "list-api-keys", "user_id": ids["reader"]})).await;
+    assert_eq!(listed["api_keys"].as_array().unwrap().len(), 1);
+    // Not someone else's key, not even naming another workspace.
+    let writer_key = ok(server
+        .call(json!({"operation": "create-api-key", "workspace": "acme", "key": {"user_id": ids["writer"], "name": "w"}}))
+        .await)["api_key"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let theirs = json!({"operation": "revoke-api-key", "key_id": writer_key});
+    assert_eq!(status_as(&server, &reader, theirs).await.0, 403);
+    let elsewhere = json!({"operation": "list-api-keys", "workspace": "globex", "user_id": ids["reader"]});
+    assert_eq!(status_as(&server, &reader, elsewhere).await.0, 403);
+    let (status, revoked) =
+        status_as(&server, &reader, json!({"operation": "revoke-api-key", "key_id": key_id})).await;
+    assert_eq!((status, error_type(&revoked)), (200, ""));
+
+    // Own password, with the current one; someone else's, never.
+    let change = |user: &str| {
+        json!({"operation": "change-password", "user_id": user,
+        "password": PASSWORD, "new_password": "yet another long passphrase"})
+    };
+    assert_eq!(status_as(&server, &reader, change(&ids["writer"])).await.0, 403);
+    let (status, changed) = status_as(&server, &reader, change(&ids["reader"])).await;
+    assert_eq!((status, error_type(&changed)), (200, ""));
+
+    // The self-service reads.
+    let writer = jwt_of(&server, "writer").await;
+    let (_, mine) = status_as(&server, &writer, json!({"operation": "list-my-workspaces"})).await;
+    assert_eq!(mine["workspaces"].as_array().unwrap().len(), 1);
+    assert_eq!(mine["workspaces"][0]["id"], "acme");
+    let admin = jwt_of(&server, "admin").await;
+    let (_, all) = status_as(&server, &admin, json!({"operation": "list-my-workspaces"})).await;
+    assert_eq!(all["workspaces"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorise_answers_for_a_user_and_bootstrap_status_for_the_system() {
+    let db = TestDb::new().await;
+    let (server, ids) = world(&db).await;
+    let status = ok(server.call(json!({"operation": "bootstrap-status"})).await);
+    assert_eq!(status["bootstrap_available"], true);
+
+    let ask = |user: &str, capability: &str, resource: Value| {
+        json!({"operation": "authorise", "user_id": user, "capability": capability,
+            "resource_json": resource.to_string()})
+    };
+    let decision =
+        |r: &Value| (r["decision_allow"].as_bool().unwrap_or(false), r["decision_ttl_seconds"].clone());
+    let acme = json!({"workspace": "acme"});
+    let globex = json!({"workspace": "globex"});
+    for (user, capability, resource, allow) in [
+        ("reader", "graph:read", &acme, true),
+        ("reader", "graph:write", &acme, false),
+        ("writer", "graph:write", &acme, true),
+        ("writer", "graph:write", &globex, false),
+        ("admin", "graph:write", &globex, true),
+        ("admin", "no-such:capability", &acme, false),
+        ("reader", "iam:admin", &acme, false),
+        ("admin", "iam:admin", &json!({}), true),
+    ] {
+        let r = ok(server.call(ask(&ids[user], capability, resource.clone())).await);
+        assert_eq!(decision(&r), (allow, json!(60)), "{user} {capability} {resource}");
+    }
+    // The workspace may come from the parameters instead.
+    let r = ok(server
+        .call(json!({"operation": "authorise", "user_id": ids["reader"], "capability": "graph:read",
+            "parameters_json": globex.to_string()}))
+        .await);
+    assert!(!decision(&r).0);
+    // Unknown users are denied, not an error; malformed input is invalid-argument.
+    let r = ok(server.call(ask("no-such-user", "graph:read", acme.clone())).await);
+    assert!(!decision(&r).0);
+    let bad = server
+        .call(json!({"operation": "authorise", "user_id": ids["reader"], "capability": "graph:read",
+        "resource_json": "[1,2]"}))
+        .await;
+    assert_eq!(error_type(&bad), "invalid-argument");
+    assert_eq!(
+        error_type(&server.call(json!({"operation": "authorise", "user_id": ids["reader"]})).await),
+        "invalid-argument"
+    );
+
+    let checks = json!([
+        {"capability": "graph:read", "resource": {"workspace": "acme"}},
+        {"capability": "graph:read", "resource": {"workspace": "globex"}},
+        {"capability": "graph:read", "parameters": {"workspace": "acme"}},
+        "not an object",
+        {"resource": {"workspace": "acme"}},
+    ]);
+    let many = ok(server
+        .call(json!({"operation": "authorise-many", "user_id": ids["reader"], "authorise_checks": checks.to_string()}))
+        .await);
+    let decisions: Value = serde_json::from_str(many["decisions_json"].as_str().unwrap()).unwrap();
+    let allows: Vec<bool> =
+        decisions.as_array().unwrap().iter().map(|d| d["allow"].as_bool().unwrap()).collect();
+    assert_eq!(allows, [true, false, true, false, false]);
+    assert!(decisions.as_array().unwrap().iter().all(|d| d["ttl"] == 60));
+    let bad = server
+        .call(json!({"operation": "authorise-many", "user_id": ids["reader"], "authorise_checks": "{}"}))
+        .await;
+    assert_eq!(error_type(&bad), "invalid-argument");
+
+    // A disabled user is denied everything.
+    ok(server
+        .call(json!({"operation": "disable-user", "workspace": "acme", "user_id": ids["writer"]}))
+        .await);
+    let r = ok(server.call(ask(&ids["writer"], "graph:read", acme)).await);
+    assert!(!decision(&r).0);
+
+    // Bootstrap is possible until workspace `default` exists (bootstrap makes it).
+    ok(server.call(json!({"operation": "create-workspace", "workspace_record": {"id": "default"}})).await);
+    let status = ok(server.call(json!({"operation": "bootstrap-status"})).await);
+    assert!(status.get("bootstrap_available").is_none(), "{status}");
+}
