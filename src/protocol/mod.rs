@@ -14,6 +14,11 @@ fn nullable<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
 }
 
+/// Reads a number that may be `null` as zero.
+fn nullable_number<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    Ok(Option::<u32>::deserialize(d)?.unwrap_or_default())
+}
+
 /// Reads a list that may be `null` as empty.
 fn nullable_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
@@ -196,6 +201,13 @@ pub struct IamRequest {
     /// authorise-many: a JSON list of `{"capability", "resource", "parameters"}` objects.
     #[serde(deserialize_with = "nullable")]
     pub authorise_checks: String,
+    /// list-users, list-workspaces, list-api-keys: at most this many (1–500); 0 or absent
+    /// lists everything.
+    #[serde(deserialize_with = "nullable_number")]
+    pub limit: u32,
+    /// The `next_cursor` of the previous page.
+    #[serde(deserialize_with = "nullable")]
+    pub cursor: String,
 }
 
 impl IamRequest {
@@ -208,19 +220,24 @@ impl IamRequest {
         }
     }
 
-    /// Decodes a request body. A failure says what is wrong and where, never the offending
-    /// value (it may be a password).
+    /// Decodes a request body (see [`decode_json`]).
     pub fn from_json(bytes: &[u8]) -> Result<IamRequest, IamError> {
-        serde_json::from_slice(bytes).map_err(|e| {
-            use serde_json::error::Category;
-            let what = match e.classify() {
-                Category::Io | Category::Syntax => "is not valid JSON",
-                Category::Eof => "ends before the JSON does",
-                Category::Data => "has a field of the wrong type",
-            };
-            IamError::invalid(format!("request body {what} (line {}, column {})", e.line(), e.column()))
-        })
+        decode_json(bytes)
     }
+}
+
+/// Decodes a JSON body. A failure says what is wrong and where, never the offending value
+/// (it may be a password).
+pub fn decode_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, IamError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        use serde_json::error::Category;
+        let what = match e.classify() {
+            Category::Io | Category::Syntax => "is not valid JSON",
+            Category::Eof => "ends before the JSON does",
+            Category::Data => "has a field of the wrong type",
+        };
+        IamError::invalid(format!("request body {what} (line {}, column {})", e.line(), e.column()))
+    })
 }
 
 /// `enabled` and `must_change_password` are `Option` so that an omitted field never changes
@@ -351,6 +368,9 @@ pub struct IamResponse {
     /// authorise-many: a JSON list of `{"allow", "ttl"}`, in the order of the checks.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub decisions_json: String,
+    /// A list that stopped at `limit`: pass this as `cursor` for the next page.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub next_cursor: String,
     /// Set when a reply to a redelivered request was served from the dedupe record.
     #[serde(skip_serializing_if = "is_false")]
     pub replayed: bool,

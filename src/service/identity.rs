@@ -44,7 +44,7 @@ impl Service {
     pub(super) async fn list_my_workspaces(&self, req: IamRequest) -> Result<IamResponse, IamError> {
         let user = self.actor_user(&req.actor).await?;
         let workspaces = if authz::allows(&user.roles, &user.workspace, authz::WORKSPACES_ADMIN, None) {
-            self.inner.queries.workspaces().await?
+            self.inner.queries.workspaces(&super::page::Page::default()).await?.0
         } else {
             self.inner.queries.workspace(&user.workspace).await?.into_iter().collect()
         };

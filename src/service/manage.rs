@@ -2,6 +2,7 @@
 //! writes are checked cheaply here (required fields, ownership, the target's existence) so a
 //! bad request costs no argon2 work and starts no actor, then `decide` rules on them.
 
+use super::page::Page;
 use super::{required, Ctx, Service};
 use crate::crypto::ApiKey;
 use crate::domain::rules;
@@ -48,7 +49,9 @@ impl Service {
 
     pub(super) async fn list_users(&self, req: IamRequest) -> Result<IamResponse, IamError> {
         let ws = self.existing_workspace(&req.workspace).await?;
-        Ok(IamResponse { users: self.inner.queries.users(&ws.id).await?, ..Default::default() })
+        let page = Page::from_request(req.limit, &req.cursor)?;
+        let (users, next_cursor) = self.inner.queries.users(&ws.id, &page).await?;
+        Ok(IamResponse { users, next_cursor, ..Default::default() })
     }
 
     pub(super) async fn get_user(&self, req: IamRequest) -> Result<IamResponse, IamError> {
@@ -113,8 +116,10 @@ impl Service {
         self.command(&id, WorkspaceCommand::CreateWorkspace { name }, ctx).await
     }
 
-    pub(super) async fn list_workspaces(&self) -> Result<IamResponse, IamError> {
-        Ok(IamResponse { workspaces: self.inner.queries.workspaces().await?, ..Default::default() })
+    pub(super) async fn list_workspaces(&self, req: IamRequest) -> Result<IamResponse, IamError> {
+        let page = Page::from_request(req.limit, &req.cursor)?;
+        let (workspaces, next_cursor) = self.inner.queries.workspaces(&page).await?;
+        Ok(IamResponse { workspaces, next_cursor, ..Default::default() })
     }
 
     pub(super) async fn get_workspace(&self, req: IamRequest) -> Result<IamResponse, IamError> {
@@ -163,7 +168,9 @@ impl Service {
     pub(super) async fn list_api_keys(&self, req: IamRequest) -> Result<IamResponse, IamError> {
         required("workspace", &req.workspace)?;
         let user = self.owned_user(&req.workspace, &req.user_id).await?;
-        Ok(IamResponse { api_keys: self.inner.queries.api_keys(&user.id).await?, ..Default::default() })
+        let page = Page::from_request(req.limit, &req.cursor)?;
+        let (api_keys, next_cursor) = self.inner.queries.api_keys(&user.id, &page).await?;
+        Ok(IamResponse { api_keys, next_cursor, ..Default::default() })
     }
 
     pub(super) async fn revoke_api_key(&self, req: IamRequest, ctx: Ctx) -> Result<IamResponse, IamError> {

@@ -11,6 +11,7 @@ mod authn;
 mod credentials;
 mod identity;
 mod manage;
+pub mod page;
 pub mod queries;
 mod signer;
 mod system;
@@ -132,7 +133,7 @@ impl Service {
             O::UpdateUser => self.update_user(req, ctx).await,
             O::DisableUser => self.disable_user(req, ctx).await,
             O::CreateWorkspace => self.create_workspace(req, ctx).await,
-            O::ListWorkspaces => self.list_workspaces().await,
+            O::ListWorkspaces => self.list_workspaces(req).await,
             O::GetWorkspace => self.get_workspace(req).await,
             O::UpdateWorkspace => self.update_workspace(req, ctx).await,
             O::DisableWorkspace => self.disable_workspace(req, ctx).await,
@@ -201,6 +202,7 @@ fn check_sizes(req: &IamRequest) -> Result<(), IamError> {
         ("key_id", &req.key_id),
         ("request_id", &req.request_id),
         ("capability", &req.capability),
+        ("cursor", &req.cursor),
     ] {
         if value.len() > MAX_ID_FIELD {
             return Err(IamError::invalid(format!("{field} is longer than {MAX_ID_FIELD} bytes")));

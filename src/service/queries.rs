@@ -2,6 +2,7 @@
 //! and `signing_keys`, in one place. Queries never read the event log; the inline
 //! projections keep these tables current in the append transaction (invariant 4).
 
+use super::page::Page;
 use crate::domain::iso;
 use crate::protocol::{ApiKeyRecord, IamError, UserRecord, WorkspaceRecord};
 use chrono::{DateTime, Utc};
@@ -29,15 +30,50 @@ macro_rules! select_credentials {
 }
 
 const SELECT_USER: &str = concat!("SELECT ", user_columns!(), " FROM users u WHERE u.id = $1");
-const LIST_USERS: &str =
-    concat!("SELECT ", user_columns!(), " FROM users u WHERE u.workspace = $1 ORDER BY u.created, u.id");
+/// A page condition on (created, id), completed by the page's parameters: start after
+/// ($n, $n+1) unless $n is NULL, at most $n+2 rows (NULL: all).
+macro_rules! after_page {
+    ($created:literal, $id:literal, $n:literal, $m:literal, $l:literal) => {
+        concat!(
+            " AND ($",
+            $n,
+            "::timestamptz IS NULL OR (",
+            $created,
+            ", ",
+            $id,
+            ") > ($",
+            $n,
+            "::timestamptz, $",
+            $m,
+            "::text)) ORDER BY ",
+            $created,
+            ", ",
+            $id,
+            " LIMIT $",
+            $l,
+            "::bigint"
+        )
+    };
+}
+
+const LIST_USERS: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM users u WHERE u.workspace = $1",
+    after_page!("u.created", "u.id", "2", "3", "4")
+);
 const CREDENTIALS_BY_USERNAME: &str = select_credentials!("lower(u.username) = lower($1)");
 const CREDENTIALS_BY_ID: &str = select_credentials!("u.id = $1");
 
 const SELECT_WORKSPACE: &str = "SELECT id, name, enabled, created FROM workspaces WHERE id = $1";
-const LIST_WORKSPACES: &str = "SELECT id, name, enabled, created FROM workspaces ORDER BY created, id";
-const LIST_KEYS: &str = "SELECT id, user_id, name, prefix, expires, created, last_used FROM api_keys \
-    WHERE user_id = $1 ORDER BY created, id";
+const LIST_WORKSPACES: &str = concat!(
+    "SELECT id, name, enabled, created FROM workspaces WHERE true",
+    after_page!("created", "id", "1", "2", "3")
+);
+const LIST_KEYS: &str = concat!(
+    "SELECT id, user_id, name, prefix, expires, created, last_used FROM api_keys WHERE user_id = $1",
+    after_page!("created", "id", "2", "3", "4")
+);
 const SELECT_KEY_OWNER: &str = "SELECT workspace, user_id FROM api_keys WHERE id = $1";
 /// resolve-api-key: one primary-key lookup joined with the owner and its workspace.
 const RESOLVE_KEY: &str = "SELECT k.id, k.user_id, k.workspace, k.expires, u.roles, \
@@ -119,9 +155,12 @@ impl Queries {
         Ok(rows.first().map(workspace_record))
     }
 
-    pub async fn workspaces(&self) -> Result<Vec<WorkspaceRecord>, IamError> {
-        let rows = self.query("workspaces", LIST_WORKSPACES, &[]).await?;
-        Ok(rows.iter().map(workspace_record).collect())
+    /// A page of workspaces, and the cursor of the next page (empty on the last).
+    pub async fn workspaces(&self, page: &Page) -> Result<(Vec<WorkspaceRecord>, String), IamError> {
+        let (at, id) = page_params(page);
+        let rows = self.query("workspaces", LIST_WORKSPACES, &[&at, &id, &page.fetch()]).await?;
+        let (rows, next) = page.cut(rows, row_key);
+        Ok((rows.iter().map(workspace_record).collect(), next))
     }
 
     pub async fn user(&self, id: &str) -> Result<Option<UserRecord>, IamError> {
@@ -129,9 +168,12 @@ impl Queries {
         Ok(rows.first().map(user_record))
     }
 
-    pub async fn users(&self, workspace: &str) -> Result<Vec<UserRecord>, IamError> {
-        let rows = self.query("users", LIST_USERS, &[&workspace]).await?;
-        Ok(rows.iter().map(user_record).collect())
+    /// A page of a workspace's users, and the cursor of the next page (empty on the last).
+    pub async fn users(&self, workspace: &str, page: &Page) -> Result<(Vec<UserRecord>, String), IamError> {
+        let (at, id) = page_params(page);
+        let rows = self.query("users", LIST_USERS, &[&workspace, &at, &id, &page.fetch()]).await?;
+        let (rows, next) = page.cut(rows, row_key);
+        Ok((rows.iter().map(user_record).collect(), next))
     }
 
     /// Login's lookup, by username (case-insensitive, unique across workspaces).
@@ -145,9 +187,16 @@ impl Queries {
         Ok(rows.first().map(credentials))
     }
 
-    pub async fn api_keys(&self, user_id: &str) -> Result<Vec<ApiKeyRecord>, IamError> {
-        let rows = self.query("api_keys", LIST_KEYS, &[&user_id]).await?;
-        Ok(rows
+    /// A page of a user's active keys, and the cursor of the next page (empty on the last).
+    pub async fn api_keys(
+        &self,
+        user_id: &str,
+        page: &Page,
+    ) -> Result<(Vec<ApiKeyRecord>, String), IamError> {
+        let (at, id) = page_params(page);
+        let rows = self.query("api_keys", LIST_KEYS, &[&user_id, &at, &id, &page.fetch()]).await?;
+        let (rows, next) = page.cut(rows, row_key);
+        let records = rows
             .iter()
             .map(|r| ApiKeyRecord {
                 id: r.get("id"),
@@ -158,10 +207,10 @@ impl Queries {
                 created: iso(r.get("created")),
                 last_used: r.get::<_, Option<DateTime<Utc>>>("last_used").map(iso).unwrap_or_default(),
             })
-            .collect())
+            .collect();
+        Ok((records, next))
     }
 
-    /// (workspace, user id) of an active key.
     /// The (workspace, user id) owning an API key that is not revoked.
     pub async fn key_owner(&self, key_id: &str) -> Result<Option<(String, String)>, IamError> {
         let rows = self.query("key_owner", SELECT_KEY_OWNER, &[&key_id]).await?;
@@ -242,4 +291,17 @@ fn credentials(r: &Row) -> Credentials {
         account_version: r.get("account_version"),
         usable: r.get("usable"),
     }
+}
+
+/// The page's start as query parameters.
+fn page_params(page: &Page) -> (Option<DateTime<Utc>>, Option<String>) {
+    match &page.after {
+        Some((at, id)) => (Some(*at), Some(id.clone())),
+        None => (None, None),
+    }
+}
+
+/// A listed row's (created, id): what a cursor names.
+fn row_key(row: &Row) -> (DateTime<Utc>, String) {
+    (row.get("created"), row.get("id"))
 }

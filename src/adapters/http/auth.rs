@@ -48,7 +48,7 @@ fn digest(s: &str) -> [u8; 32] {
 }
 
 /// The token of an `Authorization: Bearer <token>` header.
-fn bearer(req: &HttpRequest) -> Option<&str> {
+pub(super) fn bearer(req: &HttpRequest) -> Option<&str> {
     let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();

@@ -7,6 +7,7 @@
 
 pub mod access;
 mod auth;
+pub mod rest;
 
 use crate::protocol::{IamError, IamRequest, IamResponse, Operation};
 use crate::service::Service;
@@ -25,7 +26,9 @@ pub struct HttpState {
 
 /// Mounts the routes on an actix-web app.
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    // Before the REST scope, which answers every other path under /api/v1.
     cfg.route("/api/v1/iam", web::post().to(iam))
+        .configure(rest::routes)
         .route("/healthz", web::get().to(healthz))
         .route("/.well-known/jwks.json", web::get().to(jwks))
         .default_service(web::to(not_found));

@@ -1,0 +1,480 @@
+//! The REST endpoints (`docs/rest.md`): each is one protocol operation, run through the same
+//! service and the same capability checks as `POST /api/v1/iam`, with REST's status codes.
+//! [`run`] does what every endpoint shares — authenticate, bind and check the caller,
+//! `Idempotency-Key`, the call, the error mapping — and the handlers only say which
+//! operation they are and how success looks.
+
+use super::{access, auth, read_body, HttpState};
+use crate::protocol::{
+    decode_json, ApiKeyInput, ErrorKind, IamError, IamRequest, IamResponse, Operation, UserInput,
+    WorkspaceInput,
+};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Rows per page when the caller names no `limit`.
+pub const DEFAULT_LIMIT: u32 = 100;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/v1")
+            .route("/auth/login", web::post().to(login))
+            .route("/auth/change-password", web::post().to(change_password))
+            .route("/auth/whoami", web::get().to(whoami))
+            .route("/auth/bootstrap-status", web::get().to(bootstrap_status))
+            .route("/workspaces", web::get().to(list_workspaces))
+            .route("/workspaces", web::post().to(create_workspace))
+            .route("/workspaces/{ws}", web::get().to(get_workspace))
+            .route("/workspaces/{ws}", web::patch().to(update_workspace))
+            .route("/workspaces/{ws}/disable", web::post().to(disable_workspace))
+            .route("/workspaces/{ws}/users", web::get().to(list_users))
+            .route("/workspaces/{ws}/users", web::post().to(create_user))
+            .route("/workspaces/{ws}/users/{id}", web::get().to(get_user))
+            .route("/workspaces/{ws}/users/{id}", web::patch().to(update_user))
+            .route("/workspaces/{ws}/users/{id}", web::delete().to(delete_user))
+            .route("/workspaces/{ws}/users/{id}/disable", web::post().to(disable_user))
+            .route("/workspaces/{ws}/users/{id}/enable", web::post().to(enable_user))
+            .route("/workspaces/{ws}/users/{id}/reset-password", web::post().to(reset_password))
+            .route("/workspaces/{ws}/users/{id}/api-keys", web::get().to(list_api_keys))
+            .route("/workspaces/{ws}/users/{id}/api-keys", web::post().to(create_api_key))
+            .route("/api-keys/{id}", web::delete().to(revoke_api_key))
+            .route("/signing-keys/rotate", web::post().to(rotate_signing_key))
+            .default_service(web::to(super::not_found)),
+    );
+}
+
+/// The HTTP status of a protocol error.
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
+        ErrorKind::AuthFailed => StatusCode::UNAUTHORIZED,
+        ErrorKind::OperationNotPermitted => StatusCode::FORBIDDEN,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Duplicate | ErrorKind::Disabled => StatusCode::CONFLICT,
+        ErrorKind::WeakPassword => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn error(e: IamError) -> HttpResponse {
+    HttpResponse::build(status_of(e.kind)).json(IamResponse::error(e))
+}
+
+/// How a successful reply is rendered.
+enum Success {
+    Json(StatusCode, fn(IamResponse) -> Value),
+    NoContent,
+}
+
+/// Whether the endpoint needs a caller.
+#[derive(PartialEq)]
+enum Who {
+    Public,
+    Authenticated,
+}
+
+async fn run(
+    http: &HttpRequest,
+    state: &HttpState,
+    who: Who,
+    mut req: IamRequest,
+    success: Success,
+) -> HttpResponse {
+    let op = match Operation::parse(&req.operation) {
+        Ok(op) => op,
+        Err(e) => return error(e),
+    };
+    if who == Who::Authenticated {
+        let Some(token) = auth::bearer(http) else { return auth::unauthorized() };
+        let caller = match state.service.authenticate(token).await {
+            Ok(Some(caller)) => caller,
+            Ok(None) => return auth::unauthorized(),
+            Err(e) => return error(e),
+        };
+        // The caller's own password, unless it names another user.
+        if op == Operation::ChangePassword && req.user_id.is_empty() {
+            req.user_id = caller.user_id.clone();
+        }
+        match access::permits(&caller, op, &mut req, &state.service).await {
+            Ok(true) => {}
+            Ok(false) => return auth::forbidden(),
+            Err(e) => return error(e),
+        }
+    }
+    if let Some(key) = http.headers().get("Idempotency-Key").and_then(|v| v.to_str().ok()) {
+        req.request_id = key.to_owned();
+    }
+    let response = state.service.handle(req, "http").await;
+    if let Some(e) = response.error {
+        return error(e);
+    }
+    match success {
+        Success::Json(status, render) => HttpResponse::build(status).json(render(response)),
+        Success::NoContent => HttpResponse::NoContent().finish(),
+    }
+}
+
+fn request(op: Operation) -> IamRequest {
+    IamRequest { operation: op.as_str().into(), ..Default::default() }
+}
+
+/// A JSON body of type `T`; malformed is `invalid-argument` (400), too large 413.
+async fn body<T: serde::de::DeserializeOwned + Default>(
+    payload: web::Payload,
+    state: &HttpState,
+) -> Result<T, HttpResponse> {
+    let bytes = read_body(payload, state.max_body_bytes).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    decode_json(&bytes).map_err(error)
+}
+
+/// `?limit=&cursor=` of a list endpoint.
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+fn page(
+    query: Result<web::Query<ListQuery>, actix_web::Error>,
+    req: &mut IamRequest,
+) -> Result<(), HttpResponse> {
+    let query = query.map_err(|_| error(IamError::invalid("limit must be a number and cursor a string")))?;
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 {
+        return Err(error(IamError::invalid(format!(
+            "limit must be between 1 and {}",
+            crate::service::page::MAX_LIMIT
+        ))));
+    }
+    req.limit = limit;
+    req.cursor = query.cursor.clone().unwrap_or_default();
+    Ok(())
+}
+
+fn list<T: serde::Serialize>(items: Vec<T>, next_cursor: String) -> Value {
+    let mut page = json!({ "items": items });
+    if !next_cursor.is_empty() {
+        page["next_cursor"] = json!(next_cursor);
+    }
+    page
+}
+
+fn user(r: IamResponse) -> Value {
+    json!(r.user)
+}
+
+fn workspace(r: IamResponse) -> Value {
+    json!(r.workspace)
+}
+
+macro_rules! try_or_respond {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(response) => return response,
+        }
+    };
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct LoginBody {
+    username: String,
+    password: String,
+    workspace: String,
+}
+
+async fn login(http: HttpRequest, payload: web::Payload, state: web::Data<HttpState>) -> HttpResponse {
+    let b: LoginBody = try_or_respond!(body(payload, &state).await);
+    let req = IamRequest {
+        username: b.username,
+        password: b.password,
+        workspace: b.workspace,
+        ..request(Operation::Login)
+    };
+    let render = |r: IamResponse| json!({ "jwt": r.jwt, "jwt_expires": r.jwt_expires });
+    run(&http, &state, Who::Public, req, Success::Json(StatusCode::OK, render)).await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ChangePasswordBody {
+    password: String,
+    new_password: String,
+}
+
+async fn change_password(
+    http: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    let b: ChangePasswordBody = try_or_respond!(body(payload, &state).await);
+    let req = IamRequest {
+        password: b.password,
+        new_password: b.new_password,
+        ..request(Operation::ChangePassword)
+    };
+    run(&http, &state, Who::Authenticated, req, Success::NoContent).await
+}
+
+async fn whoami(http: HttpRequest, state: web::Data<HttpState>) -> HttpResponse {
+    run(&http, &state, Who::Authenticated, request(Operation::Whoami), Success::Json(StatusCode::OK, user))
+        .await
+}
+
+async fn bootstrap_status(http: HttpRequest, state: web::Data<HttpState>) -> HttpResponse {
+    let render = |r: IamResponse| json!({ "bootstrap_available": r.bootstrap_available });
+    run(
+        &http,
+        &state,
+        Who::Public,
+        request(Operation::BootstrapStatus),
+        Success::Json(StatusCode::OK, render),
+    )
+    .await
+}
+
+async fn list_workspaces(
+    http: HttpRequest,
+    query: Result<web::Query<ListQuery>, actix_web::Error>,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    let mut req = request(Operation::ListWorkspaces);
+    try_or_respond!(page(query, &mut req));
+    let render = |r: IamResponse| list(r.workspaces, r.next_cursor);
+    run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, render)).await
+}
+
+async fn create_workspace(
+    http: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    let record: WorkspaceInput = try_or_respond!(body(payload, &state).await);
+    let req = IamRequest { workspace_record: Some(record), ..request(Operation::CreateWorkspace) };
+    run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::CREATED, workspace)).await
+}
+
+fn workspace_request(op: Operation, id: String) -> IamRequest {
+    IamRequest { workspace_record: Some(WorkspaceInput { id, ..Default::default() }), ..request(op) }
+}
+
+async fn get_workspace(
+    http: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    let req = workspace_request(Operation::GetWorkspace, path.into_inner());
+    run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, workspace)).await
+}
+
+async fn update_workspace(
+    http: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    let mut record: WorkspaceInput = try_or_respond!(body(payload, &state).await);
+    record.id = path.into_inner();
+    let req = IamRequest { workspace_record: Some(record), ..request(Operation::UpdateWorkspace) };
+    run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, workspace)).await
+}
+
+async fn disable_workspace(
+    http: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    let req = workspace_request(Operation::DisableWorkspace, path.into_inner());
+    run(&http, &state, Who::Authenticated, req, Success::NoContent).await
+}
+
+async fn list_users(
+    http: HttpRequest,
+    path: web::Path<String>,
+    query: Result<web::Query<ListQuery>, actix_web::Error>,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    let mut req = IamRequest { workspace: path.into_inner(), ..request(Operation::ListUsers) };
+    try_or_respond!(page(query, &mut req));
+    let render = |r: IamResponse| list(r.users, r.next_cursor);
+    run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, render)).await
+}
+
+async fn create_user(
+    http: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    let input: UserInput = try_or_respond!(body(payload, &state).await);
+    let req =
+        IamRequest { workspace: path.into_inner(), user: Some(input), ..request(Operation::CreateUser) };
+    run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::CREATED, user)).await
+}
+
+fn user_request(op: Operation, (workspace, user_id): (String, String)) -> IamRequest {
+    IamRequest { workspace, user_id, ..request(op) }
+}
+
+async fn get_user(
+    http: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    let req = user_request(Operation::GetUser, path.into_inner());
+    run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, user)).await
+}
+
+async fn update_user(
+    http: HttpRequest,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    let input: UserInput = try_or_respond!(body(payload, &state).await);
+    let req = IamRequest { user: Some(input), ..user_request(Operation::UpdateUser, path.into_inner()) };
+    run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, user)).await
+}
+
+async fn delete_user(
+    http: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    run(
+        &http,
+        &state,
+        Who::Authenticated,
+        user_request(Operation::DeleteUser, path.into_inner()),
+        Success::NoContent,
+    )
+    .await
+}
+
+async fn disable_user(
+    http: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    run(
+        &http,
+        &state,
+        Who::Authenticated,
+        user_request(Operation::DisableUser, path.into_inner()),
+        Success::NoContent,
+    )
+    .await
+}
+
+async fn enable_user(
+    http: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    let req = user_request(Operation::EnableUser, path.into_inner());
+    run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, user)).await
+}
+
+async fn reset_password(
+    http: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    let req = user_request(Operation::ResetPassword, path.into_inner());
+    let render = |r: IamResponse| json!({ "temporary_password": r.temporary_password });
+    run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, render)).await
+}
+
+async fn list_api_keys(
+    http: HttpRequest,
+    path: web::Path<(String, String)>,
+    query: Result<web::Query<ListQuery>, actix_web::Error>,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    let mut req = user_request(Operation::ListApiKeys, path.into_inner());
+    try_or_respond!(page(query, &mut req));
+    let render = |r: IamResponse| list(r.api_keys, r.next_cursor);
+    run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, render)).await
+}
+
+async fn create_api_key(
+    http: HttpRequest,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    let mut input: ApiKeyInput = try_or_respond!(body(payload, &state).await);
+    let (workspace, user_id) = path.into_inner();
+    input.user_id = user_id;
+    let req = IamRequest { workspace, key: Some(input), ..request(Operation::CreateApiKey) };
+    let render = |r: IamResponse| {
+        let mut v = json!({ "api_key": r.api_key });
+        if !r.api_key_plaintext.is_empty() {
+            v["api_key_plaintext"] = json!(r.api_key_plaintext);
+        }
+        v
+    };
+    run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::CREATED, render)).await
+}
+
+async fn revoke_api_key(
+    http: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    let key_id = path.into_inner();
+    // The path names no workspace: the key's own is the one the checks are about.
+    let workspace = match state.service.queries().key_owner(&key_id).await {
+        Ok(owner) => owner.map(|(workspace, _)| workspace).unwrap_or_default(),
+        Err(e) => return error(e),
+    };
+    let req = IamRequest { workspace, key_id, ..request(Operation::RevokeApiKey) };
+    run(&http, &state, Who::Authenticated, req, Success::NoContent).await
+}
+
+async fn rotate_signing_key(http: HttpRequest, state: web::Data<HttpState>) -> HttpResponse {
+    let render = |r: IamResponse| json!({ "signing_key_public": r.signing_key_public });
+    run(
+        &http,
+        &state,
+        Who::Authenticated,
+        request(Operation::RotateSigningKey),
+        Success::Json(StatusCode::OK, render),
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_type_has_its_status() {
+        let statuses: Vec<u16> = [
+            ErrorKind::InvalidArgument,
+            ErrorKind::AuthFailed,
+            ErrorKind::OperationNotPermitted,
+            ErrorKind::NotFound,
+            ErrorKind::Duplicate,
+            ErrorKind::Disabled,
+            ErrorKind::WeakPassword,
+            ErrorKind::InternalError,
+        ]
+        .into_iter()
+        .map(|k| status_of(k).as_u16())
+        .collect();
+        assert_eq!(statuses, [400, 401, 403, 404, 409, 409, 422, 500]);
+    }
+
+    #[test]
+    fn a_list_names_its_next_page_only_when_there_is_one() {
+        assert_eq!(list(vec![1, 2], String::new()), json!({"items": [1, 2]}));
+        assert_eq!(list(vec![1], "c".into()), json!({"items": [1], "next_cursor": "c"}));
+    }
+}
