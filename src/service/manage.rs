@@ -173,8 +173,8 @@ impl Service {
         Ok(IamResponse { api_keys, next_cursor, ..Default::default() })
     }
 
+    /// `workspace`, when given, must own the key (as for enable-user and delete-user).
     pub(super) async fn revoke_api_key(&self, req: IamRequest, ctx: Ctx) -> Result<IamResponse, IamError> {
-        required("workspace", &req.workspace)?;
         let key_id = required("key_id", &req.key_id)?;
         let (workspace, _) = self
             .inner
@@ -182,7 +182,7 @@ impl Service {
             .key_owner(key_id)
             .await?
             .ok_or_else(|| IamError::not_found("api key not found"))?;
-        if workspace != req.workspace {
+        if !req.workspace.is_empty() && workspace != req.workspace {
             return Err(IamError::not_permitted("the api key belongs to another workspace"));
         }
         self.command(&workspace, WorkspaceCommand::RevokeApiKey { key_id: key_id.to_owned() }, ctx).await

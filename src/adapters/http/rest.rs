@@ -142,14 +142,14 @@ struct ListQuery {
 fn page(
     query: Result<web::Query<ListQuery>, actix_web::Error>,
     req: &mut IamRequest,
-) -> Result<(), HttpResponse> {
-    let query = query.map_err(|_| error(IamError::invalid("limit must be a number and cursor a string")))?;
+) -> Result<(), IamError> {
+    let query = query.map_err(|_| IamError::invalid("limit must be a number and cursor a string"))?;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 {
-        return Err(error(IamError::invalid(format!(
+        return Err(IamError::invalid(format!(
             "limit must be between 1 and {}",
             crate::service::page::MAX_LIMIT
-        ))));
+        )));
     }
     req.limit = limit;
     req.cursor = query.cursor.clone().unwrap_or_default();
@@ -245,7 +245,7 @@ async fn list_workspaces(
     state: web::Data<HttpState>,
 ) -> HttpResponse {
     let mut req = request(Operation::ListWorkspaces);
-    try_or_respond!(page(query, &mut req));
+    try_or_respond!(page(query, &mut req).map_err(error));
     let render = |r: IamResponse| list(r.workspaces, r.next_cursor);
     run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, render)).await
 }
@@ -301,7 +301,7 @@ async fn list_users(
     state: web::Data<HttpState>,
 ) -> HttpResponse {
     let mut req = IamRequest { workspace: path.into_inner(), ..request(Operation::ListUsers) };
-    try_or_respond!(page(query, &mut req));
+    try_or_respond!(page(query, &mut req).map_err(error));
     let render = |r: IamResponse| list(r.users, r.next_cursor);
     run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, render)).await
 }
@@ -398,7 +398,7 @@ async fn list_api_keys(
     state: web::Data<HttpState>,
 ) -> HttpResponse {
     let mut req = user_request(Operation::ListApiKeys, path.into_inner());
-    try_or_respond!(page(query, &mut req));
+    try_or_respond!(page(query, &mut req).map_err(error));
     let render = |r: IamResponse| list(r.api_keys, r.next_cursor);
     run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, render)).await
 }
@@ -423,18 +423,14 @@ async fn create_api_key(
     run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::CREATED, render)).await
 }
 
+/// The path names no workspace: an admin's request addresses the key's own, a reader's or
+/// writer's its own workspace (see `access`), which must then own the key.
 async fn revoke_api_key(
     http: HttpRequest,
     path: web::Path<String>,
     state: web::Data<HttpState>,
 ) -> HttpResponse {
-    let key_id = path.into_inner();
-    // The path names no workspace: the key's own is the one the checks are about.
-    let workspace = match state.service.queries().key_owner(&key_id).await {
-        Ok(owner) => owner.map(|(workspace, _)| workspace).unwrap_or_default(),
-        Err(e) => return error(e),
-    };
-    let req = IamRequest { workspace, key_id, ..request(Operation::RevokeApiKey) };
+    let req = IamRequest { key_id: path.into_inner(), ..request(Operation::RevokeApiKey) };
     run(&http, &state, Who::Authenticated, req, Success::NoContent).await
 }
 
