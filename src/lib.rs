@@ -7,6 +7,7 @@
 //! - [`projections`]: reducers keeping the read tables, run inside the append transaction.
 //! - [`actors`]: one `WorkspaceActor` per workspace and the `SystemActor`, behind a registry.
 //! - [`authz`]: the pure capability model: which roles grant what, in which workspaces.
+//! - [`metrics`]: the Prometheus registry (`GET /metrics`): requests, latency, keys, gauges.
 //! - [`service`]: one dispatch from `IamRequest` to `IamResponse` for every adapter.
 //! - [`adapters`]: transports: HTTP and Kafka.
 //! - [`client`]: a Kafka request/response client for iamd (`iamd call --kafka`, tests, bench).
@@ -23,6 +24,7 @@ pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod events;
+pub mod metrics;
 pub mod projections;
 pub mod protocol;
 pub mod service;

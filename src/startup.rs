@@ -1,15 +1,18 @@
 //! Builds the running service from [`Settings`]: the pool (migrated unless told otherwise),
 //! the actor registry, the service, a signing key, the start-up bootstrap, and the HTTP
-//! listener. Binding is separate from running so that tests can ask for port 0 and learn the
-//! port, and `main` can print the bootstrap key before serving.
+//! listener — wrapped in the request-id / access-log middleware and, when
+//! `http.cors.allowed_origins` is set, CORS. Binding is separate from running so that tests
+//! can ask for port 0 and learn the port, and `main` can print the bootstrap key before
+//! serving.
 
 use crate::actors::Registry;
 use crate::adapters::http::{self, Gatekeeper, HttpState};
-use crate::config::Settings;
+use crate::config::{CorsSettings, Settings};
 use crate::crypto::{ApiKey, PasswordHasher, PasswordPolicy};
 use crate::db;
 use crate::events::EventStore;
 use crate::service::{Bootstrapped, Service, ServiceSettings};
+use actix_cors::Cors;
 use actix_web::{middleware, web, App, HttpServer};
 use anyhow::{bail, Context as _};
 use base64::Engine;
@@ -43,10 +46,13 @@ impl Application {
             gatekeeper: Gatekeeper::new(&settings.http.gateway_secret),
             max_body_bytes: settings.http.max_body_bytes,
         });
+        let cors_settings = settings.http.cors.clone();
         let server = HttpServer::new(move || {
+            // The last `wrap` is outermost: preflights answered by CORS get an id and a log line.
             App::new()
                 .app_data(state.clone())
-                .wrap(middleware::Logger::new(r#"%a "%r" %s %b %Dms"#))
+                .wrap(middleware::Condition::new(cors_settings.enabled(), cors(&cors_settings)))
+                .wrap(middleware::from_fn(http::request_id::middleware))
                 .configure(http::routes)
         })
         .workers(threads())
@@ -85,6 +91,24 @@ pub async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// CORS for `http.cors.allowed_origins` (validated by the config): the listed origins with
+/// credentials, or any origin without them when `*` is listed.
+fn cors(settings: &CorsSettings) -> Cors {
+    let cors = Cors::default()
+        .allowed_methods(["GET", "POST", "PATCH", "DELETE"])
+        .allowed_headers(["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"])
+        .expose_headers(["X-Request-Id"])
+        .max_age(3600);
+    if settings.any_origin() {
+        return cors.allow_any_origin().send_wildcard();
+    }
+    settings
+        .allowed_origins
+        .iter()
+        .fold(cors, |cors, origin| cors.allowed_origin(origin))
+        .supports_credentials()
 }
 
 fn threads() -> usize {
@@ -156,5 +180,32 @@ mod tests {
         assert!(bootstrap_token("tg_short").is_err());
         assert!(bootstrap_token("xx_AAAAAAAAAAAAAAAAAAAAAA").is_err());
         assert!(bootstrap_token("tg_!!!!!!!!!!!!!!!!!!!!!!!!").is_err());
+    }
+
+    /// A preflight from `origin` through `cors(origins)`: the response's CORS headers.
+    async fn preflight(origins: &[&str], origin: &str) -> (Option<String>, Option<String>) {
+        use actix_web::test::{call_service, init_service, TestRequest};
+        let settings = CorsSettings { allowed_origins: origins.iter().map(|o| o.to_string()).collect() };
+        let app =
+            init_service(App::new().wrap(cors(&settings)).route("/", web::get().to(|| async { "" }))).await;
+        let req = TestRequest::default()
+            .method(actix_web::http::Method::OPTIONS)
+            .insert_header(("Origin", origin))
+            .insert_header(("Access-Control-Request-Method", "GET"))
+            .to_request();
+        let res = call_service(&app, req).await;
+        let get = |name: &str| res.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+        (get("access-control-allow-origin"), get("access-control-allow-credentials"))
+    }
+
+    #[actix_web::test]
+    async fn listed_origins_get_credentials_and_a_star_gets_any_origin_without() {
+        let listed = ["https://app.example", "http://localhost:3000"];
+        assert_eq!(
+            preflight(&listed, "http://localhost:3000").await,
+            (Some("http://localhost:3000".into()), Some("true".into()))
+        );
+        assert_eq!(preflight(&listed, "https://evil.example").await.0, None);
+        assert_eq!(preflight(&["*"], "https://evil.example").await, (Some("*".into()), None));
     }
 }

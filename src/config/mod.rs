@@ -51,6 +51,49 @@ pub struct HttpSettings {
     pub gateway_secret_file: Option<PathBuf>,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    pub cors: CorsSettings,
+}
+
+/// Cross-origin requests from browsers (`actix-cors`). Off while `allowed_origins` is empty.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsSettings {
+    /// Origins (`scheme://host[:port]`) whose pages may call iamd, with credentials; `*`
+    /// allows every origin, without credentials. Empty: no CORS headers at all. As a
+    /// variable: comma-separated.
+    pub allowed_origins: Vec<String>,
+}
+
+impl CorsSettings {
+    pub fn enabled(&self) -> bool {
+        !self.allowed_origins.is_empty()
+    }
+
+    /// Whether `*` is among the origins: every origin is allowed.
+    pub fn any_origin(&self) -> bool {
+        self.allowed_origins.iter().any(|o| o == "*")
+    }
+}
+
+/// Checks a CORS origin as browsers send it: `*`, or `http(s)://host[:port]` with nothing
+/// after (no path, no trailing `/`).
+pub fn check_origin(origin: &str) -> anyhow::Result<()> {
+    if origin == "*" {
+        return Ok(());
+    }
+    let uri: actix_web::http::Uri =
+        origin.parse().map_err(|_| anyhow::anyhow!("'{origin}' is not an origin (scheme://host[:port])"))?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    // No user info; after the host, nothing or a numeric port.
+    let authority_ok = uri.authority().is_some_and(|a| {
+        let after_host = a.as_str().strip_prefix(a.host()).unwrap_or("@");
+        !a.host().is_empty() && (after_host.is_empty() || a.port_u16().is_some())
+    });
+    let bare = uri.query().is_none() && matches!(uri.path(), "" | "/") && !origin.ends_with('/');
+    if !(scheme_ok && authority_ok && bare) {
+        bail!("'{origin}' is not an origin: http(s)://host[:port], with no path, query or trailing /");
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -221,6 +264,7 @@ impl Default for HttpSettings {
             gateway_secret: Secret::default(),
             gateway_secret_file: None,
             max_body_bytes: 64 * 1024,
+            cors: CorsSettings::default(),
         }
     }
 }
@@ -351,6 +395,9 @@ impl Settings {
         if self.http.max_body_bytes < 1024 {
             bail!("http.max_body_bytes must be at least 1024");
         }
+        for origin in &self.http.cors.allowed_origins {
+            check_origin(origin).context("http.cors.allowed_origins")?;
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             bail!("log_format must be text or json");
         }
@@ -411,9 +458,17 @@ fn collect_leaves(value: &Value, prefix: &str, out: &mut Vec<(String, Value)>) {
     }
 }
 
-/// Parses an environment string as the type of the key's default.
+/// Parses an environment string as the type of the key's default; a list is comma-separated
+/// (blank entries skipped).
 fn typed(raw: &str, default: &Value) -> anyhow::Result<Value> {
     Ok(match default {
+        Value::Sequence(_) => Value::Sequence(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_owned()))
+                .collect(),
+        ),
         Value::Bool(_) => Value::Bool(raw.trim().parse()?),
         Value::Number(_) => serde_yaml::from_str::<Value>(raw)
             .ok()

@@ -110,3 +110,46 @@ fn kafka_is_off_by_default_and_properties_parse() {
         Settings::from_sources("", env(&[("IAMD_KAFKA_BROKERS", "b:1"), ("IAMD_KAFKA_PROPERTIES", "oops")]));
     assert!(err.unwrap_err().to_string().contains("not key=value"));
 }
+
+#[test]
+fn cors_is_off_by_default_and_origins_come_from_yaml_or_a_comma_list() {
+    let s = Settings::from_sources("", env(&[])).unwrap();
+    assert!(!s.http.cors.enabled());
+    let s = Settings::from_sources(
+        "",
+        env(&[("IAMD_HTTP_CORS_ALLOWED_ORIGINS", "https://app.example, http://localhost:3000,,")]),
+    )
+    .unwrap();
+    assert_eq!(s.http.cors.allowed_origins, vec!["https://app.example", "http://localhost:3000"]);
+    assert!(s.http.cors.enabled() && !s.http.cors.any_origin());
+    let yaml = "http:\n  cors:\n    allowed_origins: [\"*\"]\n";
+    let s = Settings::from_sources(yaml, env(&[])).unwrap();
+    assert!(s.http.cors.any_origin());
+    // The variable wins over the file; an empty variable turns CORS off.
+    let s = Settings::from_sources(yaml, env(&[("IAMD_HTTP_CORS_ALLOWED_ORIGINS", "")])).unwrap();
+    assert!(!s.http.cors.enabled());
+    let err = Settings::from_sources("http:\n  cors:\n    allowed_origin: []\n", env(&[])).unwrap_err();
+    assert!(err.to_string().contains("http.cors.allowed_origin"), "{err}");
+}
+
+#[test]
+fn cors_origins_must_be_bare_origins() {
+    for good in ["*", "https://app.example", "http://localhost:3000", "https://[::1]:8443"] {
+        assert!(check_origin(good).is_ok(), "{good}");
+    }
+    for bad in [
+        "",
+        "app.example",
+        "ftp://app.example",
+        "https://app.example/",
+        "https://app.example/path",
+        "https://app.example?q=1",
+        "https://user@app.example",
+        "https://app.example:http",
+        "https://",
+    ] {
+        assert!(check_origin(bad).is_err(), "{bad}");
+    }
+    let err = Settings::from_sources("", env(&[("IAMD_HTTP_CORS_ALLOWED_ORIGINS", "https://a.example/")]));
+    assert!(format!("{:#}", err.unwrap_err()).contains("http.cors.allowed_origins"));
+}

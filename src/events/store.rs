@@ -2,14 +2,17 @@
 //! streams in ONE transaction together with the inline projections, username reservations,
 //! the private half of a new signing key and the processed-request record. Optimistic
 //! concurrency comes from `UNIQUE (stream, version)`: a second writer gets
-//! [`AppendError::Conflict`] and nothing of its command is kept.
+//! [`AppendError::Conflict`] and nothing of its command is kept. What committed is counted in
+//! the store's [`CommitCounters`] (API keys created and revoked), after the commit.
 
 use super::hash::{self, HashInput};
 use super::{Event, Metadata, RecordedEvent, CURRENT_SCHEMA_VERSION};
 use crate::crypto::SigningKey;
+use crate::metrics::CommitCounters;
 use crate::projections;
 use chrono::Utc;
 use deadpool_postgres::{GenericClient, Pool};
+use std::sync::Arc;
 use tokio_postgres::error::SqlState;
 
 const INSERT_EVENT: &str = "INSERT INTO events (stream, version, event_type, schema_version, \
@@ -80,15 +83,23 @@ pub enum AppendError {
 #[derive(Clone)]
 pub struct EventStore {
     pool: Pool,
+    /// Counts what appends committed; shared by every clone, registered by
+    /// [`crate::metrics::Metrics`].
+    commits: Arc<CommitCounters>,
 }
 
 impl EventStore {
     pub fn new(pool: Pool) -> Self {
-        EventStore { pool }
+        EventStore { pool, commits: Arc::default() }
     }
 
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// What this store (and its clones) committed so far.
+    pub fn commit_counters(&self) -> &CommitCounters {
+        &self.commits
     }
 
     /// Appends atomically; returns the new head of every stream written.
@@ -99,6 +110,7 @@ impl EventStore {
         match result {
             Ok(heads) => {
                 tx.commit().await.map_err(classify)?;
+                self.commits.committed(append.streams.iter().flat_map(|s| &s.events));
                 Ok(heads)
             }
             Err(e) => {

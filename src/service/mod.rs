@@ -25,6 +25,7 @@ use crate::actors::{self, Execute, Registry};
 use crate::crypto::{PasswordHasher, PasswordPolicy};
 use crate::domain::workspace::WorkspaceCommand;
 use crate::events::{EventStore, Metadata};
+use crate::metrics::{self, Metrics};
 use crate::protocol::{IamError, IamRequest, IamResponse, Operation, UserRecord};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -49,6 +50,8 @@ struct Inner {
     hasher: PasswordHasher,
     signer: SignerCache,
     settings: ServiceSettings,
+    /// Requests by operation and outcome, and what `GET /metrics` shows.
+    metrics: Metrics,
     /// When each key's `last_used` was last written by this process (coalescing).
     last_used: Mutex<HashMap<String, Instant>>,
     /// When a token with an unknown `kid` last made this process reload its signing keys.
@@ -69,6 +72,7 @@ impl Service {
         settings: ServiceSettings,
     ) -> Self {
         let queries = Queries::new(store.pool().clone());
+        let metrics = Metrics::new(store.commit_counters());
         Service {
             inner: Arc::new(Inner {
                 store,
@@ -77,6 +81,7 @@ impl Service {
                 hasher,
                 signer: SignerCache::default(),
                 settings,
+                metrics,
                 last_used: Mutex::new(HashMap::new()),
                 unknown_kid_reload: Mutex::new(None),
             }),
@@ -91,9 +96,22 @@ impl Service {
         &self.inner.registry
     }
 
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
     /// Answers one request. `source` names the transport (`http`, `kafka`, `cli`) for the
-    /// events' metadata.
+    /// events' metadata and the request metrics (counted by operation and outcome, timed).
     pub async fn handle(&self, req: IamRequest, source: &str) -> IamResponse {
+        let started = Instant::now();
+        let operation = metrics::operation_label(&req.operation);
+        let response = self.answer(req, source).await;
+        let outcome = metrics::outcome_label(&response);
+        self.inner.metrics.observe(operation, outcome, metrics::transport_label(source), started.elapsed());
+        response
+    }
+
+    async fn answer(&self, req: IamRequest, source: &str) -> IamResponse {
         let op = req.operation.clone();
         match self.dispatch(req, source).await {
             Ok(r) => r,

@@ -4,6 +4,7 @@
 
 use super::page::Page;
 use crate::domain::iso;
+use crate::metrics::Population;
 use crate::protocol::{ApiKeyRecord, IamError, UserRecord, WorkspaceRecord};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
@@ -82,6 +83,11 @@ const RESOLVE_KEY: &str = "SELECT k.id, k.user_id, k.workspace, k.expires, u.rol
     WHERE k.key_hash = $1";
 const TOUCH_KEY: &str = "UPDATE api_keys SET last_used = $2 WHERE id = $1 \
     AND (last_used IS NULL OR last_used < $2)";
+/// The gauges of `GET /metrics`: one round trip. Revoked keys have no row; expired ones do.
+const POPULATION: &str = "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM workspaces), \
+    (SELECT count(*) FROM api_keys WHERE expires IS NULL OR expires > now())";
+/// Readiness: an active signing key exists, so logins can be signed.
+const ACTIVE_SIGNING_KEY: &str = "SELECT EXISTS (SELECT 1 FROM signing_keys WHERE valid_until IS NULL)";
 const SELECT_SIGNING_KEYS: &str = "SELECT kid, private_key, created, valid_until FROM signing_keys \
     WHERE valid_until IS NULL OR valid_until > now() ORDER BY created";
 
@@ -250,6 +256,33 @@ impl Queries {
                 valid_until: r.get("valid_until"),
             })
             .collect())
+    }
+
+    /// How many users, workspaces and active API keys there are (the metrics' gauges).
+    pub async fn population(&self) -> Result<Population, IamError> {
+        let rows = self.query("population", POPULATION, &[]).await?;
+        let row = rows.first().ok_or_else(IamError::internal)?;
+        Ok(Population { users: row.get(0), workspaces: row.get(1), api_keys: row.get(2) })
+    }
+
+    /// Why this process cannot serve yet (`GET /readyz`), as a short reason with no
+    /// internals; `Ok` when the database answers, the schema is migrated and an active
+    /// signing key exists.
+    pub async fn readiness(&self) -> Result<(), &'static str> {
+        if !self.ping().await {
+            return Err("database unavailable");
+        }
+        match crate::db::is_migrated(&self.pool).await {
+            Ok(true) => {}
+            Ok(false) => return Err("database schema not migrated"),
+            Err(_) => return Err("database unavailable"),
+        }
+        let rows = self.query("active_signing_key", ACTIVE_SIGNING_KEY, &[]).await;
+        match rows.as_deref().map(|r| r.first().is_some_and(|row| row.get::<_, bool>(0))) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("no active signing key"),
+            Err(_) => Err("database unavailable"),
+        }
     }
 
     /// True when the database answers (health checks).
