@@ -1,8 +1,9 @@
 # iamd: the two commands of the quick start, and the checks CI runs.
 #   make run    find or provide PostgreSQL, migrate, bootstrap (the first admin API key is
 #               printed once) and serve HTTP on 127.0.0.1:8080
-#   make test   provision PostgreSQL and the Kafka-protocol broker (tansu) and run every
-#               test (each test makes its own database and starts its own broker)
+#   make test   provision PostgreSQL, the Kafka-protocol broker (tansu) and headless
+#               Chromium (for the /docs test), and run every test (each test makes its own
+#               database and starts its own broker)
 #   make lint   rustfmt and clippy, warnings as errors
 
 .PHONY: run test lint
@@ -13,7 +14,9 @@ run:
 test:
 	@admin=$$(scripts/postgres.sh) || exit 1; \
 	tansu=$$(scripts/tansu.sh) || exit 1; \
-	IAMD_TEST_PG_URL=$$admin IAMD_TEST_TANSU=$$tansu cargo test --locked $(TEST_ARGS)
+	chromium=$$(scripts/chromium.sh) || exit 1; \
+	IAMD_TEST_PG_URL=$$admin IAMD_TEST_TANSU=$$tansu IAMD_TEST_CHROMIUM=$$chromium \
+		cargo test --locked $(TEST_ARGS)
 
 lint:
 	cargo fmt --check

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The eight error types of the seed protocol, serialised in kebab-case (`auth-failed`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorKind {
     InvalidArgument,
@@ -37,7 +37,7 @@ pub const AUTH_FAILED_MESSAGE: &str = "authentication failed";
 
 /// A protocol error: a taxonomy type and a human-readable message that never carries a
 /// secret or an internal detail (causes are logged, not returned).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error, utoipa::ToSchema)]
 pub struct IamError {
     #[serde(rename = "type")]
     pub kind: ErrorKind,

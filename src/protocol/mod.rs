@@ -161,7 +161,7 @@ impl Operation {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct IamRequest {
     #[serde(deserialize_with = "nullable")]
@@ -242,7 +242,7 @@ pub fn decode_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Ia
 
 /// `enabled` and `must_change_password` are `Option` so that an omitted field never changes
 /// state (the upstream bug where an omitted `enabled` re-enabled a disabled user).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct UserInput {
     #[serde(deserialize_with = "nullable")]
@@ -260,7 +260,7 @@ pub struct UserInput {
     pub workspace: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct WorkspaceInput {
     #[serde(deserialize_with = "nullable")]
@@ -270,7 +270,7 @@ pub struct WorkspaceInput {
     pub enabled: Option<bool>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct ApiKeyInput {
     #[serde(deserialize_with = "nullable")]
@@ -281,7 +281,7 @@ pub struct ApiKeyInput {
     pub expires: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct UserRecord {
     pub id: String,
@@ -297,7 +297,7 @@ pub struct UserRecord {
     pub created: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct WorkspaceRecord {
     pub id: String,
@@ -306,7 +306,7 @@ pub struct WorkspaceRecord {
     pub created: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct ApiKeyRecord {
     pub id: String,
@@ -321,7 +321,7 @@ pub struct ApiKeyRecord {
 }
 
 /// The reply. Only non-empty fields are serialised; decoders default missing ones.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct IamResponse {
     #[serde(skip_serializing_if = "Option::is_none")]

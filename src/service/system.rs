@@ -44,24 +44,10 @@ impl Service {
         Ok(IamResponse { signing_key_public: signer.active().public_pem(), ..Default::default() })
     }
 
-    /// The JSON Web Key Set (RFC 7517, RFC 8037 OKP keys) of the keys that verify tokens now.
-    pub async fn jwks(&self) -> Result<serde_json::Value, IamError> {
-        use base64::Engine;
+    /// The keys that verify tokens now, (kid, raw Ed25519 public key), the active one first.
+    pub async fn verifying_keys(&self) -> Result<Vec<(String, [u8; 32])>, IamError> {
         let signer = self.inner.signer.get(&self.inner.queries).await?;
-        let keys: Vec<serde_json::Value> = signer
-            .verifying_keys(chrono::Utc::now())
-            .map(|(kid, public)| {
-                serde_json::json!({
-                    "kty": "OKP",
-                    "crv": "Ed25519",
-                    "x": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public),
-                    "kid": kid,
-                    "alg": "EdDSA",
-                    "use": "sig",
-                })
-            })
-            .collect();
-        Ok(serde_json::json!({ "keys": keys }))
+        Ok(signer.verifying_keys(chrono::Utc::now()).map(|(kid, key)| (kid.to_owned(), *key)).collect())
     }
 
     pub(super) async fn rotate_signing_key(&self, ctx: Ctx) -> Result<IamResponse, IamError> {

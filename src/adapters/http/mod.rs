@@ -7,6 +7,10 @@
 
 pub mod access;
 mod auth;
+mod bodies;
+pub mod openapi;
+mod ops;
+pub mod request_id;
 pub mod rest;
 
 use crate::protocol::{IamError, IamRequest, IamResponse, Operation};
@@ -26,10 +30,12 @@ pub struct HttpState {
 
 /// Mounts the routes on an actix-web app.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    // Before the REST scope, which answers every other path under /api/v1.
+    // These two come before the REST scope, which answers every other path under /api/v1.
     cfg.route("/api/v1/iam", web::post().to(iam))
+        .configure(openapi::routes)
         .configure(rest::routes)
         .route("/healthz", web::get().to(healthz))
+        .configure(ops::routes)
         .route("/.well-known/jwks.json", web::get().to(jwks))
         .default_service(web::to(not_found));
 }
@@ -38,7 +44,17 @@ fn error_body(status: StatusCode, error: IamError) -> HttpResponse {
     HttpResponse::build(status).json(IamResponse::error(error))
 }
 
-async fn iam(req: HttpRequest, payload: web::Payload, state: web::Data<HttpState>) -> HttpResponse {
+/// The IAM service protocol: one `IamRequest` in, one `IamResponse` out. Protocol errors
+/// travel in the body's `error` with status 200, as the seed's forwarder does.
+#[utoipa::path(post, path = "/api/v1/iam", tag = "protocol", request_body = IamRequest, security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The reply, or a protocol error in its `error`", body = IamResponse),
+        (status = 400, description = "Malformed JSON, a field of the wrong type, an unknown operation", body = IamResponse),
+        (status = 401, description = "No valid bearer", body = bodies::Refusal),
+        (status = 403, description = "The caller's roles do not grant the operation", body = bodies::Refusal),
+        (status = 413, description = "The body is larger than http.max_body_bytes", body = IamResponse),
+    ))]
+pub async fn iam(req: HttpRequest, payload: web::Payload, state: web::Data<HttpState>) -> HttpResponse {
     let caller = match state.gatekeeper.caller(&req, &state.service).await {
         Ok(Some(caller)) => caller,
         Ok(None) => return auth::unauthorized(),
@@ -68,9 +84,30 @@ async fn iam(req: HttpRequest, payload: web::Payload, state: web::Data<HttpState
 
 /// RFC 7517: the Ed25519 keys (OKP) that verify iamd's tokens now — the active key and the
 /// keys still in their grace period after a rotation.
-async fn jwks(state: web::Data<HttpState>) -> HttpResponse {
-    match state.service.jwks().await {
-        Ok(keys) => HttpResponse::Ok().insert_header(("Cache-Control", "public, max-age=300")).json(keys),
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "signing-keys",
+    responses(
+        (status = 200, description = "The verifying keys", body = bodies::JwkSet),
+        (status = 503, description = "internal-error: the database is unavailable", body = bodies::ErrorReply),
+    ))]
+pub async fn jwks(state: web::Data<HttpState>) -> HttpResponse {
+    use base64::Engine;
+    match state.service.verifying_keys().await {
+        Ok(keys) => {
+            let keys = keys
+                .into_iter()
+                .map(|(kid, public)| bodies::Jwk {
+                    kty: "OKP".into(),
+                    crv: "Ed25519".into(),
+                    x: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public),
+                    kid,
+                    alg: "EdDSA".into(),
+                    use_: "sig".into(),
+                })
+                .collect();
+            HttpResponse::Ok()
+                .insert_header(("Cache-Control", "public, max-age=300"))
+                .json(bodies::JwkSet { keys })
+        }
         Err(e) => error_body(StatusCode::SERVICE_UNAVAILABLE, e),
     }
 }
@@ -93,7 +130,13 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes
     Ok(body)
 }
 
-async fn healthz(state: web::Data<HttpState>) -> HttpResponse {
+/// Liveness: 200 while the database answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses(
+        (status = 200, description = "`{\"status\":\"ok\"}`"),
+        (status = 503, description = "`{\"status\":\"database unavailable\"}`"),
+    ))]
+pub async fn healthz(state: web::Data<HttpState>) -> HttpResponse {
     if state.service.queries().ping().await {
         HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
     } else {

@@ -4,15 +4,19 @@
 //! `Idempotency-Key`, the call, the error mapping — and the handlers only say which
 //! operation they are and how success looks.
 
+use super::bodies::{
+    BootstrapStatusReply, ChangePasswordBody, CreatedApiKey, ErrorReply, LoginBody, LoginReply, Page,
+    Refusal, SigningKeyReply, TemporaryPasswordReply,
+};
 use super::{access, auth, read_body, HttpState};
 use crate::protocol::{
-    decode_json, ApiKeyInput, ErrorKind, IamError, IamRequest, IamResponse, Operation, UserInput,
-    WorkspaceInput,
+    decode_json, ApiKeyInput, ApiKeyRecord, ErrorKind, IamError, IamRequest, IamResponse, Operation,
+    UserInput, UserRecord, WorkspaceInput, WorkspaceRecord,
 };
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Rows per page when the caller names no `limit`.
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -133,9 +137,12 @@ async fn body<T: serde::de::DeserializeOwned + Default>(
 }
 
 /// `?limit=&cursor=` of a list endpoint.
-#[derive(Deserialize)]
-struct ListQuery {
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// At most this many items, 1–500 (default 100).
     limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -156,20 +163,16 @@ fn page(
     Ok(())
 }
 
-fn list<T: serde::Serialize>(items: Vec<T>, next_cursor: String) -> Value {
-    let mut page = json!({ "items": items });
-    if !next_cursor.is_empty() {
-        page["next_cursor"] = json!(next_cursor);
-    }
-    page
+fn to_json<T: serde::Serialize>(value: T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
 fn user(r: IamResponse) -> Value {
-    json!(r.user)
+    to_json(r.user)
 }
 
 fn workspace(r: IamResponse) -> Value {
-    json!(r.workspace)
+    to_json(r.workspace)
 }
 
 macro_rules! try_or_respond {
@@ -181,15 +184,14 @@ macro_rules! try_or_respond {
     };
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct LoginBody {
-    username: String,
-    password: String,
-    workspace: String,
-}
-
-async fn login(http: HttpRequest, payload: web::Payload, state: web::Data<HttpState>) -> HttpResponse {
+/// Log in with a username and password; the reply is a JWT for `Authorization: Bearer`.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginBody,
+    responses(
+        (status = 200, description = "Logged in", body = LoginReply),
+        (status = 400, description = "invalid-argument: the body is malformed", body = ErrorReply),
+        (status = 401, description = "auth-failed: unknown user, wrong password, disabled user or workspace — one answer for all", body = ErrorReply),
+    ))]
+pub async fn login(http: HttpRequest, payload: web::Payload, state: web::Data<HttpState>) -> HttpResponse {
     let b: LoginBody = try_or_respond!(body(payload, &state).await);
     let req = IamRequest {
         username: b.username,
@@ -197,18 +199,20 @@ async fn login(http: HttpRequest, payload: web::Payload, state: web::Data<HttpSt
         workspace: b.workspace,
         ..request(Operation::Login)
     };
-    let render = |r: IamResponse| json!({ "jwt": r.jwt, "jwt_expires": r.jwt_expires });
+    let render = |r: IamResponse| to_json(LoginReply { jwt: r.jwt, jwt_expires: r.jwt_expires });
     run(&http, &state, Who::Public, req, Success::Json(StatusCode::OK, render)).await
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ChangePasswordBody {
-    password: String,
-    new_password: String,
-}
-
-async fn change_password(
+/// Change the caller's own password (the current one proves it); every earlier token dies.
+#[utoipa::path(post, path = "/api/v1/auth/change-password", tag = "auth", request_body = ChangePasswordBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 400, description = "invalid-argument", body = ErrorReply),
+        (status = 401, description = "No valid bearer (`auth failure`), or auth-failed: the current password is wrong", body = ErrorReply),
+        (status = 422, description = "weak-password: too short, the username, or one repeated character", body = ErrorReply),
+    ))]
+pub async fn change_password(
     http: HttpRequest,
     payload: web::Payload,
     state: web::Data<HttpState>,
@@ -222,13 +226,23 @@ async fn change_password(
     run(&http, &state, Who::Authenticated, req, Success::NoContent).await
 }
 
-async fn whoami(http: HttpRequest, state: web::Data<HttpState>) -> HttpResponse {
+/// The caller's own user record.
+#[utoipa::path(get, path = "/api/v1/auth/whoami", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller", body = UserRecord),
+        (status = 401, description = "No valid bearer", body = Refusal),
+    ))]
+pub async fn whoami(http: HttpRequest, state: web::Data<HttpState>) -> HttpResponse {
     run(&http, &state, Who::Authenticated, request(Operation::Whoami), Success::Json(StatusCode::OK, user))
         .await
 }
 
-async fn bootstrap_status(http: HttpRequest, state: web::Data<HttpState>) -> HttpResponse {
-    let render = |r: IamResponse| json!({ "bootstrap_available": r.bootstrap_available });
+/// Whether `bootstrap` would still create the first admin (no authentication needed).
+#[utoipa::path(get, path = "/api/v1/auth/bootstrap-status", tag = "auth",
+    responses((status = 200, description = "The bootstrap state", body = BootstrapStatusReply)))]
+pub async fn bootstrap_status(http: HttpRequest, state: web::Data<HttpState>) -> HttpResponse {
+    let render =
+        |r: IamResponse| to_json(BootstrapStatusReply { bootstrap_available: r.bootstrap_available });
     run(
         &http,
         &state,
@@ -239,18 +253,36 @@ async fn bootstrap_status(http: HttpRequest, state: web::Data<HttpState>) -> Htt
     .await
 }
 
-async fn list_workspaces(
+/// Every workspace, a page at a time (`workspaces:admin`).
+#[utoipa::path(get, path = "/api/v1/workspaces", tag = "workspaces", params(ListQuery), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of workspaces", body = Page<WorkspaceRecord>),
+        (status = 400, description = "invalid-argument: limit or cursor", body = ErrorReply),
+        (status = 401, description = "No valid bearer", body = Refusal),
+        (status = 403, description = "Not granted", body = Refusal),
+    ))]
+pub async fn list_workspaces(
     http: HttpRequest,
     query: Result<web::Query<ListQuery>, actix_web::Error>,
     state: web::Data<HttpState>,
 ) -> HttpResponse {
     let mut req = request(Operation::ListWorkspaces);
     try_or_respond!(page(query, &mut req).map_err(error));
-    let render = |r: IamResponse| list(r.workspaces, r.next_cursor);
+    let render = |r: IamResponse| to_json(Page::new(r.workspaces, r.next_cursor));
     run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, render)).await
 }
 
-async fn create_workspace(
+/// Create a workspace (`workspaces:admin`). Ids: 1–64 of `[A-Za-z0-9._-]`, not starting with `_`.
+#[utoipa::path(post, path = "/api/v1/workspaces", tag = "workspaces", request_body = WorkspaceInput,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = WorkspaceRecord),
+        (status = 400, description = "invalid-argument: a bad id or name", body = ErrorReply),
+        (status = 401, description = "No valid bearer", body = Refusal),
+        (status = 403, description = "Not granted", body = Refusal),
+        (status = 409, description = "duplicate: the workspace exists", body = ErrorReply),
+    ))]
+pub async fn create_workspace(
     http: HttpRequest,
     payload: web::Payload,
     state: web::Data<HttpState>,
@@ -264,7 +296,16 @@ fn workspace_request(op: Operation, id: String) -> IamRequest {
     IamRequest { workspace_record: Some(WorkspaceInput { id, ..Default::default() }), ..request(op) }
 }
 
-async fn get_workspace(
+/// One workspace (`workspaces:admin`).
+#[utoipa::path(get, path = "/api/v1/workspaces/{ws}", tag = "workspaces", params(("ws" = String, Path, description = "Workspace id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The workspace", body = WorkspaceRecord),
+        (status = 401, description = "No valid bearer", body = Refusal),
+        (status = 403, description = "Not granted", body = Refusal),
+        (status = 404, description = "not-found", body = ErrorReply),
+    ))]
+pub async fn get_workspace(
     http: HttpRequest,
     path: web::Path<String>,
     state: web::Data<HttpState>,
@@ -273,7 +314,17 @@ async fn get_workspace(
     run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, workspace)).await
 }
 
-async fn update_workspace(
+/// Rename, enable or disable a workspace (`workspaces:admin`); only the fields given change.
+#[utoipa::path(patch, path = "/api/v1/workspaces/{ws}", tag = "workspaces", request_body = WorkspaceInput,
+    params(("ws" = String, Path, description = "Workspace id")), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The workspace as it is now", body = WorkspaceRecord),
+        (status = 400, description = "invalid-argument", body = ErrorReply),
+        (status = 401, description = "No valid bearer", body = Refusal),
+        (status = 403, description = "Not granted", body = Refusal),
+        (status = 404, description = "not-found", body = ErrorReply),
+    ))]
+pub async fn update_workspace(
     http: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
@@ -285,7 +336,16 @@ async fn update_workspace(
     run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, workspace)).await
 }
 
-async fn disable_workspace(
+/// Disable a workspace: its users are disabled and their keys revoked (`workspaces:admin`).
+#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/disable", tag = "workspaces",
+    params(("ws" = String, Path, description = "Workspace id")), security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Disabled"),
+        (status = 401, description = "No valid bearer", body = Refusal),
+        (status = 403, description = "Not granted", body = Refusal),
+        (status = 404, description = "not-found", body = ErrorReply),
+    ))]
+pub async fn disable_workspace(
     http: HttpRequest,
     path: web::Path<String>,
     state: web::Data<HttpState>,
@@ -294,7 +354,17 @@ async fn disable_workspace(
     run(&http, &state, Who::Authenticated, req, Success::NoContent).await
 }
 
-async fn list_users(
+/// The users of a workspace, a page at a time (`users:read`).
+#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/users", tag = "users",
+    params(("ws" = String, Path, description = "Workspace id"), ListQuery), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of users", body = Page<UserRecord>),
+        (status = 400, description = "invalid-argument: limit or cursor", body = ErrorReply),
+        (status = 401, description = "No valid bearer", body = Refusal),
+        (status = 403, description = "Not granted", body = Refusal),
+        (status = 404, description = "not-found: no such workspace", body = ErrorReply),
+    ))]
+pub async fn list_users(
     http: HttpRequest,
     path: web::Path<String>,
     query: Result<web::Query<ListQuery>, actix_web::Error>,
@@ -302,11 +372,23 @@ async fn list_users(
 ) -> HttpResponse {
     let mut req = IamRequest { workspace: path.into_inner(), ..request(Operation::ListUsers) };
     try_or_respond!(page(query, &mut req).map_err(error));
-    let render = |r: IamResponse| list(r.users, r.next_cursor);
+    let render = |r: IamResponse| to_json(Page::new(r.users, r.next_cursor));
     run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, render)).await
 }
 
-async fn create_user(
+/// Create a user (`users:admin`). Usernames are unique across all workspaces; roles ⊆ reader, writer, admin.
+#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/users", tag = "users", request_body = UserInput,
+    params(("ws" = String, Path, description = "Workspace id")), security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = UserRecord),
+        (status = 400, description = "invalid-argument: missing username or password, unknown role", body = ErrorReply),
+        (status = 401, description = "No valid bearer", body = Refusal),
+        (status = 403, description = "Not granted", body = Refusal),
+        (status = 404, description = "not-found: no such workspace", body = ErrorReply),
+        (status = 409, description = "duplicate: the username is taken; disabled: the workspace is disabled", body = ErrorReply),
+        (status = 422, description = "weak-password", body = ErrorReply),
+    ))]
+pub async fn create_user(
     http: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
@@ -322,7 +404,17 @@ fn user_request(op: Operation, (workspace, user_id): (String, String)) -> IamReq
     IamRequest { workspace, user_id, ..request(op) }
 }
 
-async fn get_user(
+/// One user (`users:read`).
+#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/users/{id}", tag = "users",
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "User id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user", body = UserRecord),
+        (status = 401, description = "No valid bearer", body = Refusal),
+        (status = 403, description = "Not granted, or operation-not-permitted: the user is in another workspace", body = ErrorReply),
+        (status = 404, description = "not-found", body = ErrorReply),
+    ))]
+pub async fn get_user(
     http: HttpRequest,
     path: web::Path<(String, String)>,
     state: web::Data<HttpState>,
@@ -331,7 +423,19 @@ async fn get_user(
     run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, user)).await
 }
 
-async fn update_user(
+/// Change a user's fields (`users:write`); only the fields given change, never the password.
+#[utoipa::path(patch, path = "/api/v1/workspaces/{ws}/users/{id}", tag = "users", request_body = UserInput,
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "User id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user as it is now", body = UserRecord),
+        (status = 400, description = "invalid-argument: a password was given, unknown role", body = ErrorReply),
+        (status = 401, description = "No valid bearer", body = Refusal),
+        (status = 403, description = "Not granted, or operation-not-permitted", body = ErrorReply),
+        (status = 404, description = "not-found", body = ErrorReply),
+        (status = 409, description = "duplicate: the new username is taken", body = ErrorReply),
+    ))]
+pub async fn update_user(
     http: HttpRequest,
     path: web::Path<(String, String)>,
     payload: web::Payload,
@@ -342,37 +446,56 @@ async fn update_user(
     run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, user)).await
 }
 
-async fn delete_user(
+/// Delete a user: its keys are revoked, its username is free again; the log keeps its history (`users:admin`).
+#[utoipa::path(delete, path = "/api/v1/workspaces/{ws}/users/{id}", tag = "users",
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "User id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid bearer", body = Refusal),
+        (status = 403, description = "Not granted, or operation-not-permitted", body = ErrorReply),
+        (status = 404, description = "not-found", body = ErrorReply),
+    ))]
+pub async fn delete_user(
     http: HttpRequest,
     path: web::Path<(String, String)>,
     state: web::Data<HttpState>,
 ) -> HttpResponse {
-    run(
-        &http,
-        &state,
-        Who::Authenticated,
-        user_request(Operation::DeleteUser, path.into_inner()),
-        Success::NoContent,
-    )
-    .await
+    let req = user_request(Operation::DeleteUser, path.into_inner());
+    run(&http, &state, Who::Authenticated, req, Success::NoContent).await
 }
 
-async fn disable_user(
+/// Disable a user: its keys are revoked and its tokens die (`users:admin`).
+#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/users/{id}/disable", tag = "users",
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "User id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Disabled"),
+        (status = 401, description = "No valid bearer", body = Refusal),
+        (status = 403, description = "Not granted, or operation-not-permitted", body = ErrorReply),
+        (status = 404, description = "not-found", body = ErrorReply),
+    ))]
+pub async fn disable_user(
     http: HttpRequest,
     path: web::Path<(String, String)>,
     state: web::Data<HttpState>,
 ) -> HttpResponse {
-    run(
-        &http,
-        &state,
-        Who::Authenticated,
-        user_request(Operation::DisableUser, path.into_inner()),
-        Success::NoContent,
-    )
-    .await
+    let req = user_request(Operation::DisableUser, path.into_inner());
+    run(&http, &state, Who::Authenticated, req, Success::NoContent).await
 }
 
-async fn enable_user(
+/// Enable a user; keys revoked by the disable stay revoked (`users:admin`).
+#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/users/{id}/enable", tag = "users",
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "User id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user", body = UserRecord),
+        (status = 401, description = "No valid bearer", body = Refusal),
+        (status = 403, description = "Not granted, or operation-not-permitted", body = ErrorReply),
+        (status = 404, description = "not-found", body = ErrorReply),
+        (status = 409, description = "disabled: the workspace is disabled", body = ErrorReply),
+    ))]
+pub async fn enable_user(
     http: HttpRequest,
     path: web::Path<(String, String)>,
     state: web::Data<HttpState>,
@@ -381,17 +504,40 @@ async fn enable_user(
     run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, user)).await
 }
 
-async fn reset_password(
+/// Reset a user's password to a random temporary one, shown once (`users:admin`).
+#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/users/{id}/reset-password", tag = "users",
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "User id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The temporary password", body = TemporaryPasswordReply),
+        (status = 401, description = "No valid bearer", body = Refusal),
+        (status = 403, description = "Not granted, or operation-not-permitted", body = ErrorReply),
+        (status = 404, description = "not-found", body = ErrorReply),
+        (status = 409, description = "disabled: the user is disabled", body = ErrorReply),
+    ))]
+pub async fn reset_password(
     http: HttpRequest,
     path: web::Path<(String, String)>,
     state: web::Data<HttpState>,
 ) -> HttpResponse {
     let req = user_request(Operation::ResetPassword, path.into_inner());
-    let render = |r: IamResponse| json!({ "temporary_password": r.temporary_password });
+    let render =
+        |r: IamResponse| to_json(TemporaryPasswordReply { temporary_password: r.temporary_password });
     run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, render)).await
 }
 
-async fn list_api_keys(
+/// A user's active API keys, a page at a time (own keys: `keys:self`; others': `keys:admin`).
+#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/users/{id}/api-keys", tag = "api-keys",
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "User id"), ListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of keys (never their plaintext)", body = Page<ApiKeyRecord>),
+        (status = 400, description = "invalid-argument: limit or cursor", body = ErrorReply),
+        (status = 401, description = "No valid bearer", body = Refusal),
+        (status = 403, description = "Not granted, or operation-not-permitted", body = ErrorReply),
+        (status = 404, description = "not-found", body = ErrorReply),
+    ))]
+pub async fn list_api_keys(
     http: HttpRequest,
     path: web::Path<(String, String)>,
     query: Result<web::Query<ListQuery>, actix_web::Error>,
@@ -399,11 +545,23 @@ async fn list_api_keys(
 ) -> HttpResponse {
     let mut req = user_request(Operation::ListApiKeys, path.into_inner());
     try_or_respond!(page(query, &mut req).map_err(error));
-    let render = |r: IamResponse| list(r.api_keys, r.next_cursor);
+    let render = |r: IamResponse| to_json(Page::new(r.api_keys, r.next_cursor));
     run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, render)).await
 }
 
-async fn create_api_key(
+/// Create an API key for a user; its plaintext is in this reply only (own: `keys:self`; others': `keys:admin`).
+#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/users/{id}/api-keys", tag = "api-keys", request_body = ApiKeyInput,
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "User id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = CreatedApiKey),
+        (status = 400, description = "invalid-argument: no name, a bad expiry", body = ErrorReply),
+        (status = 401, description = "No valid bearer", body = Refusal),
+        (status = 403, description = "Not granted, or operation-not-permitted", body = ErrorReply),
+        (status = 404, description = "not-found", body = ErrorReply),
+        (status = 409, description = "duplicate: the user has an active key of that name; disabled", body = ErrorReply),
+    ))]
+pub async fn create_api_key(
     http: HttpRequest,
     path: web::Path<(String, String)>,
     payload: web::Payload,
@@ -414,18 +572,25 @@ async fn create_api_key(
     input.user_id = user_id;
     let req = IamRequest { workspace, key: Some(input), ..request(Operation::CreateApiKey) };
     let render = |r: IamResponse| {
-        let mut v = json!({ "api_key": r.api_key });
-        if !r.api_key_plaintext.is_empty() {
-            v["api_key_plaintext"] = json!(r.api_key_plaintext);
-        }
-        v
+        let plaintext = (!r.api_key_plaintext.is_empty()).then_some(r.api_key_plaintext);
+        to_json(CreatedApiKey { api_key: r.api_key, api_key_plaintext: plaintext })
     };
     run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::CREATED, render)).await
 }
 
+/// Revoke an API key: it never resolves again (own: `keys:self`; others': `keys:admin`).
+///
 /// The path names no workspace: an admin's request addresses the key's own, a reader's or
 /// writer's its own workspace (see `access`), which must then own the key.
-async fn revoke_api_key(
+#[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "api-keys",
+    params(("id" = String, Path, description = "API key id")), security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "No valid bearer", body = Refusal),
+        (status = 403, description = "Not granted, or operation-not-permitted", body = ErrorReply),
+        (status = 404, description = "not-found", body = ErrorReply),
+    ))]
+pub async fn revoke_api_key(
     http: HttpRequest,
     path: web::Path<String>,
     state: web::Data<HttpState>,
@@ -434,16 +599,17 @@ async fn revoke_api_key(
     run(&http, &state, Who::Authenticated, req, Success::NoContent).await
 }
 
-async fn rotate_signing_key(http: HttpRequest, state: web::Data<HttpState>) -> HttpResponse {
-    let render = |r: IamResponse| json!({ "signing_key_public": r.signing_key_public });
-    run(
-        &http,
-        &state,
-        Who::Authenticated,
-        request(Operation::RotateSigningKey),
-        Success::Json(StatusCode::OK, render),
-    )
-    .await
+/// Make a new signing key active; the previous one keeps verifying for `signing.grace_period` (`iam:admin`).
+#[utoipa::path(post, path = "/api/v1/signing-keys/rotate", tag = "signing-keys", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The new public key", body = SigningKeyReply),
+        (status = 401, description = "No valid bearer", body = Refusal),
+        (status = 403, description = "Not granted", body = Refusal),
+    ))]
+pub async fn rotate_signing_key(http: HttpRequest, state: web::Data<HttpState>) -> HttpResponse {
+    let render = |r: IamResponse| to_json(SigningKeyReply { signing_key_public: r.signing_key_public });
+    let req = request(Operation::RotateSigningKey);
+    run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, render)).await
 }
 
 #[cfg(test)]
@@ -470,7 +636,10 @@ mod tests {
 
     #[test]
     fn a_list_names_its_next_page_only_when_there_is_one() {
-        assert_eq!(list(vec![1, 2], String::new()), json!({"items": [1, 2]}));
-        assert_eq!(list(vec![1], "c".into()), json!({"items": [1], "next_cursor": "c"}));
+        let users = || vec![UserRecord { id: "u".into(), ..Default::default() }];
+        let last = to_json(Page::new(users(), String::new()));
+        assert_eq!(last["items"][0]["id"], "u");
+        assert!(last.get("next_cursor").is_none());
+        assert_eq!(to_json(Page::new(users(), "c".into()))["next_cursor"], "c");
     }
 }

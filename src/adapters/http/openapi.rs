@@ -1,0 +1,144 @@
+//! The OpenAPI 3.1 document of iamd's HTTP API, generated from the handlers' annotations
+//! (utoipa) and served at `/api/v1/openapi.json`, with a browsable Swagger UI at `/docs`
+//! whose assets are built into the binary (it works with no network).
+
+use super::bodies;
+use super::rest;
+use crate::protocol::{
+    ApiKeyInput, ApiKeyRecord, ErrorKind, IamError, IamRequest, IamResponse, UserInput, UserRecord,
+    WorkspaceInput, WorkspaceRecord,
+};
+use actix_web::web;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::SwaggerUi;
+
+/// Where the document is served.
+pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "iamd",
+        description = "Event-sourced identity and access management: workspaces, users, passwords, API keys \
+            and EdDSA signing keys. Every endpoint but login, bootstrap-status, the health probes and the JWKS \
+            needs `Authorization: Bearer tg_…` (an API key) or `Bearer <JWT>`; `POST /api/v1/iam` also takes \
+            the API gateway's shared secret. A missing or invalid bearer is 401 `{\"error\":\"auth failure\"}`, \
+            an operation the caller's roles do not grant 403 `{\"error\":\"access denied\"}`; protocol errors \
+            are `{\"error\":{\"type\",\"message\"}}` with the status of their type.",
+    ),
+    paths(
+        rest::login,
+        rest::change_password,
+        rest::whoami,
+        rest::bootstrap_status,
+        rest::list_workspaces,
+        rest::create_workspace,
+        rest::get_workspace,
+        rest::update_workspace,
+        rest::disable_workspace,
+        rest::list_users,
+        rest::create_user,
+        rest::get_user,
+        rest::update_user,
+        rest::delete_user,
+        rest::disable_user,
+        rest::enable_user,
+        rest::reset_password,
+        rest::list_api_keys,
+        rest::create_api_key,
+        rest::revoke_api_key,
+        rest::rotate_signing_key,
+        super::iam,
+        super::jwks,
+        super::healthz,
+        readyz,
+        metrics,
+    ),
+    components(schemas(
+        IamRequest, IamResponse, IamError, ErrorKind, UserInput, UserRecord, WorkspaceInput, WorkspaceRecord,
+        ApiKeyInput, ApiKeyRecord,
+    )),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Login, the caller itself, its password"),
+        (name = "workspaces", description = "Tenants (`workspaces:admin`)"),
+        (name = "users", description = "Users of a workspace (`users:read|write|admin`)"),
+        (name = "api-keys", description = "API keys (`keys:self` for one's own, `keys:admin`)"),
+        (name = "signing-keys", description = "The Ed25519 keys that sign and verify tokens"),
+        (name = "protocol", description = "The IAM service protocol: one IamRequest, one IamResponse"),
+        (name = "operations", description = "Health, readiness and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The `bearer` security scheme the endpoints name.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.description = Some("An API key (`tg_…`) or an EdDSA JWT from login".into());
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+/// Mounts `/api/v1/openapi.json` and the Swagger UI under `/docs/`.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(SwaggerUi::new("/docs/{_:.*}").url(DOCUMENT_PATH, ApiDoc::openapi()))
+        .route("/docs", web::get().to(to_docs));
+}
+
+/// `/docs` → `/docs/`, where the UI lives.
+async fn to_docs() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::PermanentRedirect().insert_header(("Location", "/docs/")).finish()
+}
+
+/// Readiness: 200 when the database answers, the schema is migrated and a signing key is
+/// active; 503 with a short reason otherwise.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready: `{\"status\":\"ready\"}`"),
+        (status = 503, description = "Not ready: `{\"status\":\"not ready\",\"reason\"}`"),
+    ))]
+#[allow(dead_code)]
+fn readyz() {}
+
+/// Prometheus metrics (`metrics:read`, admins): requests by operation, outcome and transport,
+/// their latency, user / workspace / key gauges, keys created and revoked, running actors.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The metrics, in the Prometheus text format", content_type = "text/plain"),
+        (status = 401, description = "No valid bearer", body = bodies::Refusal),
+        (status = 403, description = "Not granted", body = bodies::Refusal),
+    ))]
+#[allow(dead_code)]
+fn metrics() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_is_openapi_3_1_and_names_every_endpoint() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
+        let paths: Vec<&str> = doc["paths"].as_object().unwrap().keys().map(String::as_str).collect();
+        for path in [
+            "/api/v1/auth/login",
+            "/api/v1/workspaces/{ws}/users/{id}/api-keys",
+            "/api/v1/api-keys/{id}",
+            "/api/v1/iam",
+            "/.well-known/jwks.json",
+            "/metrics",
+        ] {
+            assert!(paths.contains(&path), "{path} missing from {paths:?}");
+        }
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 20, "{paths:?}");
+        assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+        for schema in ["IamRequest", "IamResponse", "UserRecord", "ErrorReply", "Refusal", "LoginReply"] {
+            assert!(doc["components"]["schemas"].get(schema).is_some(), "schema {schema} missing");
+        }
+    }
+}
