@@ -1,7 +1,7 @@
 //! Authorisation: which capabilities each role grants, and in which workspaces.
 //!
 //! Pure and synchronous: no I/O, no state. The model follows TrustGraph's IAM design:
-//! - three roles, each with an explicit capability set (no hierarchy in code);
+//! - three roles: reader (the read tier), writer (+ data writes), admin (+ administration);
 //! - a role's scope is either its holder's home workspace ([`Scope::Assigned`]) or every
 //!   workspace ([`Scope::All`]);
 //! - a request is allowed if ANY of the caller's roles grants the capability and that
@@ -51,7 +51,7 @@ pub const METRICS_READ: &str = "metrics:read";
 /// Read the audit trail (system-level).
 pub const AUDIT_READ: &str = "audit:read";
 
-/// What `reader` grants.
+/// What every role grants: reading data, and managing oneself. This is `reader`'s set.
 pub const READER_CAPABILITIES: &[&str] = &[
     "agent",
     "graph:read",
@@ -80,33 +80,8 @@ pub const READER_CAPABILITIES: &[&str] = &[
     WORKSPACES_LIST_OWN,
 ];
 
-/// What `writer` grants: every reader capability, written out, plus the writes on data.
-pub const WRITER_CAPABILITIES: &[&str] = &[
-    "agent",
-    "graph:read",
-    "triples:read",
-    "sparql:read",
-    "graph-rag:read",
-    "graph-embeddings:read",
-    "documents:read",
-    "document-rag:read",
-    "document-embeddings:read",
-    "entity-contexts:read",
-    "rows:read",
-    "nlp-query:read",
-    "structured-query:read",
-    "row-embeddings:read",
-    "llm",
-    "embeddings",
-    "reranker",
-    "image-to-text",
-    "mcp",
-    "config:read",
-    "flows:read",
-    "collections:read",
-    "knowledge:read",
-    KEYS_SELF,
-    WORKSPACES_LIST_OWN,
+/// What `writer` adds to the reader's set: writing data.
+pub const DATA_WRITE_CAPABILITIES: &[&str] = &[
     "graph:write",
     "triples:write",
     "graph-embeddings:write",
@@ -118,42 +93,8 @@ pub const WRITER_CAPABILITIES: &[&str] = &[
     "knowledge:write",
 ];
 
-/// What `admin` grants: every writer capability, written out, plus administration.
-pub const ADMIN_CAPABILITIES: &[&str] = &[
-    "agent",
-    "graph:read",
-    "triples:read",
-    "sparql:read",
-    "graph-rag:read",
-    "graph-embeddings:read",
-    "documents:read",
-    "document-rag:read",
-    "document-embeddings:read",
-    "entity-contexts:read",
-    "rows:read",
-    "nlp-query:read",
-    "structured-query:read",
-    "row-embeddings:read",
-    "llm",
-    "embeddings",
-    "reranker",
-    "image-to-text",
-    "mcp",
-    "config:read",
-    "flows:read",
-    "collections:read",
-    "knowledge:read",
-    KEYS_SELF,
-    WORKSPACES_LIST_OWN,
-    "graph:write",
-    "triples:write",
-    "graph-embeddings:write",
-    "document-embeddings:write",
-    "entity-contexts:write",
-    "documents:write",
-    "rows:write",
-    "collections:write",
-    "knowledge:write",
+/// What `admin` adds to the writer's set: administration.
+pub const ADMINISTRATION_CAPABILITIES: &[&str] = &[
     "config:write",
     "flows:write",
     USERS_READ,
@@ -166,18 +107,23 @@ pub const ADMIN_CAPABILITIES: &[&str] = &[
     AUDIT_READ,
 ];
 
+/// The capability tiers each role grants; each capability is written in one tier only.
+fn tiers_of(role: &str) -> &'static [&'static [&'static str]] {
+    match role {
+        "reader" => &[READER_CAPABILITIES],
+        "writer" => &[READER_CAPABILITIES, DATA_WRITE_CAPABILITIES],
+        "admin" => &[READER_CAPABILITIES, DATA_WRITE_CAPABILITIES, ADMINISTRATION_CAPABILITIES],
+        _ => &[],
+    }
+}
+
 /// Capabilities that concern no workspace: only a role with [`Scope::All`] may use them,
 /// whatever target is given.
 pub const SYSTEM_CAPABILITIES: &[&str] = &[WORKSPACES_ADMIN, IAM_ADMIN, METRICS_READ, AUDIT_READ];
 
-/// The capabilities `role` grants; empty for an unknown role.
-pub fn capabilities_of(role: &str) -> &'static [&'static str] {
-    match role {
-        "reader" => READER_CAPABILITIES,
-        "writer" => WRITER_CAPABILITIES,
-        "admin" => ADMIN_CAPABILITIES,
-        _ => &[],
-    }
+/// The capabilities `role` grants; none for an unknown role.
+pub fn capabilities_of(role: &str) -> impl Iterator<Item = &'static str> + Clone {
+    tiers_of(role).iter().flat_map(|tier| tier.iter().copied())
 }
 
 /// Where `role` may act; `None` for an unknown role.
@@ -191,7 +137,7 @@ pub fn scope_of(role: &str) -> Option<Scope> {
 
 /// Whether some known role grants `capability`.
 pub fn is_known_capability(capability: &str) -> bool {
-    KNOWN_ROLES.iter().any(|role| capabilities_of(role).contains(&capability))
+    KNOWN_ROLES.iter().any(|role| capabilities_of(role).any(|c| c == capability))
 }
 
 /// Whether `capability` is system-level (concerns no workspace).
@@ -209,7 +155,7 @@ pub fn allows(roles: &[String], home: &str, capability: &str, target: Option<&st
 /// The decision for one role; unknown roles and unknown capabilities give `false`.
 fn role_allows(role: &str, home: &str, capability: &str, target: Option<&str>) -> bool {
     let Some(scope) = scope_of(role) else { return false };
-    capabilities_of(role).contains(&capability) && scope_permits(scope, home, capability, target)
+    capabilities_of(role).any(|c| c == capability) && scope_permits(scope, home, capability, target)
 }
 
 /// Whether `scope` reaches `target` for `capability`, given the holder's `home` workspace.
