@@ -1,0 +1,629 @@
+//! The full authorisation matrix of the HTTP adapter, through the real binary: the users
+//! `reader`, `writer` and `admin` of workspace `acme` (JWT bearers), each operation aimed at
+//! `acme` (own) or at `globex` (other), on every operation of `POST /api/v1/iam` and on every
+//! REST endpoint of docs/rest.md, plus the cells whose target is the caller itself (its own
+//! API keys, its own password).
+//!
+//! What each cell should answer comes from the tables below, written from the README's
+//! "What each operation needs" — never computed by iamd's code:
+//! - granted: the endpoint's success status (REST) or HTTP 200 without `error` (protocol);
+//! - denied: exactly 403 `{"error":"access denied"}`, or — only for a reader or writer
+//!   addressing the other workspace — the service's ownership refusal
+//!   (`operation-not-permitted`); run with `IAMD_MATRIX_REPORT=1` to list those cells.
+//!
+//! Every user or key a cell acts on is a fresh victim made for it through the gateway, so the
+//! destructive cells disturb no other; the cells that change what the rest rely on come last
+//! (bootstrap, then disabling `globex` and finally `acme`). Every cell is counted: a skipped
+//! one fails the test. All disagreements are reported together.
+
+mod common;
+
+use common::server::{ok, TestServer};
+use common::TestDb;
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+const PASSWORD: &str = "a long enough passphrase";
+
+// ----------------------------------------------------------------------------------------
+// The expectation tables
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Role {
+    Reader,
+    Writer,
+    Admin,
+}
+
+const ROLES: [Role; 3] = [Role::Reader, Role::Writer, Role::Admin];
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Reader => "reader",
+            Role::Writer => "writer",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Not `admin`: bootstrap creates a user of that name.
+    fn username(self) -> String {
+        format!("m-{}", self.name())
+    }
+}
+
+/// Where a cell's target is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Scope {
+    /// In `acme`, the callers' own workspace.
+    Own,
+    /// In `globex`.
+    Other,
+    /// The operation concerns no workspace.
+    Global,
+}
+
+impl Scope {
+    fn workspace(self) -> &'static str {
+        match self {
+            Scope::Own => "acme",
+            Scope::Other => "globex",
+            Scope::Global => "",
+        }
+    }
+}
+
+/// Who may: the expectation table's one column.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum May {
+    /// Every authenticated user, whatever the workspace named.
+    Anyone,
+    /// Only an admin (users:*, keys:admin, workspaces:admin, iam:admin), in any workspace.
+    AdminOnly,
+    /// Every role, on itself, in its own workspace only (keys:self, own password).
+    InOwnWorkspace,
+}
+
+fn expected_granted(may: May, role: Role, scope: Scope) -> bool {
+    match may {
+        May::Anyone => true,
+        May::AdminOnly => role == Role::Admin,
+        May::InOwnWorkspace => scope == Scope::Own,
+    }
+}
+
+/// Every protocol operation: (operation, concerns a workspace (an own and an other cell per
+/// role) or none (one cell per role), who may). User and key operations target ANOTHER
+/// user here; the caller's own are in `OWN_CELLS`. The last two change what the others rely
+/// on and run last.
+const PROTOCOL: [(&str, bool, May); 27] = [
+    ("login", true, May::Anyone),
+    ("whoami", true, May::Anyone),
+    ("bootstrap-status", true, May::Anyone),
+    ("get-signing-key-public", true, May::Anyone),
+    ("list-my-workspaces", true, May::Anyone),
+    ("change-password", true, May::AdminOnly),
+    ("reset-password", true, May::AdminOnly),
+    ("create-user", true, May::AdminOnly),
+    ("list-users", true, May::AdminOnly),
+    ("get-user", true, May::AdminOnly),
+    ("update-user", true, May::AdminOnly),
+    ("disable-user", true, May::AdminOnly),
+    ("enable-user", true, May::AdminOnly),
+    ("delete-user", true, May::AdminOnly),
+    ("create-api-key", true, May::AdminOnly),
+    ("list-api-keys", true, May::AdminOnly),
+    ("revoke-api-key", true, May::AdminOnly),
+    ("get-workspace", true, May::AdminOnly),
+    ("update-workspace", true, May::AdminOnly),
+    ("create-workspace", false, May::AdminOnly),
+    ("list-workspaces", false, May::AdminOnly),
+    ("rotate-signing-key", false, May::AdminOnly),
+    ("resolve-api-key", false, May::AdminOnly),
+    ("authorise", false, May::AdminOnly),
+    ("authorise-many", false, May::AdminOnly),
+    ("bootstrap", false, May::AdminOnly),
+    ("disable-workspace", true, May::AdminOnly),
+];
+
+/// 20 workspace operations × 3 roles × 2 workspaces + 7 workspace-less × 3 roles.
+const PROTOCOL_CELLS: usize = 141;
+
+/// Every REST endpoint but change-password (the caller's own only: `OWN_CELLS`):
+/// (method, path as docs/rest.md writes it, operation, concerns a workspace, who may,
+/// success status). Disabling a workspace runs last.
+const REST: [(&str, &str, &str, bool, May, u16); 20] = [
+    ("POST", "/api/v1/auth/login", "login", true, May::Anyone, 200),
+    ("GET", "/api/v1/auth/whoami", "whoami", false, May::Anyone, 200),
+    ("GET", "/api/v1/auth/bootstrap-status", "bootstrap-status", false, May::Anyone, 200),
+    ("GET", "/api/v1/workspaces", "list-workspaces", false, May::AdminOnly, 200),
+    ("POST", "/api/v1/workspaces", "create-workspace", false, May::AdminOnly, 201),
+    ("GET", "/api/v1/workspaces/{id}", "get-workspace", true, May::AdminOnly, 200),
+    ("PATCH", "/api/v1/workspaces/{id}", "update-workspace", true, May::AdminOnly, 200),
+    ("GET", "/api/v1/workspaces/{ws}/users", "list-users", true, May::AdminOnly, 200),
+    ("POST", "/api/v1/workspaces/{ws}/users", "create-user", true, May::AdminOnly, 201),
+    ("GET", "/api/v1/workspaces/{ws}/users/{id}", "get-user", true, May::AdminOnly, 200),
+    ("PATCH", "/api/v1/workspaces/{ws}/users/{id}", "update-user", true, May::AdminOnly, 200),
+    ("DELETE", "/api/v1/workspaces/{ws}/users/{id}", "delete-user", true, May::AdminOnly, 204),
+    ("POST", "/api/v1/workspaces/{ws}/users/{id}/disable", "disable-user", true, May::AdminOnly, 204),
+    ("POST", "/api/v1/workspaces/{ws}/users/{id}/enable", "enable-user", true, May::AdminOnly, 200),
+    (
+        "POST",
+        "/api/v1/workspaces/{ws}/users/{id}/reset-password",
+        "reset-password",
+        true,
+        May::AdminOnly,
+        200,
+    ),
+    ("GET", "/api/v1/workspaces/{ws}/users/{id}/api-keys", "list-api-keys", true, May::AdminOnly, 200),
+    ("POST", "/api/v1/workspaces/{ws}/users/{id}/api-keys", "create-api-key", true, May::AdminOnly, 201),
+    ("DELETE", "/api/v1/api-keys/{id}", "revoke-api-key", true, May::AdminOnly, 204),
+    ("POST", "/api/v1/signing-keys/rotate", "rotate-signing-key", false, May::AdminOnly, 200),
+    ("POST", "/api/v1/workspaces/{id}/disable", "disable-workspace", true, May::AdminOnly, 204),
+];
+
+/// 15 workspace endpoints × 3 roles × 2 workspaces + 5 workspace-less × 3 roles.
+const REST_CELLS: usize = 105;
+
+/// The endpoint only `OWN_CELLS` covers.
+const CHANGE_PASSWORD: &str = "POST /api/v1/auth/change-password";
+
+/// The caller's own keys and password (`May::InOwnWorkspace`): per role, in `acme` the
+/// protocol's create-, list-, revoke-api-key and change-password and the four REST endpoints
+/// (4 + 4), and for a reader and a writer the same addressed through `globex` where a request
+/// can name a workspace (4 protocol + 2 REST). An admin's own user is in `acme`: through
+/// `globex` its request contradicts itself (the ownership rule's business, not a role's).
+const OWN_CELLS: usize = 3 * (4 + 4) + 2 * (4 + 2);
+
+/// The scopes of an operation, in order: `globex` before `acme` for disabling a workspace,
+/// so that disabling the callers' own comes last of all.
+fn scopes(op: &str, scoped: bool) -> Vec<Scope> {
+    match (scoped, op) {
+        (false, _) => vec![Scope::Global],
+        (true, "disable-workspace") => vec![Scope::Other, Scope::Own],
+        (true, _) => vec![Scope::Own, Scope::Other],
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// The world
+
+struct World {
+    server: TestServer,
+    http: reqwest::Client,
+    ids: HashMap<Role, String>,
+    jwts: HashMap<Role, String>,
+    next: AtomicU32,
+}
+
+/// Workspaces `acme` and `globex`; in `acme` a reader, a writer and an admin, logged in.
+async fn world(db: &TestDb) -> World {
+    // Cheap argon2: the matrix is about authorisation, and it hashes a victim per cell.
+    let server = TestServer::spawn(
+        db.url(),
+        &[
+            ("IAMD_BOOTSTRAP_ON_START", "false"),
+            ("IAMD_ARGON2_MEMORY_KIB", "256"),
+            ("IAMD_ARGON2_ITERATIONS", "1"),
+        ],
+    );
+    for ws in ["acme", "globex"] {
+        ok(server.call(json!({"operation": "create-workspace", "workspace_record": {"id": ws}})).await);
+    }
+    let mut w = World {
+        server,
+        http: reqwest::Client::new(),
+        ids: HashMap::new(),
+        jwts: HashMap::new(),
+        next: AtomicU32::new(0),
+    };
+    for role in ROLES {
+        let r = ok(w
+            .server
+            .call(json!({"operation": "create-user", "workspace": "acme",
+                "user": {"username": role.username(), "password": PASSWORD, "roles": [role.name()]}}))
+            .await);
+        w.ids.insert(role, r["user"]["id"].as_str().unwrap().to_owned());
+        let jwt = w.login(&role.username(), PASSWORD).await;
+        w.jwts.insert(role, jwt);
+    }
+    w
+}
+
+impl World {
+    fn unique(&self, prefix: &str) -> String {
+        format!("{prefix}-{}", self.next.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// A JWT from login through the gateway.
+    async fn login(&self, username: &str, password: &str) -> String {
+        let r = ok(self
+            .server
+            .call(json!({"operation": "login", "username": username, "password": password}))
+            .await);
+        r["jwt"].as_str().unwrap().to_owned()
+    }
+
+    /// A fresh reader in `ws`: (id, username).
+    async fn victim(&self, ws: &str) -> (String, String) {
+        let username = self.unique("victim");
+        let r = ok(self
+            .server
+            .call(json!({"operation": "create-user", "workspace": ws,
+                "user": {"username": username, "password": PASSWORD, "roles": ["reader"]}}))
+            .await);
+        (r["user"]["id"].as_str().unwrap().to_owned(), username)
+    }
+
+    /// A fresh API key of `user` in `ws`: (id, plaintext).
+    async fn key_of(&self, ws: &str, user: &str) -> (String, String) {
+        let r = ok(self
+            .server
+            .call(json!({"operation": "create-api-key", "workspace": ws,
+                "key": {"user_id": user, "name": self.unique("key")}}))
+            .await);
+        (r["api_key"]["id"].as_str().unwrap().to_owned(), r["api_key_plaintext"].as_str().unwrap().to_owned())
+    }
+
+    async fn disable_user(&self, ws: &str, user: &str) {
+        ok(self.server.call(json!({"operation": "disable-user", "workspace": ws, "user_id": user})).await);
+    }
+
+    /// `POST /api/v1/iam` as `role`.
+    async fn iam(&self, role: Role, request: &Value) -> (u16, Value) {
+        self.server.post(Some(&self.jwts[&role]), &request.to_string()).await
+    }
+
+    /// A REST call as `role`: (status, JSON body), `Value::Null` for an empty body.
+    async fn rest(&self, role: Role, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.server.base))
+            .bearer_auth(&self.jwts[&role]);
+        if let Some(body) = body {
+            req = req.header("content-type", "application/json").body(body.to_string());
+        }
+        let resp = req.send().await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, body)
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// The verdicts
+
+/// How success looks.
+#[derive(Clone, Copy)]
+enum Success {
+    /// `POST /api/v1/iam`: 200 without `error`.
+    Protocol,
+    /// A REST endpoint: this status, without `error`.
+    Rest(u16),
+}
+
+#[derive(Default)]
+struct Tally {
+    cells: usize,
+    disagreements: Vec<String>,
+    /// Denials that came from the service's ownership rule, not the access check.
+    ownership: Vec<String>,
+}
+
+impl Tally {
+    /// Judges one cell. `ownership_ok`: an `operation-not-permitted` is an acceptable denial.
+    fn record(
+        &mut self,
+        cell: String,
+        granted: bool,
+        ownership_ok: bool,
+        success: Success,
+        reply: (u16, Value),
+    ) {
+        self.cells += 1;
+        let (status, body) = reply;
+        let no_error = body.get("error").is_none();
+        let (was_granted, ownership_status) = match success {
+            Success::Protocol => (status == 200 && no_error, 200),
+            Success::Rest(expected) => (status == expected && no_error, 403),
+        };
+        let access_denied = status == 403 && body == json!({"error": "access denied"});
+        let ownership = status == ownership_status && body["error"]["type"] == "operation-not-permitted";
+        if granted {
+            if !was_granted {
+                self.disagreements.push(format!("{cell}\n    expected granted, got {status} {body}"));
+            }
+        } else if access_denied {
+        } else if ownership && ownership_ok {
+            self.ownership.push(format!("{cell} -> {status} {body}"));
+        } else {
+            self.disagreements.push(format!("{cell}\n    expected 403 access denied, got {status} {body}"));
+        }
+    }
+
+    #[track_caller]
+    fn finish(self, cells: usize) {
+        if std::env::var_os("IAMD_MATRIX_REPORT").is_some() && !self.ownership.is_empty() {
+            eprintln!("denied by the ownership rule, not the access check:\n{}", self.ownership.join("\n"));
+        }
+        assert!(
+            self.disagreements.is_empty(),
+            "{} of {} cells disagree with the table:\n{}",
+            self.disagreements.len(),
+            self.cells,
+            self.disagreements.join("\n")
+        );
+        assert_eq!(self.cells, cells, "every cell ran, once");
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// The requests
+
+/// The request of a protocol cell, its victim made first.
+async fn protocol_request(w: &World, op: &str, scope: Scope) -> Value {
+    let ws = scope.workspace();
+    let request = match op {
+        "login" => {
+            let (_, username) = w.victim(ws).await;
+            json!({"username": username, "password": PASSWORD, "workspace": ws})
+        }
+        "whoami" | "bootstrap-status" | "get-signing-key-public" | "list-my-workspaces" | "list-users" => {
+            json!({"workspace": ws})
+        }
+        "change-password" => {
+            let (user, _) = w.victim(ws).await;
+            json!({"workspace": ws, "user_id": user, "password": PASSWORD,
+                "new_password": "a different long passphrase"})
+        }
+        "reset-password" | "get-user" | "disable-user" | "delete-user" | "list-api-keys" => {
+            json!({"workspace": ws, "user_id": w.victim(ws).await.0})
+        }
+        "enable-user" => {
+            let (user, _) = w.victim(ws).await;
+            w.disable_user(ws, &user).await;
+            json!({"workspace": ws, "user_id": user})
+        }
+        "update-user" => {
+            json!({"workspace": ws, "user_id": w.victim(ws).await.0, "user": {"name": "Renamed"}})
+        }
+        "create-user" => json!({"workspace": ws,
+            "user": {"username": w.unique("new"), "password": PASSWORD, "roles": ["reader"]}}),
+        "create-api-key" => {
+            json!({"workspace": ws, "key": {"user_id": w.victim(ws).await.0, "name": w.unique("key")}})
+        }
+        "revoke-api-key" => {
+            let (user, _) = w.victim(ws).await;
+            json!({"workspace": ws, "key_id": w.key_of(ws, &user).await.0})
+        }
+        "get-workspace" | "disable-workspace" => json!({"workspace_record": {"id": ws}}),
+        "update-workspace" => json!({"workspace_record": {"id": ws, "name": "Renamed"}}),
+        "create-workspace" => json!({"workspace_record": {"id": w.unique("ws")}}),
+        "list-workspaces" | "rotate-signing-key" | "bootstrap" => json!({}),
+        "resolve-api-key" => {
+            let (user, _) = w.victim("acme").await;
+            json!({"api_key": w.key_of("acme", &user).await.1})
+        }
+        "authorise" => json!({"user_id": w.ids[&Role::Reader], "capability": "graph:read",
+            "resource_json": json!({"workspace": "acme"}).to_string()}),
+        "authorise-many" => json!({"user_id": w.ids[&Role::Reader],
+            "authorise_checks": json!([{"capability": "graph:read", "resource": {"workspace": "acme"}}]).to_string()}),
+        other => panic!("no request for {other}"),
+    };
+    let mut request = request;
+    request["operation"] = json!(op);
+    request
+}
+
+/// The path and body of a REST cell, its victim made first.
+async fn rest_request(w: &World, op: &str, template: &str, scope: Scope) -> (String, Option<Value>) {
+    let ws = scope.workspace();
+    let path = |id: &str| template.replace("{ws}", ws).replace("{id}", id);
+    match op {
+        "login" => {
+            let (_, username) = w.victim(ws).await;
+            (path(""), Some(json!({"username": username, "password": PASSWORD, "workspace": ws})))
+        }
+        "whoami" | "bootstrap-status" | "list-workspaces" | "rotate-signing-key" => (path(""), None),
+        "create-workspace" => (path(""), Some(json!({"id": w.unique("ws")}))),
+        "get-workspace" | "disable-workspace" | "list-users" => (path(ws), None),
+        "update-workspace" => (path(ws), Some(json!({"name": "Renamed"}))),
+        "create-user" => {
+            (path(""), Some(json!({"username": w.unique("new"), "password": PASSWORD, "roles": ["reader"]})))
+        }
+        "get-user" | "delete-user" | "disable-user" | "reset-password" | "list-api-keys" => {
+            (path(&w.victim(ws).await.0), None)
+        }
+        "update-user" => (path(&w.victim(ws).await.0), Some(json!({"name": "Renamed"}))),
+        "enable-user" => {
+            let (user, _) = w.victim(ws).await;
+            w.disable_user(ws, &user).await;
+            (path(&user), None)
+        }
+        "create-api-key" => (path(&w.victim(ws).await.0), Some(json!({"name": w.unique("key")}))),
+        "revoke-api-key" => {
+            let (user, _) = w.victim(ws).await;
+            (path(&w.key_of(ws, &user).await.0), None)
+        }
+        other => panic!("no request for {other}"),
+    }
+}
+
+/// `METHOD /path` of every endpoint in docs/rest.md's table.
+fn documented_endpoints() -> BTreeSet<String> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/rest.md")).unwrap();
+    doc.lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|cell| cell.split('`').next())
+        .filter(|endpoint| endpoint.contains(" /api/v1/"))
+        .map(str::to_owned)
+        .collect()
+}
+
+// ----------------------------------------------------------------------------------------
+// The matrices
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_protocol_operation_is_granted_or_denied_by_role_and_workspace() {
+    let ops: BTreeSet<&str> = PROTOCOL.iter().map(|(op, ..)| *op).collect();
+    let all: BTreeSet<&str> = iamd::protocol::Operation::ALL.iter().map(|op| op.as_str()).collect();
+    assert_eq!((ops.len(), &ops), (PROTOCOL.len(), &all), "the table names every operation once");
+
+    let db = TestDb::new().await;
+    let w = world(&db).await;
+    let mut tally = Tally::default();
+    for (op, scoped, may) in PROTOCOL {
+        for role in ROLES {
+            for scope in scopes(op, scoped) {
+                let request = protocol_request(&w, op, scope).await;
+                let reply = w.iam(role, &request).await;
+                let cell = format!("{} {scope:?} POST /api/v1/iam {request}", role.name());
+                let ownership_ok = role != Role::Admin && scope == Scope::Other;
+                tally.record(
+                    cell,
+                    expected_granted(may, role, scope),
+                    ownership_ok,
+                    Success::Protocol,
+                    reply,
+                );
+            }
+        }
+    }
+    tally.finish(PROTOCOL_CELLS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rest_endpoint_is_granted_or_denied_by_role_and_workspace() {
+    let mut tabled: BTreeSet<String> =
+        REST.iter().map(|(method, path, ..)| format!("{method} {path}")).collect();
+    assert_eq!(tabled.len(), REST.len(), "no endpoint twice");
+    tabled.insert(CHANGE_PASSWORD.to_owned());
+    assert_eq!(tabled, documented_endpoints(), "the table holds every endpoint of docs/rest.md");
+
+    let db = TestDb::new().await;
+    let w = world(&db).await;
+    let mut tally = Tally::default();
+    for (method, template, op, scoped, may, success) in REST {
+        for role in ROLES {
+            for scope in scopes(op, scoped) {
+                let (path, body) = rest_request(&w, op, template, scope).await;
+                let reply = w.rest(role, method, &path, body.as_ref()).await;
+                let shown = body.map(|b| b.to_string()).unwrap_or_default();
+                let cell = format!("{} {scope:?} {method} {path} {shown}", role.name());
+                let ownership_ok = role != Role::Admin && scope == Scope::Other;
+                tally.record(
+                    cell,
+                    expected_granted(may, role, scope),
+                    ownership_ok,
+                    Success::Rest(success),
+                    reply,
+                );
+            }
+        }
+    }
+    tally.finish(REST_CELLS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_keys_and_own_password_are_granted_to_every_role_in_its_own_workspace_only() {
+    let db = TestDb::new().await;
+    let mut w = world(&db).await;
+    let mut tally = Tally::default();
+    let may = May::InOwnWorkspace;
+    for role in ROLES {
+        let me = w.ids[&role].clone();
+        let mut password = PASSWORD.to_owned();
+        for scope in [Scope::Own, Scope::Other] {
+            if role == Role::Admin && scope == Scope::Other {
+                continue; // see OWN_CELLS
+            }
+            let ws = scope.workspace();
+            let granted = expected_granted(may, role, scope);
+            let ownership_ok = scope == Scope::Other;
+            let cell = |what: &str| format!("{} {scope:?} own {what}", role.name());
+
+            // The protocol's key operations on the caller's own user.
+            let (key, _) = w.key_of("acme", &me).await;
+            for request in [
+                json!({"operation": "create-api-key", "workspace": ws, "key": {"user_id": me, "name": w.unique("mine")}}),
+                json!({"operation": "list-api-keys", "workspace": ws, "user_id": me}),
+                json!({"operation": "revoke-api-key", "workspace": ws, "key_id": key}),
+            ] {
+                let reply = w.iam(role, &request).await;
+                tally.record(
+                    cell(&format!("POST /api/v1/iam {request}")),
+                    granted,
+                    ownership_ok,
+                    Success::Protocol,
+                    reply,
+                );
+            }
+
+            // The REST key endpoints; revoking names no workspace, so only in its own.
+            let keys = format!("/api/v1/workspaces/{ws}/users/{me}/api-keys");
+            let body = json!({"name": w.unique("mine")});
+            let reply = w.rest(role, "POST", &keys, Some(&body)).await;
+            tally.record(
+                cell(&format!("POST {keys} {body}")),
+                granted,
+                ownership_ok,
+                Success::Rest(201),
+                reply,
+            );
+            let reply = w.rest(role, "GET", &keys, None).await;
+            tally.record(cell(&format!("GET {keys}")), granted, ownership_ok, Success::Rest(200), reply);
+            if scope == Scope::Own {
+                let (key, _) = w.key_of("acme", &me).await;
+                let path = format!("/api/v1/api-keys/{key}");
+                let reply = w.rest(role, "DELETE", &path, None).await;
+                tally.record(cell(&format!("DELETE {path}")), granted, false, Success::Rest(204), reply);
+            }
+
+            // The caller's own password: a change kills its token, so it logs in again.
+            let next = format!("{PASSWORD} {}", w.unique("changed"));
+            let request = json!({"operation": "change-password", "workspace": ws, "user_id": me,
+                "password": password, "new_password": next});
+            let reply = w.iam(role, &request).await;
+            let changed = reply.0 == 200 && reply.1.get("error").is_none();
+            tally.record(
+                cell(&format!("POST /api/v1/iam {request}")),
+                granted,
+                ownership_ok,
+                Success::Protocol,
+                reply,
+            );
+            if changed {
+                password = next;
+                let jwt = w.login(&role.username(), &password).await;
+                w.jwts.insert(role, jwt);
+            }
+            if scope == Scope::Own {
+                let next = format!("{PASSWORD} {}", w.unique("changed"));
+                let body = json!({"password": password, "new_password": next});
+                let reply = w.rest(role, "POST", "/api/v1/auth/change-password", Some(&body)).await;
+                let changed = reply.0 == 204;
+                tally.record(
+                    cell(&format!("{CHANGE_PASSWORD} {body}")),
+                    granted,
+                    false,
+                    Success::Rest(204),
+                    reply,
+                );
+                if changed {
+                    password = next;
+                    let jwt = w.login(&role.username(), &password).await;
+                    w.jwts.insert(role, jwt);
+                }
+            }
+        }
+    }
+    tally.finish(OWN_CELLS);
+}
