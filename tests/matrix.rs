@@ -192,7 +192,6 @@ fn scopes(op: &str, scoped: bool) -> Vec<Scope> {
 
 struct World {
     server: TestServer,
-    http: reqwest::Client,
     ids: HashMap<Role, String>,
     jwts: HashMap<Role, String>,
     next: AtomicU32,
@@ -212,13 +211,7 @@ async fn world(db: &TestDb) -> World {
     for ws in ["acme", "globex"] {
         ok(server.call(json!({"operation": "create-workspace", "workspace_record": {"id": ws}})).await);
     }
-    let mut w = World {
-        server,
-        http: reqwest::Client::new(),
-        ids: HashMap::new(),
-        jwts: HashMap::new(),
-        next: AtomicU32::new(0),
-    };
+    let mut w = World { server, ids: HashMap::new(), jwts: HashMap::new(), next: AtomicU32::new(0) };
     for role in ROLES {
         let r = ok(w
             .server
@@ -279,22 +272,7 @@ impl World {
     /// A REST call as `role`: (status, JSON body), `Value::Null` for an empty body.
     async fn rest(&self, role: Role, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
         let method = Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.server.base))
-            .bearer_auth(&self.jwts[&role]);
-        if let Some(body) = body {
-            req = req.header("content-type", "application/json").body(body.to_string());
-        }
-        let resp = req.send().await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        (status, body)
+        self.server.request(method, path, Some(&self.jwts[&role]), body.map(Value::to_string), &[]).await
     }
 }
 

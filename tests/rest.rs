@@ -38,25 +38,7 @@ async fn rest_raw(
     body: Option<String>,
     headers: &[(&str, &str)],
 ) -> (u16, Value) {
-    let mut req = reqwest::Client::new().request(method.clone(), format!("{}{path}", server.base));
-    if let Some(b) = bearer {
-        req = req.bearer_auth(b);
-    }
-    if let Some(body) = body {
-        req = req.header("content-type", "application/json").body(body);
-    }
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = req.send().await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap_or_default();
-    let body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
-    (status, body)
+    server.request(method, path, bearer, body, headers).await
 }
 
 /// A REST call with a JSON body.
