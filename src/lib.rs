@@ -5,6 +5,7 @@
 //! - [`domain`]: the aggregates (workspace, system): pure `decide` and `apply`.
 //! - [`events`]: event types, the hash chain and the PostgreSQL [`events::EventStore`].
 //! - [`projections`]: reducers keeping the read tables, run inside the append transaction.
+//! - [`audit`]: checks of the log itself: `verify` walks every stream's hash chain.
 //! - [`actors`]: one `WorkspaceActor` per workspace and the `SystemActor`, behind a registry.
 //! - [`authz`]: the pure capability model: which roles grant what, in which workspaces.
 //! - [`metrics`]: the Prometheus registry (`GET /metrics`): requests, latency, keys, gauges.
@@ -17,6 +18,7 @@
 
 pub mod actors;
 pub mod adapters;
+pub mod audit;
 pub mod authz;
 pub mod client;
 pub mod config;
