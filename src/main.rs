@@ -1,4 +1,4 @@
-//! The `iamd` command: `serve`, `migrate`, `bootstrap`, `call`, `audit verify`. Every failure
+//! The `iamd` command: `serve`, `migrate`, `bootstrap`, `call`, `audit verify|replay`. Every failure
 //! ends in one readable line on standard error and exit status 1; `audit verify` exits 2 when
 //! it finds a tampered event.
 
@@ -44,6 +44,19 @@ enum AuditCommand {
         /// Only the stream of this workspace (default: every stream, `system` included).
         #[arg(long)]
         workspace: Option<String>,
+    },
+    /// The workspaces, users and API keys as they stood at an instant, replayed from the log
+    /// with the actors' own apply; never a password or key hash.
+    Replay {
+        /// The instant, RFC 3339 (e.g. 2026-11-24T07:00:00Z).
+        #[arg(long)]
+        at: String,
+        /// Only this workspace (default: every workspace).
+        #[arg(long)]
+        workspace: Option<String>,
+        /// One JSON document instead of text lines.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -101,6 +114,9 @@ fn main() {
             Command::Call(args) => call(settings, args).await,
             Command::Audit { command: AuditCommand::Verify { workspace } } => {
                 audit_verify(settings, workspace).await
+            }
+            Command::Audit { command: AuditCommand::Replay { at, workspace, json } } => {
+                audit_replay(settings, &at, workspace, json).await
             }
         }
     });
@@ -258,6 +274,30 @@ async fn audit_verify(settings: Settings, workspace: Option<String>) -> anyhow::
             std::process::exit(2);
         }
     }
+}
+
+/// Prints the state at `--at` as text lines or one JSON document.
+async fn audit_replay(
+    settings: Settings,
+    at: &str,
+    workspace: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let at = chrono::DateTime::parse_from_rfc3339(at)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "audit replay: --at {at:?} is not an RFC 3339 instant ({e}); e.g. 2026-11-24T07:00:00Z"
+            )
+        })?
+        .with_timezone(&chrono::Utc);
+    let pool = iamd::db::connect(settings.database.url.expose(), 1).await?;
+    let states = iamd::audit::replay(&pool, at, workspace.as_deref()).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&iamd::audit::render_json(&states, at))?);
+    } else {
+        print!("{}", iamd::audit::render_text(&states, at));
+    }
+    Ok(())
 }
 
 async fn bootstrap(settings: Settings) -> anyhow::Result<()> {
