@@ -3,39 +3,18 @@
 //! [`apply`] the actors use. The read is one read-only snapshot in keyset pages, never the whole
 //! log at once. Nothing here prints or returns a password hash or a key hash.
 
+use super::walk::{walk, Scope, PAGE};
 use crate::domain::workspace::{apply, KeyState, WorkspaceState};
-use crate::events::store::recorded_from_row;
 use crate::events::RecordedEvent;
 use anyhow::Context as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 use deadpool_postgres::Pool;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
-
-/// Rows read per round trip: enough to stream quickly, few enough to keep memory flat.
-const PAGE: i64 = 10_000;
+use std::ops::ControlFlow;
 
 /// Every workspace stream starts with this.
 const PREFIX: &str = "workspace:";
-
-const COLUMNS: &str =
-    "position, stream, version, event_type, schema_version, payload, metadata, recorded_at, prev_hash, hash";
-
-/// Every workspace stream, after the keyset `(stream, version)`, up to instant `$3`.
-fn select_all() -> String {
-    format!(
-        "SELECT {COLUMNS} FROM events WHERE stream LIKE 'workspace:%' AND (stream, version) > ($1, $2) \
-         AND recorded_at <= $3 ORDER BY stream, version LIMIT $4"
-    )
-}
-
-/// One stream, after `version`, up to instant `$3`.
-fn select_stream() -> String {
-    format!(
-        "SELECT {COLUMNS} FROM events WHERE stream = $1 AND version > $2 AND recorded_at <= $3 \
-         ORDER BY version LIMIT $4"
-    )
-}
 
 /// Where an API key stood at an instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,33 +106,20 @@ pub async fn replay_in_pages(
     workspace: Option<&str>,
     page: i64,
 ) -> anyhow::Result<Vec<WorkspaceState>> {
-    anyhow::ensure!(page > 0, "audit replay: the page size must be positive");
-    let only = workspace.map(crate::events::workspace_stream);
-    let mut client = pool.get().await.context("connecting to replay the log")?;
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .context("starting the replay snapshot")?;
-    let stmt = tx.prepare(&if only.is_some() { select_stream() } else { select_all() }).await?;
+    let scope = Scope {
+        stream: workspace.map(crate::events::workspace_stream),
+        prefix: Some(PREFIX.to_owned()),
+        until: Some(at),
+    };
     let mut fold = Fold::default();
-    // The keyset: the last (stream, version) read; versions start at 1.
-    let (mut stream, mut version) = (only.unwrap_or_else(|| PREFIX.to_owned()), 0_i64);
-    loop {
-        let rows = tx.query(&stmt, &[&stream, &version, &at, &page]).await.context("reading the log")?;
-        for row in &rows {
-            fold.feed(&recorded_from_row(row))?;
+    walk(pool, &scope, page, |events| {
+        for event in events {
+            fold.feed(event)?;
         }
-        match rows.last() {
-            Some(last) if rows.len() as i64 == page => {
-                (stream, version) = (last.get("stream"), last.get("version"))
-            }
-            _ => break,
-        }
-    }
-    tx.commit().await?;
+        Ok(ControlFlow::Continue(()))
+    })
+    .await
+    .context("audit replay")?;
     Ok(fold.finish())
 }
 

@@ -4,31 +4,13 @@
 //! The walk is one read-only snapshot, so the count is exact even while iamd keeps writing.
 //! Nothing here prints or returns a payload: payloads hold password hashes.
 
+use super::walk::{walk, Scope, PAGE};
 use crate::events::hash::{self, HashInput, GENESIS};
-use crate::events::store::recorded_from_row;
 use crate::events::RecordedEvent;
 use anyhow::Context as _;
 use deadpool_postgres::Pool;
 use std::fmt;
-
-/// Rows read per round trip: enough to stream quickly, few enough to keep memory flat.
-const PAGE: i64 = 10_000;
-
-const COLUMNS: &str =
-    "position, stream, version, event_type, schema_version, payload, metadata, recorded_at, prev_hash, hash";
-
-/// Every stream, after the keyset `(stream, version)`.
-fn select_all() -> String {
-    format!(
-        "SELECT {COLUMNS} FROM events WHERE (stream, version) > ($1, $2) \
-         ORDER BY stream, version LIMIT $3"
-    )
-}
-
-/// One stream, after `version`.
-fn select_stream() -> String {
-    format!("SELECT {COLUMNS} FROM events WHERE stream = $1 AND version > $2 ORDER BY version LIMIT $3")
-}
+use std::ops::ControlFlow;
 
 /// What a walk found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,38 +179,20 @@ pub async fn verify_in_pages(
     page: i64,
     mut progress: impl FnMut(u64),
 ) -> Result<Report, anyhow::Error> {
-    anyhow::ensure!(page > 0, "audit verify: the page size must be positive");
-    let only = workspace.map(crate::events::workspace_stream);
-    let mut client = pool.get().await.context("connecting to verify the log")?;
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .context("starting the audit snapshot")?;
-    let stmt = tx.prepare(&if only.is_some() { select_stream() } else { select_all() }).await?;
+    let scope = Scope { stream: workspace.map(crate::events::workspace_stream), ..Default::default() };
     let mut check = ChainCheck::default();
-    // The keyset: the last (stream, version) read. Versions start at 1, so ("", 0) is before all.
-    let (mut stream, mut version) = (only.clone().unwrap_or_default(), 0_i64);
-    loop {
-        let rows = tx.query(&stmt, &[&stream, &version, &page]).await.context("reading the log")?;
-        for row in &rows {
-            let event = recorded_from_row(row);
-            if let Some(found) = check.check(&event) {
-                return Ok(check.report(Some(found)));
-            }
+    let mut found = None;
+    walk(pool, &scope, page, |events| {
+        found = events.iter().find_map(|event| check.check(event));
+        if found.is_some() {
+            return Ok(ControlFlow::Break(()));
         }
         progress(check.events);
-        match rows.last() {
-            Some(last) if rows.len() as i64 == page => {
-                (stream, version) = (last.get("stream"), last.get("version"))
-            }
-            _ => break,
-        }
-    }
-    tx.commit().await?;
-    Ok(check.report(None))
+        Ok(ControlFlow::Continue(()))
+    })
+    .await
+    .context("audit verify")?;
+    Ok(check.report(found))
 }
 
 #[cfg(test)]
