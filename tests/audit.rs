@@ -6,13 +6,13 @@
 mod common;
 
 use chrono::Utc;
+use common::history::{after, first, ok1};
+use common::server::run_iamd;
 use common::TestDb;
 use iamd::audit::{verify, verify_in_pages, Problem, Report};
 use iamd::crypto::{ApiKeyHash, SigningKey};
-use iamd::events::hash::{self, GENESIS};
-use iamd::events::store::StreamHead;
-use iamd::events::{Append, Event, EventStore, Metadata, RevokeReason, StreamAppend};
-use std::process::Command;
+use iamd::events::hash;
+use iamd::events::{Event, RevokeReason};
 
 /// Stands for an argon2id encoding in a payload; must never be printed.
 const PASSWORD_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$AUDITSECRETHASHNEVERPRINTED";
@@ -20,40 +20,7 @@ const ACME: &str = "workspace:acme";
 const BETA: &str = "workspace:beta";
 
 // ---------------------------------------------------------------------------------------------
-// Helpers (the minimal ones from tests/store.rs)
-
-fn append(stream: &str, expected_version: i64, last_hash: &str, events: Vec<Event>) -> Append {
-    Append {
-        streams: vec![StreamAppend {
-            stream: stream.into(),
-            expected_version,
-            last_hash: last_hash.into(),
-            events,
-        }],
-        metadata: Metadata {
-            actor: "admin@default".into(),
-            request_id: uuid::Uuid::new_v4().to_string(),
-            source: "http".into(),
-            operation: "test".into(),
-        },
-        signing_key: None,
-        dedupe: None,
-    }
-}
-
-fn first(stream: &str, events: Vec<Event>) -> Append {
-    append(stream, 0, GENESIS, events)
-}
-
-fn after(head: &StreamHead, events: Vec<Event>) -> Append {
-    append(&head.stream, head.version, &head.last_hash, events)
-}
-
-async fn ok1(store: &EventStore, a: Append) -> StreamHead {
-    let mut heads = store.append(a).await.unwrap_or_else(|e| panic!("append failed: {e:?}"));
-    assert_eq!(heads.len(), 1);
-    heads.remove(0)
-}
+// Helpers
 
 fn workspace_created(id: &str) -> Event {
     Event::WorkspaceCreated { workspace_id: id.into(), name: format!("Workspace {id}"), created: Utc::now() }
@@ -131,22 +98,13 @@ async fn first_break(db: &TestDb, workspace: Option<&str>) -> (String, i64, Prob
 
 /// `iamd audit verify ARGS…` against the database: (exit code, stdout, stderr).
 fn run_binary(db: &TestDb, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_iamd"))
-        .args(["audit", "verify"])
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("IAMD_DATABASE_URL", db.url())
-        .current_dir(std::env::temp_dir())
-        .output()
-        .expect("the iamd binary runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let args: Vec<&str> = ["audit", "verify"].iter().chain(args).copied().collect();
+    let (code, stdout, stderr) = run_iamd(db.url(), &args);
     assert!(
         !stdout.contains(PASSWORD_HASH) && !stderr.contains(PASSWORD_HASH),
         "a payload was printed:\n{stdout}\n{stderr}"
     );
-    (out.status.code().expect("an exit code"), stdout, stderr)
+    (code, stdout, stderr)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -325,13 +283,7 @@ async fn the_binary_exits_0_with_the_count_then_2_naming_the_tampered_event() {
 #[tokio::test]
 async fn the_binary_exits_1_when_it_cannot_run() {
     let db = TestDb::new().await;
-    let out = Command::new(env!("CARGO_BIN_EXE_iamd"))
-        .args(["audit", "verify"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("IAMD_DATABASE_URL", format!("{}_missing", db.url()))
-        .current_dir(std::env::temp_dir())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let missing = format!("{}_missing", db.url());
+    let (code, _, stderr) = run_iamd(&missing, &["audit", "verify"]);
+    assert_eq!(code, 1, "{stderr}");
 }

@@ -5,10 +5,9 @@
 mod common;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use common::server::{ok, TestServer};
+use common::server::{ok, run_iamd, TestServer};
 use common::TestDb;
 use serde_json::{json, Value};
-use std::process::Command;
 use std::time::Duration;
 
 const PASSWORD: &str = "a long enough passphrase";
@@ -33,21 +32,12 @@ fn iso(t: DateTime<Utc>) -> String {
 
 /// `iamd audit replay ARGS…`: (exit code, stdout, stderr).
 fn run_binary(db: &TestDb, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_iamd"))
-        .args(["audit", "replay"])
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("IAMD_DATABASE_URL", db.url())
-        .current_dir(std::env::temp_dir())
-        .output()
-        .expect("the iamd binary runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let args: Vec<&str> = ["audit", "replay"].iter().chain(args).copied().collect();
+    let (code, stdout, stderr) = run_iamd(db.url(), &args);
     for secret in ["$argon2", "tg_"] {
         assert!(!stdout.contains(secret), "{secret} printed:\n{stdout}");
     }
-    (out.status.code().expect("an exit code"), stdout, stderr)
+    (code, stdout, stderr)
 }
 
 fn user(id: &str, username: &str, roles: &[&str], enabled: bool, version: i64) -> Value {

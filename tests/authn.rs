@@ -30,18 +30,13 @@ async fn world(db: &TestDb) -> (TestServer, std::collections::HashMap<&'static s
         ("target", "acme", "reader"),
         ("other", "globex", "reader"),
     ] {
-        let r = ok(server
-            .call(json!({"operation": "create-user", "workspace": ws,
-                "user": {"username": name, "password": PASSWORD, "roles": [role]}}))
-            .await);
-        ids.insert(name, r["user"]["id"].as_str().unwrap().to_owned());
+        ids.insert(name, server.create_user(ws, name, PASSWORD, &[role]).await);
     }
     (server, ids)
 }
 
 async fn jwt_of(server: &TestServer, username: &str) -> String {
-    let r = ok(server.call(json!({"operation": "login", "username": username, "password": PASSWORD})).await);
-    r["jwt"].as_str().unwrap().to_owned()
+    server.jwt(username, PASSWORD).await
 }
 
 /// The server's active signing key, read from its table (what only iamd should hold).

@@ -232,22 +232,13 @@ impl World {
 
     /// A JWT from login through the gateway.
     async fn login(&self, username: &str, password: &str) -> String {
-        let r = ok(self
-            .server
-            .call(json!({"operation": "login", "username": username, "password": password}))
-            .await);
-        r["jwt"].as_str().unwrap().to_owned()
+        self.server.jwt(username, password).await
     }
 
     /// A fresh reader in `ws`: (id, username).
     async fn victim(&self, ws: &str) -> (String, String) {
         let username = self.unique("victim");
-        let r = ok(self
-            .server
-            .call(json!({"operation": "create-user", "workspace": ws,
-                "user": {"username": username, "password": PASSWORD, "roles": ["reader"]}}))
-            .await);
-        (r["user"]["id"].as_str().unwrap().to_owned(), username)
+        (self.server.create_user(ws, &username, PASSWORD, &["reader"]).await, username)
     }
 
     /// A fresh API key of `user` in `ws`: (id, plaintext).

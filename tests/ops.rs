@@ -75,8 +75,7 @@ async fn create_user(server: &TestServer, name: &str, role: &str) -> String {
 }
 
 async fn jwt_of(server: &TestServer, username: &str) -> String {
-    let r = ok(server.call(json!({"operation": "login", "username": username, "password": PASSWORD})).await);
-    r["jwt"].as_str().unwrap().to_owned()
+    server.jwt(username, PASSWORD).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -186,11 +186,7 @@ async fn world(db: &TestDb) -> World {
         ("reader", "acme", "reader"),
         ("other", "globex", "reader"),
     ] {
-        let r = ok(server
-            .call(json!({"operation": "create-user", "workspace": ws,
-                "user": {"username": name, "password": PASSWORD, "roles": [role]}}))
-            .await);
-        ids.insert(name, r["user"]["id"].as_str().unwrap().to_owned());
+        ids.insert(name, server.create_user(ws, name, PASSWORD, &[role]).await);
     }
     let admin_key = ok(server
         .call(json!({"operation": "create-api-key", "workspace": "acme",
@@ -204,8 +200,7 @@ async fn world(db: &TestDb) -> World {
 
 /// A JWT from `login` through the gateway.
 async fn jwt_of(server: &TestServer, username: &str, password: &str) -> String {
-    let r = ok(server.call(json!({"operation": "login", "username": username, "password": password})).await);
-    r["jwt"].as_str().unwrap().to_owned()
+    server.jwt(username, password).await
 }
 
 /// How many users `ws` lists (one page of the default limit).

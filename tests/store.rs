@@ -5,52 +5,17 @@
 mod common;
 
 use chrono::{DateTime, Utc};
+use common::history::{after, first, meta, ok, ok1};
 use common::TestDb;
 use iamd::crypto::{ApiKeyHash, SigningKey};
 use iamd::events::hash::{self, HashInput, GENESIS};
-use iamd::events::store::{Dedupe, StreamHead};
-use iamd::events::{
-    Append, AppendError, Event, EventStore, Metadata, RecordedEvent, RevokeReason, StreamAppend,
-};
+use iamd::events::store::Dedupe;
+use iamd::events::{Append, AppendError, Event, EventStore, RecordedEvent, RevokeReason, StreamAppend};
 use std::sync::Arc;
 use tokio::sync::Barrier;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-fn meta(request_id: &str) -> Metadata {
-    Metadata {
-        actor: "admin@default".into(),
-        request_id: request_id.into(),
-        source: "http".into(),
-        operation: "test".into(),
-    }
-}
-
-/// A single-stream append.
-fn append(stream: &str, expected_version: i64, last_hash: &str, events: Vec<Event>) -> Append {
-    Append {
-        streams: vec![StreamAppend {
-            stream: stream.into(),
-            expected_version,
-            last_hash: last_hash.into(),
-            events,
-        }],
-        metadata: meta(&uuid::Uuid::new_v4().to_string()),
-        signing_key: None,
-        dedupe: None,
-    }
-}
-
-/// Appends to a fresh stream (version 0, GENESIS).
-fn first(stream: &str, events: Vec<Event>) -> Append {
-    append(stream, 0, GENESIS, events)
-}
-
-/// Appends after `head`.
-fn after(head: &StreamHead, events: Vec<Event>) -> Append {
-    append(&head.stream, head.version, &head.last_hash, events)
-}
 
 fn workspace_created(id: &str) -> Event {
     Event::WorkspaceCreated { workspace_id: id.into(), name: format!("Workspace {id}"), created: Utc::now() }
@@ -80,20 +45,6 @@ fn api_key_created(key_id: &str, user_id: &str, plaintext: &str) -> Event {
         expires: None,
         created: Utc::now(),
     }
-}
-
-async fn ok(store: &EventStore, a: Append) -> Vec<StreamHead> {
-    match store.append(a).await {
-        Ok(heads) => heads,
-        Err(e) => panic!("append failed: {e:?}"),
-    }
-}
-
-/// The single head of a single-stream append.
-async fn ok1(store: &EventStore, a: Append) -> StreamHead {
-    let mut heads = ok(store, a).await;
-    assert_eq!(heads.len(), 1);
-    heads.remove(0)
 }
 
 async fn count(store: &EventStore, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> i64 {

@@ -45,6 +45,22 @@ pub fn command(db_url: &str, env: &[(&str, &str)]) -> Command {
     cmd
 }
 
+/// Runs `iamd ARGS…` once on `db_url` (no other `IAMD_*` setting) and returns its exit code,
+/// standard output and standard error.
+pub fn run_iamd(db_url: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_iamd"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("IAMD_DATABASE_URL", db_url)
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("the iamd binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code().expect("an exit code"), stdout, stderr)
+}
+
 impl TestServer {
     /// Starts `iamd serve` and waits until it listens.
     pub fn spawn(db_url: &str, env: &[(&str, &str)]) -> TestServer {
@@ -145,6 +161,23 @@ impl TestServer {
     /// An `IamRequest` through the gateway secret; asserts HTTP 200 and returns the body.
     pub async fn call(&self, request: Value) -> Value {
         self.call_as(GATEWAY_SECRET, request).await
+    }
+
+    /// Creates a user in `ws` through the gateway; its id.
+    pub async fn create_user(&self, ws: &str, username: &str, password: &str, roles: &[&str]) -> String {
+        let reply = ok(self
+            .call(serde_json::json!({"operation": "create-user", "workspace": ws,
+                "user": {"username": username, "password": password, "roles": roles}}))
+            .await);
+        reply["user"]["id"].as_str().expect("a user id").to_owned()
+    }
+
+    /// A JWT from a login through the gateway.
+    pub async fn jwt(&self, username: &str, password: &str) -> String {
+        let reply = ok(self
+            .call(serde_json::json!({"operation": "login", "username": username, "password": password}))
+            .await);
+        reply["jwt"].as_str().expect("a jwt").to_owned()
     }
 
     pub async fn call_as(&self, bearer: &str, request: Value) -> Value {
