@@ -4,6 +4,7 @@
 
 pub mod hash;
 pub mod store;
+pub mod tail;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
