@@ -1,4 +1,4 @@
-//! The `iamd` command: `serve`, `migrate`, `bootstrap`, `call`, `audit verify|replay`. Every failure
+//! The `iamd` command: `serve`, `migrate`, `bootstrap`, `call`, `audit log|verify|replay`. Every failure
 //! ends in one readable line on standard error and exit status 1; `audit verify` exits 2 when
 //! it finds a tampered event.
 
@@ -38,6 +38,25 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
+    /// The history as people read it: time, actor, transport, request id, operation, target
+    /// and what changed (never a secret or a hash), oldest first; or JSON lines.
+    Log {
+        /// Only this workspace's events.
+        #[arg(long)]
+        workspace: Option<String>,
+        /// Only events about this user (and its API keys) or caused by it.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only events recorded at or after this instant (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events recorded at or before this instant (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// JSON lines instead of text lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Walk every stream's hash chain and version sequence; exit 0 with a count when intact,
     /// exit 2 naming the first event that was edited, deleted, inserted or reordered.
     Verify {
@@ -112,6 +131,9 @@ fn main() {
             Command::Migrate => migrate(settings).await,
             Command::Bootstrap => bootstrap(settings).await,
             Command::Call(args) => call(settings, args).await,
+            Command::Audit { command: AuditCommand::Log { workspace, user, since, until, json } } => {
+                audit_log(settings, workspace, user, since, until, json).await
+            }
             Command::Audit { command: AuditCommand::Verify { workspace } } => {
                 audit_verify(settings, workspace).await
             }
@@ -274,6 +296,47 @@ async fn audit_verify(settings: Settings, workspace: Option<String>) -> anyhow::
             std::process::exit(2);
         }
     }
+}
+
+/// Prints the filtered history, one line per event, oldest first.
+async fn audit_log(
+    settings: Settings,
+    workspace: Option<String>,
+    user: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let filter = iamd::audit::log::Filter {
+        workspace,
+        user,
+        since: since.as_deref().map(|t| instant("audit log: --since", t)).transpose()?,
+        until: until.as_deref().map(|t| instant("audit log: --until", t)).transpose()?,
+    };
+    let pool = iamd::db::connect(settings.database.url.expose(), 1).await?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let shown = iamd::audit::log::read(&pool, &filter, |entry| {
+        let line = if json {
+            iamd::audit::log::render_json(entry).to_string()
+        } else {
+            iamd::audit::log::render_text(entry)
+        };
+        writeln!(out, "{line}").map_err(|e| anyhow::anyhow!("audit log: writing: {e}"))
+    })
+    .await?;
+    out.flush()?;
+    if !json {
+        eprintln!("audit log: {shown} event{}", if shown == 1 { "" } else { "s" });
+    }
+    Ok(())
+}
+
+/// Parses an RFC 3339 instant given as `flag`.
+fn instant(flag: &str, t: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(t).map(|t| t.with_timezone(&chrono::Utc)).map_err(|e| {
+        anyhow::anyhow!("{flag} {t:?} is not an RFC 3339 instant ({e}); e.g. 2026-11-24T07:00:00Z")
+    })
 }
 
 /// Prints the state at `--at` as text lines or one JSON document.
