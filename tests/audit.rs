@@ -62,7 +62,7 @@ async fn history(db: &TestDb) {
         user_id: "u-alice".into(),
         name: "ci".into(),
         prefix: plaintext[..8].into(),
-        key_hash: ApiKeyHash::of(plaintext).to_hex(),
+        key_hash: ApiKeyHash::of(plaintext).to_tagged(),
         expires: None,
         created: Utc::now(),
     };
@@ -250,6 +250,58 @@ async fn workspace_restricts_the_walk_to_its_stream() {
 
 // ---------------------------------------------------------------------------------------------
 // The command
+
+#[tokio::test]
+async fn deleting_a_streams_last_event_is_caught_by_its_recorded_head() {
+    // What a per-stream chain alone cannot show: acme v1..=4 is still a valid chain.
+    let db = TestDb::new().await;
+    history(&db).await;
+    tamper(&db, "DELETE FROM events WHERE stream = 'workspace:acme' AND version = 5").await;
+    assert_eq!(first_break(&db, None).await, (ACME.into(), 4, Problem::Truncated { head_version: 5 }));
+    assert_eq!(
+        first_break(&db, Some("acme")).await,
+        (ACME.into(), 4, Problem::Truncated { head_version: 5 })
+    );
+    assert_eq!(walk(&db, Some("beta")).await.first_break, None);
+    let (code, stdout, _) = run_iamd(db.url(), &["audit", "verify"]);
+    assert_eq!(code, 2);
+    assert!(
+        stdout.contains("stream workspace:acme version 4") && stdout.contains("recorded head is version 5"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_whole_stream_is_caught_and_heads_cannot_be_moved_by_hand() {
+    let db = TestDb::new().await;
+    history(&db).await;
+    // The database keeps the heads on every append.
+    let client = db.pool().get().await.unwrap();
+    let heads: Vec<(String, i64)> = client
+        .query("SELECT stream, version FROM stream_heads ORDER BY stream", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(heads, [("system".to_owned(), 1), (ACME.to_owned(), 5), (BETA.to_owned(), 2)]);
+    // Only inserts into events move them.
+    for sql in [
+        "UPDATE stream_heads SET version = 4 WHERE stream = 'workspace:acme'",
+        "DELETE FROM stream_heads WHERE stream = 'workspace:beta'",
+        "INSERT INTO stream_heads VALUES ('workspace:x', 1, 'h')",
+        "TRUNCATE stream_heads",
+    ] {
+        let err = client.batch_execute(sql).await.expect_err(sql);
+        assert!(
+            common::db_message(&err).contains("stream_heads are written only by inserts into events"),
+            "{sql}"
+        );
+    }
+    tamper(&db, "DELETE FROM events WHERE stream = 'workspace:beta'").await;
+    assert_eq!(first_break(&db, None).await, (BETA.into(), 2, Problem::StreamDeleted));
+    assert_eq!(first_break(&db, Some("beta")).await, (BETA.into(), 2, Problem::StreamDeleted));
+}
 
 #[tokio::test]
 async fn the_binary_exits_0_with_the_count_then_2_naming_the_tampered_event() {

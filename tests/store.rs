@@ -41,7 +41,7 @@ fn api_key_created(key_id: &str, user_id: &str, plaintext: &str) -> Event {
         user_id: user_id.into(),
         name: "ci".into(),
         prefix: plaintext[..8].into(),
-        key_hash: ApiKeyHash::of(plaintext).to_hex(),
+        key_hash: ApiKeyHash::of(plaintext).to_tagged(),
         expires: None,
         created: Utc::now(),
     }

@@ -276,7 +276,7 @@ mod tests {
             stream: stream.into(),
             version: 3,
             event_type,
-            schema_version: crate::events::CURRENT_SCHEMA_VERSION,
+            schema_version: event.schema_version(),
             payload,
             metadata: json!({"actor": "u-admin", "request_id": "r-1", "source": "http", "operation": "create-user"}),
             recorded_at: Utc::now(),

@@ -219,7 +219,7 @@ mod tests {
             stream: stream.into(),
             version,
             event_type,
-            schema_version: crate::events::CURRENT_SCHEMA_VERSION,
+            schema_version: event.schema_version(),
             payload,
             metadata: json!({}),
             recorded_at: Utc::now(),

@@ -4,7 +4,7 @@
 //! The walk is one read-only snapshot, so the count is exact even while iamd keeps writing.
 //! Nothing here prints or returns a payload: payloads hold password hashes.
 
-use super::walk::{walk, Scope, PAGE};
+use super::walk::{walk_anchored, Heads, Scope, Step, PAGE};
 use crate::events::hash::{self, HashInput, GENESIS};
 use crate::events::RecordedEvent;
 use anyhow::Context as _;
@@ -45,6 +45,18 @@ pub enum Problem {
     VersionGap { expected: i64 },
     /// This version was written before the previous version: versions were swapped.
     OutOfOrder { previous_version: i64, previous_position: i64 },
+    /// The stream ends here but its recorded head is a later version: its last events were
+    /// deleted.
+    Truncated { head_version: i64 },
+    /// The stream's last event is not the one its recorded head names (same version, other
+    /// hash): it was replaced.
+    NotTheHead,
+    /// The stream goes on past its recorded head: events were added behind the database's back.
+    BeyondHead { head_version: i64 },
+    /// The stream has events but no recorded head: the anchor was deleted.
+    NoHead,
+    /// A head is recorded but the stream has no events at all: the whole stream was deleted.
+    StreamDeleted,
 }
 
 impl fmt::Display for Problem {
@@ -67,6 +79,23 @@ impl fmt::Display for Problem {
                 "version out of order — written before version {previous_version} \
                  (position {previous_position}); versions were swapped"
             ),
+            Problem::Truncated { head_version } => write!(
+                f,
+                "truncated — the stream ends here but its recorded head is version {head_version} \
+                 (its last events were deleted)"
+            ),
+            Problem::NotTheHead => {
+                write!(f, "replaced — the stream's last event is not the one its recorded head names")
+            }
+            Problem::BeyondHead { head_version } => write!(
+                f,
+                "beyond the head — the stream's recorded head is version {head_version} \
+                 (events were added without the database recording them)"
+            ),
+            Problem::NoHead => write!(f, "no recorded head — the stream's anchor was deleted"),
+            Problem::StreamDeleted => {
+                write!(f, "stream deleted — a head is recorded but the stream has no events")
+            }
         }
     }
 }
@@ -90,17 +119,30 @@ struct Head {
 }
 
 /// The pure part of the walk: fed events in `(stream, version)` order, it says which one is
-/// the first bad one.
+/// the first bad one. When anchored, it also holds each stream's end against its recorded head.
 #[derive(Default)]
 pub struct ChainCheck {
     head: Option<Head>,
     events: u64,
     streams: u64,
+    /// The recorded heads not yet matched, when the check is anchored.
+    anchors: Option<Heads>,
 }
 
 impl ChainCheck {
-    /// Checks the next event; `Some` names what is wrong with it.
+    /// A check that also holds each stream's end against `heads` (read in the same snapshot).
+    pub fn anchored(heads: Heads) -> ChainCheck {
+        ChainCheck { anchors: Some(heads), ..ChainCheck::default() }
+    }
+
+    /// Checks the next event; `Some` names what is wrong with it (or with the end of the
+    /// stream before it).
     pub fn check(&mut self, e: &RecordedEvent) -> Option<Break> {
+        if self.head.as_ref().is_none_or(|h| h.stream != e.stream) {
+            if let Some(b) = self.close_stream() {
+                return Some(b);
+            }
+        }
         self.events += 1;
         let problem = match self.head.as_ref().filter(|h| h.stream == e.stream) {
             None => {
@@ -143,6 +185,43 @@ impl ChainCheck {
         None
     }
 
+    /// Ends the walk: the last stream's end, then any recorded head whose stream never came.
+    /// (Vanished streams are named at the end, not in stream order: the log is walked in the
+    /// database's collation, which need not be the byte order the heads are kept in.)
+    pub fn finish(&mut self) -> Option<Break> {
+        self.close_stream().or_else(|| self.vanished())
+    }
+
+    /// Holds the stream just walked against its recorded head.
+    fn close_stream(&mut self) -> Option<Break> {
+        let anchors = self.anchors.as_mut()?;
+        let last = self.head.as_ref()?;
+        let at = |problem| Break {
+            stream: last.stream.clone(),
+            version: last.version,
+            position: last.position,
+            problem,
+        };
+        let Some((version, hash)) = anchors.remove(&last.stream) else {
+            return Some(at(Problem::NoHead));
+        };
+        if version > last.version {
+            Some(at(Problem::Truncated { head_version: version }))
+        } else if version < last.version {
+            Some(at(Problem::BeyondHead { head_version: version }))
+        } else if hash != last.hash {
+            Some(at(Problem::NotTheHead))
+        } else {
+            None
+        }
+    }
+
+    /// The first recorded head whose stream has no events.
+    fn vanished(&mut self) -> Option<Break> {
+        let (stream, (version, _)) = self.anchors.as_mut()?.pop_first()?;
+        Some(Break { stream, version, position: 0, problem: Problem::StreamDeleted })
+    }
+
     /// The tally so far, with the break that stopped the walk, if any.
     pub fn report(&self, first_break: Option<Break>) -> Report {
         Report { events: self.events, streams: self.streams, first_break }
@@ -180,18 +259,27 @@ pub async fn verify_in_pages(
     mut progress: impl FnMut(u64),
 ) -> Result<Report, anyhow::Error> {
     let scope = Scope { stream: workspace.map(crate::events::workspace_stream), ..Default::default() };
+    // The heads come first, in the walk's snapshot; the check holds each stream's end to them.
     let mut check = ChainCheck::default();
     let mut found = None;
-    walk(pool, &scope, page, |events| {
-        found = events.iter().find_map(|event| check.check(event));
-        if found.is_some() {
-            return Ok(ControlFlow::Break(()));
+    walk_anchored(pool, &scope, page, |step| {
+        match step {
+            Step::Heads(heads) => check.anchors = Some(heads),
+            Step::Events(events) => {
+                found = events.iter().find_map(|event| check.check(event));
+                if found.is_some() {
+                    return Ok(ControlFlow::Break(()));
+                }
+                progress(check.events);
+            }
         }
-        progress(check.events);
         Ok(ControlFlow::Continue(()))
     })
     .await
     .context("audit verify")?;
+    if found.is_none() {
+        found = check.finish();
+    }
     Ok(check.report(found))
 }
 
@@ -327,6 +415,70 @@ mod tests {
         let (_, version, problem) = problem_at(&s);
         assert_eq!(version, 2);
         assert_eq!(problem, Problem::ChainBroken { previous_version: 1 });
+    }
+
+    /// Walks `events` held against the heads of `recorded` (stream → its last event there).
+    fn anchored_walk(events: &[RecordedEvent], recorded: &[&RecordedEvent]) -> Report {
+        let heads = recorded.iter().map(|e| (e.stream.clone(), (e.version, e.hash.clone()))).collect();
+        let mut check = ChainCheck::anchored(heads);
+        for e in events {
+            if let Some(b) = check.check(e) {
+                return check.report(Some(b));
+            }
+        }
+        let found = check.finish();
+        check.report(found)
+    }
+
+    fn anchored_problem(events: &[RecordedEvent], recorded: &[&RecordedEvent]) -> (String, i64, Problem) {
+        let b = anchored_walk(events, recorded).first_break.expect("a break");
+        (b.stream, b.version, b.problem)
+    }
+
+    #[test]
+    fn streams_ending_at_their_heads_are_intact() {
+        let (a, b) = (chain("system", 2, 1), chain("workspace:a", 3, 3));
+        let all: Vec<_> = a.iter().chain(&b).cloned().collect();
+        assert_eq!(anchored_walk(&all, &[&a[1], &b[2]]), Report { events: 5, streams: 2, first_break: None });
+        assert_eq!(anchored_walk(&[], &[]), Report { events: 0, streams: 0, first_break: None });
+    }
+
+    #[test]
+    fn deleting_a_streams_last_events_is_seen_against_its_head() {
+        let (a, b) = (chain("a", 4, 1), chain("b", 2, 5));
+        // The chain a1..a2 is still valid on its own; only the head says a4 existed.
+        let cut: Vec<_> = a[..2].iter().chain(&b).cloned().collect();
+        assert_eq!(walk(&cut).first_break, None);
+        assert_eq!(
+            anchored_problem(&cut, &[&a[3], &b[1]]),
+            ("a".into(), 2, Problem::Truncated { head_version: 4 })
+        );
+        // The same at the end of the walk.
+        let cut: Vec<_> = a.iter().chain(&b[..1]).cloned().collect();
+        assert_eq!(
+            anchored_problem(&cut, &[&a[3], &b[1]]),
+            ("b".into(), 1, Problem::Truncated { head_version: 2 })
+        );
+    }
+
+    #[test]
+    fn a_vanished_stream_a_missing_anchor_and_a_replaced_or_extra_end_are_named() {
+        let (a, b, c) = (chain("a", 2, 1), chain("b", 2, 3), chain("c", 1, 5));
+        let without_b: Vec<_> = a.iter().chain(&c).cloned().collect();
+        assert_eq!(
+            anchored_problem(&without_b, &[&a[1], &b[1], &c[0]]),
+            ("b".into(), 2, Problem::StreamDeleted)
+        );
+        let without_c: Vec<_> = a.iter().chain(&b).cloned().collect();
+        assert_eq!(
+            anchored_problem(&without_c, &[&a[1], &b[1], &c[0]]),
+            ("c".into(), 1, Problem::StreamDeleted)
+        );
+        assert_eq!(anchored_problem(&without_c, &[&a[1]]), ("b".into(), 2, Problem::NoHead));
+        assert_eq!(anchored_problem(&a, &[&a[0]]), ("a".into(), 2, Problem::BeyondHead { head_version: 1 }));
+        let mut other = a[1].clone();
+        other.hash = "e".repeat(64);
+        assert_eq!(anchored_problem(&a, &[&other]), ("a".into(), 2, Problem::NotTheHead));
     }
 
     #[test]

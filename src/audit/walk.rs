@@ -7,6 +7,7 @@ use crate::events::RecordedEvent;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
+use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
 /// Rows read per round trip: enough to stream quickly, few enough to keep memory flat.
@@ -33,6 +34,18 @@ const SELECT: &str = "SELECT position, stream, version, event_type, schema_versi
       AND ($6::timestamptz IS NULL OR recorded_at <= $6) \
     ORDER BY stream, version LIMIT $3";
 
+/// The recorded head of each stream (`stream_heads`): its last version and that event's hash.
+pub type Heads = BTreeMap<String, (i64, String)>;
+
+const SELECT_HEADS: &str = "SELECT stream, version, hash FROM stream_heads \
+    WHERE ($1::text IS NULL OR stream = $1) AND ($2::text IS NULL OR starts_with(stream, $2))";
+
+/// What an anchored walk hands its visitor: first the recorded heads, then pages of events.
+pub enum Step<'a> {
+    Heads(Heads),
+    Events(&'a [RecordedEvent]),
+}
+
 /// Hands every event of `scope` to `visit`, a page at a time, in `(stream, version)` order,
 /// until the log ends or `visit` breaks. `page` rows per round trip (tests use small pages
 /// to cross page and stream boundaries).
@@ -41,6 +54,31 @@ pub async fn walk(
     scope: &Scope,
     page: i64,
     mut visit: impl FnMut(&[RecordedEvent]) -> anyhow::Result<ControlFlow<()>>,
+) -> anyhow::Result<()> {
+    walk_inner(pool, scope, page, false, |step| match step {
+        Step::Events(events) => visit(events),
+        Step::Heads(_) => Ok(ControlFlow::Continue(())),
+    })
+    .await
+}
+
+/// [`walk`], but first hands over the recorded head of every stream in scope, read in the
+/// same snapshot (`scope.until` does not apply to heads).
+pub async fn walk_anchored(
+    pool: &Pool,
+    scope: &Scope,
+    page: i64,
+    visit: impl FnMut(Step<'_>) -> anyhow::Result<ControlFlow<()>>,
+) -> anyhow::Result<()> {
+    walk_inner(pool, scope, page, true, visit).await
+}
+
+async fn walk_inner(
+    pool: &Pool,
+    scope: &Scope,
+    page: i64,
+    with_heads: bool,
+    mut visit: impl FnMut(Step<'_>) -> anyhow::Result<ControlFlow<()>>,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(page > 0, "the page size must be positive");
     let mut client = pool.get().await.context("connecting to read the log")?;
@@ -51,6 +89,15 @@ pub async fn walk(
         .start()
         .await
         .context("starting a snapshot of the log")?;
+    let mut stop = false;
+    if with_heads {
+        let rows = tx
+            .query(SELECT_HEADS, &[&scope.stream, &scope.prefix])
+            .await
+            .context("reading the stream heads")?;
+        let heads = rows.iter().map(|row| (row.get(0), (row.get(1), row.get(2)))).collect();
+        stop = visit(Step::Heads(heads))?.is_break();
+    }
     let stmt = tx.prepare(SELECT).await?;
     // Versions start at 1 and every stream name is above "", so ("", 0) precedes every event.
     let (mut stream, mut version) = (String::new(), 0_i64);
@@ -60,7 +107,7 @@ pub async fn walk(
             .await
             .context("reading the log")?;
         let events: Vec<RecordedEvent> = rows.iter().map(recorded_from_row).collect();
-        if visit(&events)?.is_break() {
+        if stop || visit(Step::Events(&events))?.is_break() {
             break;
         }
         match events.last() {

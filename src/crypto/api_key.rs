@@ -65,7 +65,22 @@ impl ApiKeyHash {
         let bytes = hex::decode(s).ok()?;
         Some(ApiKeyHash(bytes.try_into().ok()?))
     }
+
+    /// The digest as events carry it since `api_key.created` v2: algorithm-tagged
+    /// (`sha256:<hex>`), so a later change of digest (e.g. a keyed HMAC) is a new tag, not a
+    /// silent reinterpretation of old events.
+    pub fn to_tagged(&self) -> String {
+        format!("{DIGEST_TAG}{}", self.to_hex())
+    }
+
+    /// Reads a tagged digest; `None` for another algorithm or a malformed value.
+    pub fn from_tagged(s: &str) -> Option<ApiKeyHash> {
+        ApiKeyHash::from_hex(s.strip_prefix(DIGEST_TAG)?)
+    }
 }
+
+/// The tag of the one digest iamd writes today.
+pub const DIGEST_TAG: &str = "sha256:";
 
 impl fmt::Debug for ApiKeyHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -93,6 +108,10 @@ mod tests {
         let h = ApiKeyHash::of("abc");
         assert_eq!(h.to_hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(ApiKeyHash::from_hex(&h.to_hex()), Some(h));
+        assert_eq!(h.to_tagged(), format!("sha256:{}", h.to_hex()));
+        assert_eq!(ApiKeyHash::from_tagged(&h.to_tagged()), Some(h));
+        assert_eq!(ApiKeyHash::from_tagged(&h.to_hex()), None);
+        assert_eq!(ApiKeyHash::from_tagged(&format!("hmac-sha256:{}", h.to_hex())), None);
         assert!(!format!("{:?}", ApiKey::generate()).contains("tg_"));
     }
 }

@@ -92,7 +92,8 @@ pub enum Event {
         user_id: String,
         name: String,
         prefix: String,
-        /// SHA-256 of the plaintext, hex.
+        /// The digest of the plaintext, algorithm-tagged: `sha256:<hex>` (schema version 2;
+        /// version 1 stored bare hex, upcast on read).
         key_hash: String,
         expires: Option<DateTime<Utc>>,
         created: DateTime<Utc>,
@@ -109,8 +110,15 @@ pub enum Event {
     SystemBootstrapped { workspace_id: String, user_id: String, key_id: String },
 }
 
-/// The schema version every event type is written with today.
-pub const CURRENT_SCHEMA_VERSION: i32 = 1;
+/// The schema version each event type is written with today. A type's version goes up when
+/// its payload changes shape; [`upcast`] brings every older version to today's.
+pub fn current_schema_version(event_type: &str) -> i32 {
+    match event_type {
+        // v2: `key_hash` is algorithm-tagged (`sha256:<hex>`); v1 held bare hex.
+        "api_key.created" => 2,
+        _ => 1,
+    }
+}
 
 impl Event {
     /// Splits an event into its stored columns: (event_type, payload).
@@ -125,14 +133,26 @@ impl Event {
         (event_type, payload)
     }
 
-    /// Reads stored columns back, upcasting older schema versions first.
+    /// Reads stored columns back, upcasting older schema versions first. A version newer than
+    /// this release knows (written by a later iamd) is refused rather than misread.
     pub fn from_columns(
         event_type: &str,
         schema_version: i32,
         payload: serde_json::Value,
     ) -> Result<Event, serde_json::Error> {
+        let current = current_schema_version(event_type);
+        if schema_version > current || schema_version < 1 {
+            return Err(serde::de::Error::custom(format!(
+                "{event_type} schema version {schema_version} is unknown to this release (it reads 1 to {current})"
+            )));
+        }
         let payload = upcast(event_type, schema_version, payload);
         serde_json::from_value(serde_json::json!({ "event_type": event_type, "payload": payload }))
+    }
+
+    /// The schema version this event is written with.
+    pub fn schema_version(&self) -> i32 {
+        current_schema_version(self.event_type())
     }
 
     pub fn event_type(&self) -> &'static str {
@@ -157,9 +177,24 @@ impl Event {
     }
 }
 
-/// Brings a stored payload of an older schema version to the current shape. Every event is at
-/// version 1 today; a change to a payload adds a step here (version N → N+1) and a test.
-pub fn upcast(_event_type: &str, _schema_version: i32, payload: serde_json::Value) -> serde_json::Value {
+/// Brings a stored payload of an older schema version to the current shape, one step
+/// (version N → N+1) at a time. The stored row is never rewritten: its hash covers what was
+/// written, and `iamd audit verify` checks that. A change to a payload adds a step here, bumps
+/// [`current_schema_version`] and adds a test.
+pub fn upcast(event_type: &str, schema_version: i32, mut payload: serde_json::Value) -> serde_json::Value {
+    let mut version = schema_version;
+    while version < current_schema_version(event_type) {
+        match (event_type, version) {
+            // api_key.created 1 → 2: the bare hex SHA-256 becomes `sha256:<hex>`.
+            ("api_key.created", 1) => {
+                if let Some(serde_json::Value::String(digest)) = payload.get_mut("key_hash") {
+                    *digest = format!("{}{digest}", crate::crypto::api_key::DIGEST_TAG);
+                }
+            }
+            _ => {}
+        }
+        version += 1;
+    }
     payload
 }
 
@@ -224,7 +259,7 @@ mod tests {
         for e in events {
             let (t, p) = e.to_columns();
             assert_eq!(t, e.event_type());
-            assert_eq!(Event::from_columns(&t, CURRENT_SCHEMA_VERSION, p).unwrap(), e);
+            assert_eq!(Event::from_columns(&t, e.schema_version(), p).unwrap(), e);
         }
     }
 
@@ -238,6 +273,40 @@ mod tests {
         let (_, p) =
             Event::ApiKeyRevoked { key_id: "k".into(), reason: RevokeReason::UserDeleted }.to_columns();
         assert_eq!(p, serde_json::json!({"key_id": "k", "reason": "user-deleted"}));
+    }
+
+    #[test]
+    fn api_key_created_v1_is_upcast_to_a_tagged_digest() {
+        let hex = "ab".repeat(32);
+        let v1 = serde_json::json!({"key_id": "k", "user_id": "u", "name": "ci", "prefix": "tg_x",
+            "key_hash": hex, "expires": null, "created": "2026-01-01T00:00:00Z"});
+        let Event::ApiKeyCreated { key_hash, .. } =
+            Event::from_columns("api_key.created", 1, v1.clone()).unwrap()
+        else {
+            panic!("not an api_key.created");
+        };
+        assert_eq!(key_hash, format!("sha256:{hex}"));
+        assert_eq!(crate::crypto::ApiKeyHash::from_tagged(&key_hash).unwrap().to_hex(), hex);
+        // Today's events are written at v2 and read back unchanged.
+        let event = Event::from_columns("api_key.created", 1, v1).unwrap();
+        assert_eq!(event.schema_version(), 2);
+        let (t, p) = event.to_columns();
+        assert_eq!(Event::from_columns(&t, 2, p).unwrap(), event);
+        // Other types are still at v1 and pass through.
+        assert_eq!(Event::WorkspaceEnabled {}.schema_version(), 1);
+    }
+
+    #[test]
+    fn a_schema_version_from_a_later_release_is_refused_not_misread() {
+        let err = Event::from_columns(
+            "api_key.revoked",
+            2,
+            serde_json::json!({"key_id": "k", "reason": "revoked"}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("api_key.revoked schema version 2 is unknown to this release"), "{err}");
+        assert!(Event::from_columns("workspace.enabled", 0, serde_json::json!({})).is_err());
     }
 
     #[test]

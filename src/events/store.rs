@@ -6,7 +6,7 @@
 //! the store's [`CommitCounters`] (API keys created and revoked), after the commit.
 
 use super::hash::{self, HashInput};
-use super::{Event, Metadata, RecordedEvent, CURRENT_SCHEMA_VERSION};
+use super::{Event, Metadata, RecordedEvent};
 use crate::crypto::SigningKey;
 use crate::metrics::CommitCounters;
 use crate::projections;
@@ -173,12 +173,13 @@ async fn write(
         for event in &sa.events {
             version += 1;
             let (event_type, payload) = event.to_columns();
+            let schema_version = event.schema_version();
             let hash = hash::event_hash(&HashInput {
                 prev_hash: &prev,
                 stream: &sa.stream,
                 version,
                 event_type: &event_type,
-                schema_version: CURRENT_SCHEMA_VERSION,
+                schema_version,
                 payload: &payload,
                 metadata: &metadata,
                 recorded_at,
@@ -189,7 +190,7 @@ async fn write(
                     &sa.stream,
                     &version,
                     &event_type,
-                    &CURRENT_SCHEMA_VERSION,
+                    &schema_version,
                     &payload,
                     &metadata,
                     &recorded_at,

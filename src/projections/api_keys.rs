@@ -7,7 +7,7 @@ use crate::events::Event;
 pub fn reduce(ctx: &Context<'_>, event: &Event) -> Vec<Statement> {
     match event {
         Event::ApiKeyCreated { key_id, user_id, name, prefix, key_hash, expires, created } => {
-            let hash = ApiKeyHash::from_hex(key_hash).map(|h| h.0.to_vec()).unwrap_or_default();
+            let hash = ApiKeyHash::from_tagged(key_hash).map(|h| h.0.to_vec()).unwrap_or_default();
             vec![Statement::new(
                 "INSERT INTO api_keys (key_hash, id, user_id, workspace, name, prefix, expires, created) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",

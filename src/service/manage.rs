@@ -155,7 +155,7 @@ impl Service {
             user_id: user.id,
             name: input.name,
             prefix: key.display_prefix(),
-            key_hash: key.hash().to_hex(),
+            key_hash: key.hash().to_tagged(),
             expires,
         };
         let mut reply = self.command(&user.workspace, command, ctx).await?;

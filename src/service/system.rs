@@ -104,7 +104,7 @@ impl Service {
             command: SystemCommand::Bootstrap {
                 user_id: uuid::Uuid::new_v4().to_string(),
                 key_id: uuid::Uuid::new_v4().to_string(),
-                key_hash: api_key.hash().to_hex(),
+                key_hash: api_key.hash().to_tagged(),
                 prefix: api_key.display_prefix(),
                 signing_key: public,
             },
