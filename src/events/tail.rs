@@ -33,8 +33,10 @@ pub struct TailedEvent {
     pub event: RecordedEvent,
 }
 
+/// The transaction id comes back as text under ANOTHER name: `ORDER BY transaction_id` must
+/// sort the xid8 column, not a text alias of it ("100000" sorts before "99999" as text).
 const COLUMNS: &str = "position, stream, version, event_type, schema_version, payload, metadata, \
-    recorded_at, prev_hash, hash, transaction_id::text AS transaction_id";
+    recorded_at, prev_hash, hash, transaction_id::text AS transaction_id_text";
 
 /// At most `limit` events after `cursor` whose transactions have ended, in commit order.
 /// An empty page means "caught up for now": poll again later.
@@ -47,7 +49,7 @@ pub async fn read_after(
         "SELECT {COLUMNS} FROM events \
          WHERE (transaction_id, position) > ($1::text::xid8, $2) \
            AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-         ORDER BY transaction_id, position LIMIT $3"
+         ORDER BY events.transaction_id, events.position LIMIT $3"
     );
     let stmt = client.prepare_cached(&sql).await?;
     let rows = client.query(&stmt, &[&cursor.transaction_id.to_string(), &cursor.position, &limit]).await?;
@@ -64,7 +66,7 @@ pub async fn read_rest_locked(
 ) -> Result<Vec<TailedEvent>, tokio_postgres::Error> {
     let sql = format!(
         "SELECT {COLUMNS} FROM events WHERE (transaction_id, position) > ($1::text::xid8, $2) \
-         ORDER BY transaction_id, position LIMIT $3"
+         ORDER BY events.transaction_id, events.position LIMIT $3"
     );
     let stmt = client.prepare_cached(&sql).await?;
     let rows = client.query(&stmt, &[&cursor.transaction_id.to_string(), &cursor.position, &limit]).await?;
@@ -89,7 +91,8 @@ pub async fn cursor_at(
 
 fn tailed_from_row(row: &tokio_postgres::Row) -> TailedEvent {
     let event = recorded_from_row(row);
-    let cursor = Cursor { transaction_id: parse_xid(row.get("transaction_id")), position: event.position };
+    let cursor =
+        Cursor { transaction_id: parse_xid(row.get("transaction_id_text")), position: event.position };
     TailedEvent { cursor, event }
 }
 
