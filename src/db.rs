@@ -10,6 +10,7 @@ use tokio_postgres::NoTls;
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "events", include_str!("../migrations/0001_events.sql")),
     (2, "read_tables", include_str!("../migrations/0002_read_tables.sql")),
+    (3, "authentications", include_str!("../migrations/0003_authentications.sql")),
     (4, "stream_heads", include_str!("../migrations/0004_stream_heads.sql")),
 ];
 

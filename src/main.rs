@@ -1,6 +1,7 @@
 //! The `iamd` command: `serve`, `migrate`, `bootstrap`, `call`, `audit log|verify|replay`. Every failure
 //! ends in one readable line on standard error and exit status 1; `audit verify` exits 2 when
-//! it finds a tampered event.
+//! it finds a tampered event. `projections rebuild|verify` rebuild or check the read tables
+//! (verify exits 2 when they differ from the log).
 
 use clap::{Parser, Subcommand};
 use iamd::config::Settings;
@@ -34,6 +35,38 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Rebuild the read tables from the event log, or prove they match it.
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProjectionsCommand {
+    /// Replay the log into shadow tables with the inline projections' own code and swap them
+    /// in (users, api_keys, workspaces, unique_usernames; API keys keep their last_used).
+    /// Without --online commands wait until it is done; reads go on either way.
+    Rebuild {
+        /// Build while iamd serves and writes; commands wait only for the last catch-up and
+        /// the swap.
+        #[arg(long)]
+        online: bool,
+    },
+    /// Replay the log into temporary tables and compare them with the live read tables in one
+    /// snapshot: exit 0 when equal, exit 2 listing the rows that differ (never a hash).
+    Verify,
+    /// Benchmarking aid: append N synthetic, hash-chained events (new workspaces, users whose
+    /// password is public, API keys) straight into the log. Only the log: rebuild afterwards.
+    #[command(hide = true)]
+    Generate {
+        /// How many events to write.
+        #[arg(long)]
+        events: u64,
+        /// Write even though the log holds events iamd wrote (never on a database that matters).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -53,6 +86,25 @@ enum AuditCommand {
         /// Only events recorded at or before this instant (RFC 3339).
         #[arg(long)]
         until: Option<String>,
+        /// JSON lines instead of text lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every login and resolve-api-key outcome and every failed HTTP bearer, with its reason
+    /// bucket, oldest first (never a password, key or hash); or JSON lines.
+    Authentications {
+        /// Only records at or after this instant (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only records at or before this instant (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Only records about this user id.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only `success` or only `failure`.
+        #[arg(long, value_parser = ["success", "failure"])]
+        outcome: Option<String>,
         /// JSON lines instead of text lines.
         #[arg(long)]
         json: bool,
@@ -134,12 +186,16 @@ fn main() {
             Command::Audit { command: AuditCommand::Log { workspace, user, since, until, json } } => {
                 audit_log(settings, workspace, user, since, until, json).await
             }
+            Command::Audit {
+                command: AuditCommand::Authentications { since, until, user, outcome, json },
+            } => audit_authentications(settings, since, until, user, outcome, json).await,
             Command::Audit { command: AuditCommand::Verify { workspace } } => {
                 audit_verify(settings, workspace).await
             }
             Command::Audit { command: AuditCommand::Replay { at, workspace, json } } => {
                 audit_replay(settings, &at, workspace, json).await
             }
+            Command::Projections { command } => projections(settings, command).await,
         }
     });
     if let Err(e) = result {
@@ -175,6 +231,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     };
     tracing::info!(listen = %settings.http.listen, port = app.port, kafka = kafka.is_some(), "iamd serving HTTP");
     let http = app.handle();
+    let service = app.service.clone();
     let mut server = actix_web::rt::spawn(app.run_until_stopped());
     let ended = tokio::select! {
         _ = startup::shutdown_signal() => None,
@@ -192,6 +249,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Some(ended) => tracing::warn!(?ended, "the HTTP server stopped by itself"),
     }
     kafka.await?;
+    // Best effort, bounded: what is still queued for the authentication audit.
+    if !service.authentications().flush(std::time::Duration::from_secs(5)).await {
+        tracing::warn!("authentication audit: records still queued at exit were not all written");
+    }
     tracing::info!("iamd stopped");
     Ok(())
 }
@@ -332,6 +393,43 @@ async fn audit_log(
     Ok(())
 }
 
+/// Prints the authentication audit, oldest first, a page at a time.
+async fn audit_authentications(
+    settings: Settings,
+    since: Option<String>,
+    until: Option<String>,
+    user: Option<String>,
+    outcome: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    use iamd::audit::authentications as audit;
+    use std::io::Write as _;
+    let filter = audit::Filter {
+        user_id: user,
+        outcome: outcome.as_deref().and_then(audit::Outcome::parse),
+        since: since.as_deref().map(|t| instant("audit authentications: --since", t)).transpose()?,
+        until: until.as_deref().map(|t| instant("audit authentications: --until", t)).transpose()?,
+    };
+    let pool = iamd::db::connect(settings.database.url.expose(), 1).await?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let (mut after, mut shown) = (0, 0u64);
+    loop {
+        let page = audit::list(&pool, &filter, after, 1_000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        for entry in &page {
+            let line = if json { serde_json::to_string(entry)? } else { audit::render_text(entry) };
+            writeln!(out, "{line}").map_err(|e| anyhow::anyhow!("audit authentications: writing: {e}"))?;
+            shown += 1;
+        }
+    }
+    out.flush()?;
+    if !json {
+        eprintln!("audit authentications: {shown} record{}", if shown == 1 { "" } else { "s" });
+    }
+    Ok(())
+}
+
 /// Parses an RFC 3339 instant given as `flag`.
 fn instant(flag: &str, t: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::parse_from_rfc3339(t).map(|t| t.with_timezone(&chrono::Utc)).map_err(|e| {
@@ -376,5 +474,97 @@ async fn bootstrap(settings: Settings) -> anyhow::Result<()> {
         println!("bootstrap: already bootstrapped; nothing changed");
     }
     announce(&done);
+    Ok(())
+}
+
+/// `iamd projections rebuild|verify|generate`: progress on standard error every 100,000
+/// events, one summary line on standard output; verify exits 2 when the tables differ.
+async fn projections(settings: Settings, command: ProjectionsCommand) -> anyhow::Result<()> {
+    use iamd::projections::rebuild::{self, Mode};
+    const EVERY: u64 = 100_000;
+    let pool = iamd::db::connect(settings.database.url.expose(), 1).await?;
+    if !iamd::db::is_migrated(&pool).await? {
+        anyhow::bail!("projections: the database is not migrated; run `iamd migrate` first");
+    }
+    let mut client = pool.get().await?;
+    let mut next = EVERY;
+    let mut progress = |what: &str, n: u64| {
+        if n >= next {
+            eprintln!("projections {what}: {n} events…");
+            next = (n / EVERY + 1) * EVERY;
+        }
+    };
+    match command {
+        ProjectionsCommand::Rebuild { online } => {
+            let mode = if online { Mode::Online } else { Mode::Offline };
+            let done = rebuild::rebuild(&mut client, mode, |n| progress("rebuild", n)).await?;
+            let held = if online {
+                format!(
+                    "; {} catch-up pass{}, then {} events in {:.2} s with commands held",
+                    done.passes,
+                    if done.passes == 1 { "" } else { "es" },
+                    done.locked_events,
+                    done.locked_seconds
+                )
+            } else {
+                String::new()
+            };
+            println!(
+                "projections rebuild: {} events in {:.1} s ({:.0} events/s), {} tables swapped in{held}",
+                done.events,
+                done.seconds,
+                done.events_per_second(),
+                iamd::projections::READ_TABLES.len()
+            );
+        }
+        ProjectionsCommand::Verify => {
+            let found = rebuild::verify(&mut client, |n| progress("verify", n)).await?;
+            if found.equal() {
+                println!(
+                    "projections verify: {} events, {} tables equal ({:.1} s)",
+                    found.events, found.tables, found.seconds
+                );
+                return Ok(());
+            }
+            for d in &found.differences {
+                println!("projections verify: {d}");
+            }
+            println!(
+                "projections verify: {} events, {} difference{} ({} shown); `iamd projections rebuild` \
+                 rewrites the read tables from the log",
+                found.events,
+                found.total_differences,
+                if found.total_differences == 1 { "" } else { "s" },
+                found.differences.len()
+            );
+            std::process::exit(2);
+        }
+        ProjectionsCommand::Generate { events, force } => {
+            use iamd::events::generate;
+            if !force && !generate::log_is_synthetic(&client).await? {
+                anyhow::bail!(
+                    "projections generate: this log holds events iamd wrote; synthetic events (with a \
+                     public password) go only into a database of their own (--force to write anyway)"
+                );
+            }
+            let started = std::time::Instant::now();
+            let made = generate::generate(&mut client, events, |n| progress("generate", n)).await?;
+            let seconds = started.elapsed().as_secs_f64();
+            println!(
+                "projections generate: {} events in {:.1} s ({:.0} events/s): {} workspaces, {} users \
+                 ({} deleted, {} reusing a freed username), {} API keys ({} revocations); run \
+                 `iamd projections rebuild` to project them",
+                made.events,
+                seconds,
+                made.events as f64 / seconds.max(1e-9),
+                made.workspaces,
+                made.users,
+                made.user_deletions,
+                made.reused_usernames,
+                made.api_keys,
+                made.revocations
+            );
+        }
+    }
     Ok(())
 }

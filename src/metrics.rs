@@ -84,6 +84,16 @@ impl CommitCounters {
     }
 }
 
+/// The authentication audit's queue ([`crate::audit::authentications`]): records written,
+/// records dropped (queue full, or a batch the database still refused after retries) and
+/// records waiting. Clones share the same values.
+#[derive(Debug, Clone, Default)]
+pub struct AuthenticationCounters {
+    pub recorded: Counter,
+    pub dropped: Counter,
+    pub queued: Gauge,
+}
+
 /// What the gauges read at scrape time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Population {
@@ -101,6 +111,7 @@ struct Inner {
     workspaces: Gauge,
     api_keys: Gauge,
     workspace_actors: Gauge,
+    authentications: AuthenticationCounters,
 }
 
 /// The registry and its metrics. Cheap to clone.
@@ -147,6 +158,22 @@ impl Metrics {
             "Workspace actors running in this process",
             workspace_actors.clone(),
         );
+        let authentications = AuthenticationCounters::default();
+        registry.register(
+            "authentications_recorded",
+            "Authentication audit records written to the database",
+            authentications.recorded.clone(),
+        );
+        registry.register(
+            "authentications_dropped",
+            "Authentication audit records dropped: queue full, or the database refused them after retries",
+            authentications.dropped.clone(),
+        );
+        registry.register(
+            "authentications_queued",
+            "Authentication audit records waiting to be written",
+            authentications.queued.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -156,8 +183,14 @@ impl Metrics {
                 workspaces,
                 api_keys,
                 workspace_actors,
+                authentications,
             }),
         }
+    }
+
+    /// The authentication audit's counters (shared with its recorder and writer).
+    pub fn authentications(&self) -> &AuthenticationCounters {
+        &self.inner.authentications
     }
 
     /// Records one answered request.
@@ -230,6 +263,9 @@ mod tests {
             "iamd_workspaces 2",
             "iamd_api_keys 1",
             "iamd_workspace_actors 3",
+            "iamd_authentications_recorded_total 0",
+            "iamd_authentications_dropped_total 0",
+            "iamd_authentications_queued 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
         }

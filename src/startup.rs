@@ -99,7 +99,7 @@ fn cors(settings: &CorsSettings) -> Cors {
     let cors = Cors::default()
         .allowed_methods(["GET", "POST", "PATCH", "DELETE"])
         .allowed_headers(["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"])
-        .expose_headers(["X-Request-Id"])
+        .expose_headers(["X-Request-Id", "X-Next-After"])
         .max_age(3600);
     if settings.any_origin() {
         return cors.allow_any_origin().send_wildcard();
@@ -137,6 +137,7 @@ pub async fn build_service(settings: &Settings) -> anyhow::Result<Service> {
         signing_grace: chrono::Duration::from_std(settings.signing.grace_period)
             .context("signing.grace_period is too large")?,
         policy: PasswordPolicy { min_length: settings.password.min_length },
+        authentication_audit: settings.audit.authentications.clone(),
     };
     Ok(Service::new(store, registry, hasher, service_settings))
 }

@@ -30,6 +30,7 @@ pub struct Settings {
     pub bootstrap: BootstrapSettings,
     pub actors: ActorSettings,
     pub kafka: KafkaSettings,
+    pub audit: AuditSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -242,6 +243,7 @@ impl Default for Settings {
             bootstrap: BootstrapSettings::default(),
             actors: ActorSettings::default(),
             kafka: KafkaSettings::default(),
+            audit: AuditSettings::default(),
         }
     }
 }
@@ -303,6 +305,35 @@ impl Default for BootstrapSettings {
 impl Default for ActorSettings {
     fn default() -> Self {
         ActorSettings { idle_timeout: Duration::from_secs(300) }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSettings {
+    pub authentications: AuthenticationAuditSettings,
+}
+
+/// The authentication audit's writer (docs/authentication-audit.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthenticationAuditSettings {
+    /// Records waiting to be written; when full, a record is dropped and counted.
+    pub queue: usize,
+    /// Most records per INSERT.
+    pub batch: usize,
+    /// How long the writer lets a batch fill after its first record.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+}
+
+impl Default for AuthenticationAuditSettings {
+    fn default() -> Self {
+        AuthenticationAuditSettings {
+            queue: 65_536,
+            batch: 2_000,
+            flush_interval: Duration::from_millis(100),
+        }
     }
 }
 
@@ -412,6 +443,19 @@ impl Settings {
                 bail!("kafka.max_message_bytes must be at least 1024");
             }
             self.kafka.extra_properties()?;
+        }
+        let audit = &self.audit.authentications;
+        if audit.queue == 0 || audit.queue > crate::audit::authentications::MAX_QUEUE {
+            bail!(
+                "audit.authentications.queue must be between 1 and {}",
+                crate::audit::authentications::MAX_QUEUE
+            );
+        }
+        if audit.batch == 0 || audit.batch > 50_000 {
+            bail!("audit.authentications.batch must be between 1 and 50000");
+        }
+        if audit.flush_interval.is_zero() || audit.flush_interval > Duration::from_secs(60) {
+            bail!("audit.authentications.flush_interval must be between 1ms and 60s");
         }
         argon2::Params::new(self.argon2.memory_kib, self.argon2.iterations, self.argon2.parallelism, None)
             .map_err(|e| anyhow::anyhow!("argon2 parameters are invalid: {e}"))?;

@@ -2,6 +2,7 @@
 //! with a schema version; older versions are upcast on read ([`upcast`]). The [`store`] appends
 //! and reads them; [`hash`] chains them per stream.
 
+pub mod generate;
 pub mod hash;
 pub mod store;
 pub mod tail;
@@ -184,14 +185,11 @@ impl Event {
 pub fn upcast(event_type: &str, schema_version: i32, mut payload: serde_json::Value) -> serde_json::Value {
     let mut version = schema_version;
     while version < current_schema_version(event_type) {
-        match (event_type, version) {
-            // api_key.created 1 → 2: the bare hex SHA-256 becomes `sha256:<hex>`.
-            ("api_key.created", 1) => {
-                if let Some(serde_json::Value::String(digest)) = payload.get_mut("key_hash") {
-                    *digest = format!("{}{digest}", crate::crypto::api_key::DIGEST_TAG);
-                }
+        // api_key.created 1 → 2: the bare hex SHA-256 becomes `sha256:<hex>`.
+        if let ("api_key.created", 1) = (event_type, version) {
+            if let Some(serde_json::Value::String(digest)) = payload.get_mut("key_hash") {
+                *digest = format!("{}{digest}", crate::crypto::api_key::DIGEST_TAG);
             }
-            _ => {}
         }
         version += 1;
     }

@@ -5,6 +5,7 @@
 //! Each table has exactly one module that writes it.
 
 mod api_keys;
+pub mod rebuild;
 mod signing_keys;
 mod uniqueness;
 mod users;
@@ -44,12 +45,20 @@ impl Context<'_> {
 
 /// Every statement every projection derives from `event`, in order.
 pub fn statements(ctx: &Context<'_>, event: &Event) -> Vec<Statement> {
+    let mut out = read_table_statements(ctx, event);
+    out.extend(signing_keys::reduce(ctx, event));
+    out
+}
+
+/// The statements for the read tables only ([`READ_TABLES`]): [`statements`] without the
+/// `signing_keys` retirement stamps, which update a table that is not rebuilt from the log.
+/// What `iamd projections rebuild|verify` replay.
+pub fn read_table_statements(ctx: &Context<'_>, event: &Event) -> Vec<Statement> {
     let mut out = Vec::new();
     out.extend(workspaces::reduce(ctx, event));
     out.extend(users::reduce(ctx, event));
     out.extend(uniqueness::reduce(ctx, event));
     out.extend(api_keys::reduce(ctx, event));
-    out.extend(signing_keys::reduce(ctx, event));
     out
 }
 

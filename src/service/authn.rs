@@ -5,6 +5,7 @@
 //! read tables, never from the token, so a role change or a disable takes effect at once.
 
 use super::Service;
+use crate::audit::authentications::{clip, Attempt, AuthOperation, CredentialKind, Origin, Reason};
 use crate::crypto::api_key::API_KEY_PREFIX;
 use crate::protocol::IamError;
 use chrono::Utc;
@@ -39,19 +40,43 @@ impl Principal {
 
 impl Service {
     /// The principal behind a bearer token, or `None` for anything that does not prove a
-    /// usable identity. Database trouble is an error, not a denial.
+    /// usable identity. Database trouble is an error, not a denial. An HTTP caller that knows
+    /// the client should use [`Service::authenticate_from`].
     pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, IamError> {
-        if token.starts_with(API_KEY_PREFIX) {
-            return self.authenticate_api_key(token).await;
-        }
-        if token.bytes().filter(|b| *b == b'.').count() == 2 {
-            return self.authenticate_jwt(token).await;
-        }
-        Ok(None)
+        self.authenticate_from(token, &Origin::of("http")).await
     }
 
-    async fn authenticate_api_key(&self, token: &str) -> Result<Option<Principal>, IamError> {
-        Ok(self.usable_key(token).await?.map(|k| Principal {
+    /// [`Service::authenticate`] for a caller from `origin`. A failure (or an error) is
+    /// recorded in the authentication audit as `http-bearer`; a success is not — every
+    /// authenticated call would be one.
+    pub async fn authenticate_from(
+        &self,
+        token: &str,
+        origin: &Origin,
+    ) -> Result<Option<Principal>, IamError> {
+        let api_key = token.starts_with(API_KEY_PREFIX);
+        let credential = if api_key { CredentialKind::ApiKey } else { CredentialKind::Jwt };
+        let mut attempt = Attempt::new(AuthOperation::HttpBearer, credential, origin, "");
+        let result = if api_key {
+            self.authenticate_api_key(token, &mut attempt).await
+        } else if token.bytes().filter(|b| *b == b'.').count() == 2 {
+            self.authenticate_jwt(token, &mut attempt).await
+        } else {
+            attempt.reason = Reason::Malformed;
+            Ok(None)
+        };
+        if !matches!(result, Ok(Some(_))) {
+            self.inner.authentications.record(attempt);
+        }
+        result
+    }
+
+    async fn authenticate_api_key(
+        &self,
+        token: &str,
+        attempt: &mut Attempt,
+    ) -> Result<Option<Principal>, IamError> {
+        Ok(self.usable_key(token, attempt).await?.map(|k| Principal {
             user_id: k.user_id,
             workspace: k.workspace,
             roles: k.roles,
@@ -59,23 +84,46 @@ impl Service {
         }))
     }
 
-    async fn authenticate_jwt(&self, token: &str) -> Result<Option<Principal>, IamError> {
+    async fn authenticate_jwt(
+        &self,
+        token: &str,
+        attempt: &mut Attempt,
+    ) -> Result<Option<Principal>, IamError> {
         let issuer = &self.inner.settings.jwt_issuer;
         let now = Utc::now();
         let mut signer = self.inner.signer.get(&self.inner.queries).await?;
-        let Ok(header) = jsonwebtoken::decode_header(token) else { return Ok(None) };
-        let Some(kid) = header.kid else { return Ok(None) };
+        let refuse = |attempt: &mut Attempt, reason| {
+            attempt.reason = reason;
+            Ok(None)
+        };
+        let Ok(header) = jsonwebtoken::decode_header(token) else {
+            return refuse(attempt, Reason::Malformed);
+        };
+        let Some(kid) = header.kid else { return refuse(attempt, Reason::Malformed) };
         if !signer.knows(&kid) && self.may_reload_for_unknown_kid() {
             signer = self.inner.signer.reload(&self.inner.queries).await?;
         }
-        let Some(claims) = signer.verify(token, issuer, now) else { return Ok(None) };
+        if !signer.knows(&kid) {
+            return refuse(attempt, Reason::UnknownSigningKey);
+        }
+        let Some(claims) = signer.verify(token, issuer, now) else {
+            return refuse(attempt, Reason::InvalidToken);
+        };
         if claims.sub.is_empty() {
-            return Ok(None);
+            return refuse(attempt, Reason::InvalidToken);
         }
-        let Some(user) = self.inner.queries.credentials_by_id(&claims.sub).await? else { return Ok(None) };
-        if !user.usable || user.account_version != claims.version {
-            return Ok(None);
+        attempt.user_id = clip(&claims.sub);
+        attempt.workspace = clip(&claims.workspace);
+        let Some(user) = self.inner.queries.credentials_by_id(&claims.sub).await? else {
+            return refuse(attempt, Reason::UnknownUser);
+        };
+        if !user.usable {
+            return refuse(attempt, Reason::Disabled);
         }
+        if user.account_version != claims.version {
+            return refuse(attempt, Reason::StaleToken);
+        }
+        attempt.reason = Reason::Ok;
         Ok(Some(Principal {
             user_id: user.record.id,
             workspace: user.record.workspace,

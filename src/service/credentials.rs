@@ -5,12 +5,13 @@
 
 use super::queries::ResolvedKey;
 use super::{required, Ctx, Service};
+use crate::audit::authentications::{clip, Attempt, AuthOperation, CredentialKind, Origin, Reason};
 use crate::crypto::api_key::{API_KEY_PREFIX, MAX_API_KEY_LEN};
 use crate::crypto::password::{random_password, MAX_PASSWORD_BYTES};
 use crate::crypto::{ApiKeyHash, Claims};
 use crate::domain::iso;
 use crate::domain::workspace::WorkspaceCommand;
-use crate::protocol::{IamError, IamRequest, IamResponse};
+use crate::protocol::{IamError, IamRequest, IamResponse, Operation};
 use chrono::Utc;
 use std::time::{Duration, Instant};
 
@@ -18,8 +19,21 @@ use std::time::{Duration, Instant};
 pub const LAST_USED_INTERVAL: Duration = Duration::from_secs(60);
 
 impl Service {
-    pub(super) async fn login(&self, req: IamRequest) -> Result<IamResponse, IamError> {
+    /// Login, recorded in the authentication audit whatever its outcome.
+    pub(super) async fn login(&self, req: IamRequest, origin: &Origin) -> Result<IamResponse, IamError> {
+        let mut attempt =
+            Attempt::new(AuthOperation::Login, CredentialKind::Password, origin, &req.request_id);
+        attempt.username = clip(&req.username);
+        attempt.workspace = clip(&req.workspace);
+        let result = self.decide_login(req, &mut attempt).await;
+        self.inner.authentications.record(attempt);
+        result
+    }
+
+    /// Login's decision; `attempt` learns why (the caller only ever learns auth-failed).
+    async fn decide_login(&self, req: IamRequest, attempt: &mut Attempt) -> Result<IamResponse, IamError> {
         if req.username.is_empty() || req.password.is_empty() || req.password.len() > MAX_PASSWORD_BYTES {
+            attempt.reason = Reason::Malformed;
             return Err(IamError::auth_failed());
         }
         let found = self.inner.queries.credentials_by_username(&req.username).await?;
@@ -28,9 +42,22 @@ impl Service {
             .is_some_and(|c| c.usable && (req.workspace.is_empty() || req.workspace == c.record.workspace));
         let hash = found.as_ref().and_then(|c| c.password_hash.clone());
         let verified = self.inner.hasher.verify(hash, req.password).await;
+        if let Some(c) = &found {
+            attempt.user_id = Some(c.record.id.clone());
+            attempt.workspace = Some(c.record.workspace.clone());
+        }
         let user = match found {
             Some(user) if verified && eligible => user,
-            _ => return Err(IamError::auth_failed()),
+            found => {
+                attempt.reason = match found {
+                    None => Reason::UnknownUser,
+                    Some(c) if c.password_hash.is_none() => Reason::NoPassword,
+                    Some(_) if !verified => Reason::BadPassword,
+                    Some(c) if !c.usable => Reason::Disabled,
+                    Some(_) => Reason::WrongWorkspace,
+                };
+                return Err(IamError::auth_failed());
+            }
         };
         let signer = self.inner.signer.get(&self.inner.queries).await?;
         let now = Utc::now();
@@ -49,11 +76,21 @@ impl Service {
             tracing::error!(error = %e, "signing a token failed");
             IamError::internal()
         })?;
+        attempt.reason = Reason::Ok;
         Ok(IamResponse { jwt, jwt_expires: iso(expires), ..Default::default() })
     }
 
-    pub(super) async fn resolve_api_key(&self, req: IamRequest) -> Result<IamResponse, IamError> {
-        match self.usable_key(&req.api_key).await? {
+    /// resolve-api-key, recorded in the authentication audit whatever its outcome.
+    pub(super) async fn resolve_api_key(
+        &self,
+        req: IamRequest,
+        origin: &Origin,
+    ) -> Result<IamResponse, IamError> {
+        let mut attempt =
+            Attempt::new(AuthOperation::ResolveApiKey, CredentialKind::ApiKey, origin, &req.request_id);
+        let decided = self.usable_key(&req.api_key, &mut attempt).await;
+        self.inner.authentications.record(attempt);
+        match decided? {
             Some(k) => Ok(IamResponse {
                 resolved_user_id: k.user_id,
                 resolved_workspace: k.workspace,
@@ -65,20 +102,55 @@ impl Service {
     }
 
     /// The key behind a plaintext when it may be used now (known, unexpired, owner and
-    /// workspace enabled); `None` otherwise, whatever the reason.
-    pub(super) async fn usable_key(&self, key: &str) -> Result<Option<ResolvedKey>, IamError> {
+    /// workspace enabled); `None` otherwise, whatever the reason — which `attempt` learns,
+    /// with the key's id and owner when the key was found.
+    pub(super) async fn usable_key(
+        &self,
+        key: &str,
+        attempt: &mut Attempt,
+    ) -> Result<Option<ResolvedKey>, IamError> {
         if key.len() > MAX_API_KEY_LEN || !key.starts_with(API_KEY_PREFIX) {
+            attempt.reason = Reason::Malformed;
             return Ok(None);
         }
         let hash = ApiKeyHash::of(key);
         let now = Utc::now();
-        match self.inner.queries.resolve_key(&hash.0).await? {
-            Some(k) if k.usable && k.expires.is_none_or(|e| e > now) => {
-                self.touch(&k.key_id);
-                Ok(Some(k))
-            }
-            _ => Ok(None),
+        let Some(k) = self.inner.queries.resolve_key(&hash.0).await? else {
+            attempt.reason = Reason::RevokedOrUnknown;
+            return Ok(None);
+        };
+        attempt.key_id = Some(k.key_id.clone());
+        attempt.user_id = Some(k.user_id.clone());
+        attempt.workspace = Some(k.workspace.clone());
+        attempt.reason = if k.expires.is_some_and(|e| e <= now) {
+            Reason::Expired
+        } else if !k.usable {
+            Reason::Disabled
+        } else {
+            Reason::Ok
+        };
+        if attempt.reason != Reason::Ok {
+            return Ok(None);
         }
+        self.touch(&k.key_id);
+        Ok(Some(k))
+    }
+
+    /// A login or resolve-api-key refused before any check (an oversized or NUL-holding
+    /// field): recorded as `malformed`. Other operations record nothing.
+    pub(super) fn record_malformed(&self, op: Operation, req: &IamRequest, origin: &Origin) {
+        let (operation, credential) = match op {
+            Operation::Login => (AuthOperation::Login, CredentialKind::Password),
+            Operation::ResolveApiKey => (AuthOperation::ResolveApiKey, CredentialKind::ApiKey),
+            _ => return,
+        };
+        let mut attempt = Attempt::new(operation, credential, origin, &req.request_id);
+        attempt.reason = Reason::Malformed;
+        if op == Operation::Login {
+            attempt.username = clip(&req.username);
+            attempt.workspace = clip(&req.workspace);
+        }
+        self.inner.authentications.record(attempt);
     }
 
     /// Stamps a key's `last_used` in the background, at most once per interval.

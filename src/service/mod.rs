@@ -22,6 +22,7 @@ pub use signer::SignerCache;
 pub use system::Bootstrapped;
 
 use crate::actors::{self, Execute, Registry};
+use crate::audit::authentications::{Origin, Recorder};
 use crate::crypto::{PasswordHasher, PasswordPolicy};
 use crate::domain::workspace::WorkspaceCommand;
 use crate::events::{EventStore, Metadata};
@@ -41,6 +42,8 @@ pub struct ServiceSettings {
     pub jwt_ttl: chrono::Duration,
     pub signing_grace: chrono::Duration,
     pub policy: PasswordPolicy,
+    /// The authentication audit's queue and batches.
+    pub authentication_audit: crate::config::AuthenticationAuditSettings,
 }
 
 struct Inner {
@@ -56,6 +59,8 @@ struct Inner {
     last_used: Mutex<HashMap<String, Instant>>,
     /// When a token with an unknown `kid` last made this process reload its signing keys.
     unknown_kid_reload: Mutex<Option<Instant>>,
+    /// The authentication audit: login, resolve-api-key and failed bearer outcomes.
+    authentications: Recorder,
 }
 
 /// Cheap to clone; shared by every adapter.
@@ -73,6 +78,11 @@ impl Service {
     ) -> Self {
         let queries = Queries::new(store.pool().clone());
         let metrics = Metrics::new(store.commit_counters());
+        let authentications = Recorder::start(
+            store.pool().clone(),
+            &settings.authentication_audit,
+            metrics.authentications().clone(),
+        );
         Service {
             inner: Arc::new(Inner {
                 store,
@@ -84,6 +94,7 @@ impl Service {
                 metrics,
                 last_used: Mutex::new(HashMap::new()),
                 unknown_kid_reload: Mutex::new(None),
+                authentications,
             }),
         }
     }
@@ -100,20 +111,37 @@ impl Service {
         &self.inner.metrics
     }
 
+    /// The database pool, for readers of the log itself (the audit feed tails it).
+    pub fn pool(&self) -> &deadpool_postgres::Pool {
+        self.inner.store.pool()
+    }
+
+    /// The authentication audit's recorder (to flush it at shutdown).
+    pub fn authentications(&self) -> &Recorder {
+        &self.inner.authentications
+    }
+
     /// Answers one request. `source` names the transport (`http`, `kafka`, `cli`) for the
     /// events' metadata and the request metrics (counted by operation and outcome, timed).
     pub async fn handle(&self, req: IamRequest, source: &str) -> IamResponse {
+        self.handle_from(req, &Origin::of(source)).await
+    }
+
+    /// [`Service::handle`], with what the transport knows of the caller (its address, its
+    /// request id) for the authentication audit.
+    pub async fn handle_from(&self, req: IamRequest, origin: &Origin) -> IamResponse {
         let started = Instant::now();
         let operation = metrics::operation_label(&req.operation);
-        let response = self.answer(req, source).await;
+        let response = self.answer(req, origin).await;
         let outcome = metrics::outcome_label(&response);
-        self.inner.metrics.observe(operation, outcome, metrics::transport_label(source), started.elapsed());
+        let transport = metrics::transport_label(&origin.source);
+        self.inner.metrics.observe(operation, outcome, transport, started.elapsed());
         response
     }
 
-    async fn answer(&self, req: IamRequest, source: &str) -> IamResponse {
+    async fn answer(&self, req: IamRequest, origin: &Origin) -> IamResponse {
         let op = req.operation.clone();
-        match self.dispatch(req, source).await {
+        match self.dispatch(req, origin).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(operation = %op.chars().take(64).collect::<String>(), error = %e.kind.as_str(), "request refused");
@@ -122,9 +150,13 @@ impl Service {
         }
     }
 
-    async fn dispatch(&self, req: IamRequest, source: &str) -> Result<IamResponse, IamError> {
+    async fn dispatch(&self, req: IamRequest, origin: &Origin) -> Result<IamResponse, IamError> {
         let op = Operation::parse(&req.operation)?;
-        check_sizes(&req)?;
+        if let Err(e) = check_sizes(&req) {
+            self.record_malformed(op, &req, origin);
+            return Err(e);
+        }
+        let source = origin.source.as_str();
         if op.is_command() && !req.request_id.is_empty() {
             if let Some(r) = actors::replayed(&self.inner.store, &req.request_id, op.as_str()).await? {
                 return Ok(r);
@@ -141,8 +173,8 @@ impl Service {
         };
         use Operation as O;
         match op {
-            O::Login => self.login(req).await,
-            O::ResolveApiKey => self.resolve_api_key(req).await,
+            O::Login => self.login(req, origin).await,
+            O::ResolveApiKey => self.resolve_api_key(req, origin).await,
             O::ChangePassword => self.change_password(req, ctx).await,
             O::ResetPassword => self.reset_password(req, ctx).await,
             O::CreateUser => self.create_user(req, ctx).await,

@@ -39,7 +39,8 @@ impl Gatekeeper {
                 return Ok(Some(Caller::Gateway));
             }
         }
-        Ok(service.authenticate(token).await?.map(Caller::User))
+        let origin = super::authentications::origin(req);
+        Ok(service.authenticate_from(token, &origin).await?.map(Caller::User))
     }
 }
 

@@ -7,7 +7,9 @@
 
 pub mod access;
 mod auth;
+mod authentications;
 mod bodies;
+mod feed;
 pub mod openapi;
 mod ops;
 pub mod request_id;
@@ -30,9 +32,11 @@ pub struct HttpState {
 
 /// Mounts the routes on an actix-web app.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    // These two come before the REST scope, which answers every other path under /api/v1.
+    // These come before the REST scope, which answers every other path under /api/v1.
     cfg.route("/api/v1/iam", web::post().to(iam))
         .configure(openapi::routes)
+        .configure(feed::routes)
+        .configure(authentications::routes)
         .configure(rest::routes)
         .route("/healthz", web::get().to(healthz))
         .configure(ops::routes)
@@ -79,7 +83,7 @@ pub async fn iam(req: HttpRequest, payload: web::Payload, state: web::Data<HttpS
             Err(e) => return HttpResponse::Ok().json(IamResponse::error(e)),
         }
     }
-    HttpResponse::Ok().json(state.service.handle(request, "http").await)
+    HttpResponse::Ok().json(state.service.handle_from(request, &authentications::origin(&req)).await)
 }
 
 /// RFC 7517: the Ed25519 keys (OKP) that verify iamd's tokens now — the active key and the

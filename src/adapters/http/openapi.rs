@@ -49,6 +49,8 @@ pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
         rest::create_api_key,
         rest::revoke_api_key,
         rest::rotate_signing_key,
+        super::feed::audit_events,
+        super::authentications::list_authentications,
         super::iam,
         super::jwks,
         super::healthz,
@@ -68,6 +70,7 @@ pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
         (name = "signing-keys", description = "The Ed25519 keys that sign and verify tokens"),
         (name = "protocol", description = "The IAM service protocol: one IamRequest, one IamResponse"),
         (name = "operations", description = "Health, readiness and metrics"),
+        (name = "audit", description = "The history, for auditors (`audit:read`, admins)"),
     )
 )]
 pub struct ApiDoc;
@@ -132,10 +135,12 @@ mod tests {
             "/api/v1/iam",
             "/.well-known/jwks.json",
             "/metrics",
+            "/api/v1/audit/events",
+            "/api/v1/audit/authentications",
         ] {
             assert!(paths.contains(&path), "{path} missing from {paths:?}");
         }
-        assert_eq!(doc["paths"].as_object().unwrap().len(), 20, "{paths:?}");
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 22, "{paths:?}");
         assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
         for schema in ["IamRequest", "IamResponse", "UserRecord", "ErrorReply", "Refusal", "LoginReply"] {
             assert!(doc["components"]["schemas"].get(schema).is_some(), "schema {schema} missing");

@@ -9,6 +9,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use actix_web::HttpMessage as _;
 use std::time::Instant;
 use tracing::Instrument;
 
@@ -16,6 +17,10 @@ pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Longest request id taken from a caller.
 const MAX_LEN: usize = 64;
+
+/// The request's id, in the request's extensions for handlers (the authentication audit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
 
 /// The caller's request id, when it is one we may echo and log as is.
 fn sane(value: &str) -> bool {
@@ -39,6 +44,7 @@ pub async fn middleware(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let id = request_id(req.headers().get(&HEADER));
+    req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("http", request_id = %id, method = %req.method(), path = %req.path());
     let started = Instant::now();
     let result = next.call(req).instrument(span.clone()).await;

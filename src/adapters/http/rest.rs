@@ -92,7 +92,8 @@ async fn run(
     };
     if who == Who::Authenticated {
         let Some(token) = auth::bearer(http) else { return auth::unauthorized() };
-        let caller = match state.service.authenticate(token).await {
+        let origin = super::authentications::origin(http);
+        let caller = match state.service.authenticate_from(token, &origin).await {
             Ok(Some(caller)) => caller,
             Ok(None) => return auth::unauthorized(),
             Err(e) => return error(e),
@@ -110,7 +111,7 @@ async fn run(
     if let Some(key) = http.headers().get("Idempotency-Key").and_then(|v| v.to_str().ok()) {
         req.request_id = key.to_owned();
     }
-    let response = state.service.handle(req, "http").await;
+    let response = state.service.handle_from(req, &super::authentications::origin(http)).await;
     if let Some(e) = response.error {
         return error(e);
     }
