@@ -5,8 +5,10 @@
 #               Chromium (for the /docs test), and run every test (each test makes its own
 #               database and starts its own broker)
 #   make lint   rustfmt and clippy, warnings as errors
+#   make bench  provision like `make test`, build in release mode and run `iamd bench`, which
+#               prints every performance budget's figures (ARGS="--json" or "--only resolve")
 
-.PHONY: run test lint
+.PHONY: run test lint bench
 
 run:
 	@scripts/run.sh $(ARGS)
@@ -21,3 +23,6 @@ test:
 lint:
 	cargo fmt --check
 	cargo clippy --locked --all-targets -- -D warnings
+
+bench:
+	@scripts/bench.sh $(ARGS)

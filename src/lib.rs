@@ -11,6 +11,7 @@
 //! - [`metrics`]: the Prometheus registry (`GET /metrics`): requests, latency, keys, gauges.
 //! - [`service`]: one dispatch from `IamRequest` to `IamResponse` for every adapter.
 //! - [`adapters`]: transports: HTTP and Kafka.
+//! - [`bench`]: `iamd bench`, the load generator that measures every performance budget.
 //! - [`client`]: a Kafka request/response client for iamd (`iamd call --kafka`, tests, bench).
 //! - [`crypto`]: argon2id, API keys, Ed25519/JWT.
 //! - [`config`]: typed settings from YAML + `IAMD_*` environment variables.
@@ -20,6 +21,7 @@ pub mod actors;
 pub mod adapters;
 pub mod audit;
 pub mod authz;
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod crypto;

@@ -30,6 +30,10 @@ enum Command {
     /// Send one request over Kafka and print the reply JSON (exit 1 when it is an error),
     /// e.g. `iamd call --kafka 127.0.0.1:9092 resolve-api-key --api-key tg_…`.
     Call(Box<CallArgs>),
+    /// Measure every performance budget on this machine (loopback only) and print a table:
+    /// throughput, p50/p99/max latency and errors per scenario. Needs a PostgreSQL server
+    /// where `database.url`'s user may create databases; `make bench` provides one and a broker.
+    Bench(BenchArgs),
     /// Check the event log itself.
     Audit {
         #[command(subcommand)]
@@ -132,6 +136,25 @@ enum AuditCommand {
 }
 
 #[derive(clap::Args)]
+struct BenchArgs {
+    /// Kafka brokers for the Kafka scenarios (default: kafka.brokers; skipped when none).
+    #[arg(long)]
+    kafka: Option<String>,
+    /// Measuring time of each throughput scenario.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: std::time::Duration,
+    /// Only scenarios whose name contains one of these (comma-separated), e.g. `resolve,login`.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Events in the generated log the rebuild scenario replays.
+    #[arg(long, default_value_t = 1_000_000)]
+    rebuild_events: u64,
+    /// One JSON document instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
 struct CallArgs {
     /// Brokers to send through (default: kafka.brokers).
     #[arg(long)]
@@ -183,6 +206,7 @@ fn main() {
             Command::Migrate => migrate(settings).await,
             Command::Bootstrap => bootstrap(settings).await,
             Command::Call(args) => call(settings, args).await,
+            Command::Bench(args) => bench(settings, args).await,
             Command::Audit { command: AuditCommand::Log { workspace, user, since, until, json } } => {
                 audit_log(settings, workspace, user, since, until, json).await
             }
@@ -304,6 +328,26 @@ async fn call(settings: Settings, args: Box<CallArgs>) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(&reply)?);
     if reply.error.is_some() {
         std::process::exit(1);
+    }
+    Ok(())
+}
+
+async fn bench(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
+    let options = iamd::bench::Options {
+        admin_url: settings.database.url.expose().to_owned(),
+        kafka: args.kafka.or_else(|| Some(settings.kafka.brokers.clone()).filter(|b| !b.trim().is_empty())),
+        request_topic: settings.kafka.request_topic.clone(),
+        response_topic: settings.kafka.response_topic.clone(),
+        duration: args.duration,
+        only: args.only,
+        argon2: settings.argon2.clone(),
+        rebuild_events: args.rebuild_events,
+    };
+    let report = iamd::bench::run(&options).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
     }
     Ok(())
 }

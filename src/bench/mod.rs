@@ -1,0 +1,589 @@
+//! `iamd bench`: every performance budget measured side by side on this machine, loopback only.
+//! Each scenario gets a fresh database on the configured PostgreSQL server and the real
+//! `iamd serve` as a child process; the load generator ([`load`]) runs in this process. Every
+//! loop is bounded by a count and a time. Nothing here asserts a budget: it prints figures
+//! (a table, or JSON with `--json`) and marks each against its budget.
+
+pub mod load;
+pub mod server;
+
+use load::{Bounds, Sample};
+use serde::Serialize;
+use serde_json::{json, Value};
+use server::{BenchDb, Server, GATEWAY_SECRET};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What to run and how long.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The PostgreSQL server the benchmark databases are created on (`database.url`).
+    pub admin_url: String,
+    /// Kafka brokers for the Kafka scenarios (skipped when empty); their request and reply
+    /// topics must exist.
+    pub kafka: Option<String>,
+    pub request_topic: String,
+    pub response_topic: String,
+    /// Measuring time of each throughput scenario.
+    pub duration: Duration,
+    /// Only the scenarios whose name contains one of these (all when empty).
+    pub only: Vec<String>,
+    pub argon2: crate::config::Argon2Settings,
+    /// Events in the generated log the rebuild scenario replays.
+    pub rebuild_events: u64,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub scenario: String,
+    /// The headline figure and its unit (`req/s`, `events/s`, `ms`, `MiB`…).
+    pub value: f64,
+    pub unit: String,
+    pub requests: u64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+    pub errors: u64,
+    /// The budget in words, e.g. `≥ 60000 req/s, p99 ≤ 5 ms`.
+    pub budget: String,
+    /// Whether the figure meets the budget (`None` when it has none).
+    pub meets: Option<bool>,
+    pub note: String,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub cores: usize,
+    pub started: String,
+    pub rows: Vec<Row>,
+}
+
+impl Report {
+    /// The table `iamd bench` prints.
+    pub fn table(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let _ = writeln!(out, "iamd bench — {} cores, loopback, {}", self.cores, self.started);
+        let _ = writeln!(
+            out,
+            "{:<56} {:>14} {:<9} {:>9} {:>9} {:>9} {:>7}  {:<28} note",
+            "scenario", "figure", "unit", "p50 ms", "p99 ms", "max ms", "errors", "budget"
+        );
+        for r in &self.rows {
+            let ms = |v: Option<f64>| v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());
+            let mark = match r.meets {
+                Some(true) => "ok   ",
+                Some(false) => "MISS ",
+                None => "     ",
+            };
+            let _ = writeln!(
+                out,
+                "{:<56} {:>14.1} {:<9} {:>9} {:>9} {:>9} {:>7}  {}{:<23} {}",
+                r.scenario,
+                r.value,
+                r.unit,
+                ms(r.p50_ms),
+                ms(r.p99_ms),
+                ms(r.max_ms),
+                r.errors,
+                mark,
+                r.budget,
+                r.note
+            );
+        }
+        out
+    }
+}
+
+fn wanted(options: &Options, name: &str) -> bool {
+    options.only.is_empty() || options.only.iter().any(|o| name.contains(o.as_str()))
+}
+
+/// Runs every selected scenario; a scenario that fails becomes a row saying why.
+pub async fn run(options: &Options) -> anyhow::Result<Report> {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mut report = Report {
+        cores,
+        started: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        rows: Vec::new(),
+    };
+    type Scenario = for<'a> fn(
+        &'a Options,
+        &'a mut Vec<Row>,
+    ) -> futures_util::future::LocalBoxFuture<'a, anyhow::Result<()>>;
+    let scenarios: [(&str, Scenario); 7] = [
+        ("resolve-api-key http", |o, rows| Box::pin(resolve_http(o, rows))),
+        ("resolve-api-key kafka", |o, rows| Box::pin(resolve_kafka(o, rows))),
+        ("login http", |o, rows| Box::pin(login_http(o, rows))),
+        ("create-api-key", |o, rows| Box::pin(create_api_key(o, rows))),
+        ("jwt", |o, rows| Box::pin(jwt(o, rows))),
+        ("rebuild", |o, rows| Box::pin(rebuild(o, rows))),
+        ("idle rss", |o, rows| Box::pin(idle_rss(o, rows))),
+    ];
+    for (name, scenario) in scenarios {
+        if !wanted(options, name) {
+            continue;
+        }
+        eprintln!("bench: {name}…");
+        if let Err(e) = scenario(options, &mut report.rows).await {
+            report.rows.push(Row::failed(name, &format!("{e:#}")));
+        }
+    }
+    Ok(report)
+}
+
+impl Row {
+    fn failed(scenario: &str, why: &str) -> Row {
+        Row {
+            scenario: scenario.into(),
+            value: 0.0,
+            unit: "-".into(),
+            requests: 0,
+            p50_ms: None,
+            p99_ms: None,
+            max_ms: None,
+            errors: 0,
+            budget: String::new(),
+            meets: None,
+            note: format!("failed: {why}"),
+        }
+    }
+
+    /// A throughput row from a sample; `budget` is (minimum per second, maximum p99 ms).
+    fn throughput(
+        scenario: &str,
+        mut s: Sample,
+        budget: Option<(f64, Option<f64>)>,
+        mut note: String,
+    ) -> Row {
+        if let Some(error) = &s.first_error {
+            note = format!("{note} first error: {}", error.rsplit("\r\n\r\n").next().unwrap_or(error))
+                .trim()
+                .to_owned();
+        }
+        let (p50, p99, max) = (s.quantile_ms(0.50), s.quantile_ms(0.99), s.quantile_ms(1.0));
+        let per_second = s.per_second();
+        let meets = budget.map(|(min, p99_max)| per_second >= min && p99_max.is_none_or(|m| p99 <= m));
+        let budget = budget
+            .map(|(min, p99_max)| match p99_max {
+                Some(m) => format!("≥ {min:.0}/s, p99 ≤ {m} ms"),
+                None => format!("≥ {min:.0}/s"),
+            })
+            .unwrap_or_default();
+        Row {
+            scenario: scenario.into(),
+            value: per_second,
+            unit: "req/s".into(),
+            requests: s.count(),
+            p50_ms: Some(p50),
+            p99_ms: Some(p99),
+            max_ms: Some(max),
+            errors: s.errors,
+            budget,
+            meets,
+            note,
+        }
+    }
+}
+
+/// A database and a server on it, with the gateway secret as bearer.
+struct Fixture {
+    db: BenchDb,
+    server: Server,
+}
+
+impl Fixture {
+    async fn new(options: &Options, tag: &str, env: &[(&str, String)]) -> anyhow::Result<Fixture> {
+        let db = BenchDb::create(&options.admin_url, tag).await?;
+        let mut env = env.to_vec();
+        env.push(("IAMD_ARGON2_MEMORY_KIB", options.argon2.memory_kib.to_string()));
+        env.push(("IAMD_ARGON2_ITERATIONS", options.argon2.iterations.to_string()));
+        env.push(("IAMD_ARGON2_PARALLELISM", options.argon2.parallelism.to_string()));
+        let (server, _) = Server::start(&db.url, &env, Duration::from_secs(30)).await?;
+        Ok(Fixture { db, server })
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.server.addr
+    }
+
+    /// One protocol call through the gateway; fails on a protocol error.
+    async fn call(&self, request: Value) -> anyhow::Result<Value> {
+        let reply = rpc(self.addr(), GATEWAY_SECRET, &request).await?;
+        if let Some(error) = reply.get("error").filter(|e| !e.is_null()) {
+            anyhow::bail!("{} → {error}", request["operation"]);
+        }
+        Ok(reply)
+    }
+
+    async fn finish(self) {
+        drop(self.server);
+        self.db.drop_now().await;
+    }
+}
+
+/// One request on a fresh connection (setup only, not measured).
+pub async fn rpc(addr: SocketAddr, bearer: &str, request: &Value) -> anyhow::Result<Value> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = request.to_string();
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let head = format!(
+        "POST /api/v1/iam HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {bearer}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).await?;
+    let text = String::from_utf8_lossy(&reply);
+    let (_, body) = text.split_once("\r\n\r\n").ok_or_else(|| anyhow::anyhow!("a reply without a body"))?;
+    serde_json::from_str(body).map_err(|e| anyhow::anyhow!("a reply that is not JSON ({e}): {body}"))
+}
+
+const PASSWORD: &str = "bench passphrase that is long enough";
+
+/// A workspace `ws` with one admin user; (user id, API key plaintext).
+async fn workspace_with_key(f: &Fixture, ws: &str) -> anyhow::Result<(String, String)> {
+    f.call(json!({"operation": "create-workspace", "workspace_record": {"id": ws, "name": ws}})).await?;
+    let user = f
+        .call(json!({"operation": "create-user", "workspace": ws,
+            "user": {"username": format!("{ws}-user"), "password": PASSWORD, "roles": ["admin"]}}))
+        .await?;
+    let user_id = user["user"]["id"].as_str().unwrap_or_default().to_owned();
+    let key = f
+        .call(json!({"operation": "create-api-key", "workspace": ws, "key": {"user_id": user_id, "name": "bench"}}))
+        .await?;
+    Ok((user_id, key["api_key_plaintext"].as_str().unwrap_or_default().to_owned()))
+}
+
+fn fixed(body: Value) -> load::Body {
+    let bytes = body.to_string().into_bytes();
+    Arc::new(move |_| bytes.clone())
+}
+
+fn bounds(options: &Options, requests: u64) -> Bounds {
+    Bounds { requests, duration: options.duration }
+}
+
+async fn resolve_http(options: &Options, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let f = Fixture::new(options, "resolve", &[]).await?;
+    let (_, key) = workspace_with_key(&f, "bench").await?;
+    let body = fixed(json!({"operation": "resolve-api-key", "api_key": key}));
+    // Warm-up: connections, caches, the server's allocator.
+    let warm = Bounds { requests: 20_000, duration: Duration::from_secs(1) };
+    load::post(f.addr(), "/api/v1/iam", GATEWAY_SECRET, 64, warm, body.clone()).await?;
+    let s =
+        load::post(f.addr(), "/api/v1/iam", GATEWAY_SECRET, 64, bounds(options, 10_000_000), body).await?;
+    rows.push(Row::throughput(
+        "resolve-api-key http (64 connections)",
+        s,
+        Some((60_000.0, Some(5.0))),
+        String::new(),
+    ));
+    f.finish().await;
+    Ok(())
+}
+
+async fn resolve_kafka(options: &Options, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    use crate::client::{ClientOptions, KafkaClient};
+    let Some(brokers) = options.kafka.clone().filter(|b| !b.is_empty()) else {
+        rows.push(Row::failed(
+            "resolve-api-key kafka",
+            "skipped: no brokers (pass --kafka or set kafka.brokers)",
+        ));
+        return Ok(());
+    };
+    let env = [
+        ("IAMD_KAFKA_BROKERS", brokers.clone()),
+        ("IAMD_KAFKA_REQUEST_TOPIC", options.request_topic.clone()),
+        ("IAMD_KAFKA_RESPONSE_TOPIC", options.response_topic.clone()),
+        ("IAMD_KAFKA_GROUP", format!("iamd-bench-{}", std::process::id())),
+    ];
+    let f = Fixture::new(options, "kafka", &env).await?;
+    let (_, key) = workspace_with_key(&f, "bench").await?;
+    let client_options = ClientOptions {
+        request_topic: options.request_topic.clone(),
+        response_topic: options.response_topic.clone(),
+        ..ClientOptions::new(&brokers)
+    };
+    let client = KafkaClient::connect(client_options, Duration::from_secs(30)).await?;
+    let request = crate::protocol::IamRequest {
+        operation: "resolve-api-key".into(),
+        api_key: key,
+        ..Default::default()
+    };
+    let timeout = Duration::from_secs(10);
+    // The consumer group settles on its first requests.
+    crate::client::measure(&client, &request, 200, 16, timeout).await;
+    let secs = options.duration.as_secs_f64();
+    for (in_flight, count, budget) in [
+        (1_usize, ((secs * 40.0) as usize).clamp(50, 2_000), None),
+        (256, ((secs * 12_000.0) as usize).clamp(5_000, 500_000), Some((10_000.0, Some(50.0)))),
+    ] {
+        let fig = crate::client::measure(&client, &request, count, in_flight, timeout).await;
+        let meets = budget.map(|(min, p99): (f64, Option<f64>)| {
+            fig.per_second >= min && p99.is_none_or(|m| fig.p99_ms <= m)
+        });
+        rows.push(Row {
+            scenario: format!("resolve-api-key kafka ({in_flight} in flight)"),
+            value: fig.per_second,
+            unit: "req/s".into(),
+            requests: fig.requests as u64,
+            p50_ms: Some(fig.p50_ms),
+            p99_ms: Some(fig.p99_ms),
+            max_ms: Some(fig.max_ms),
+            errors: fig.errors as u64,
+            budget: budget
+                .map(|(min, p99)| format!("≥ {min:.0}/s, p99 ≤ {} ms", p99.unwrap_or(0.0)))
+                .unwrap_or_default(),
+            meets,
+            note: String::new(),
+        });
+    }
+    f.finish().await;
+    Ok(())
+}
+
+/// Hashes per second of the configured argon2id parameters with every core busy.
+fn argon2_bound(options: &Options, cores: usize, duration: Duration) -> anyhow::Result<f64> {
+    let a = &options.argon2;
+    let hasher = crate::crypto::PasswordHasher::new(a.memory_kib, a.iterations, a.parallelism)?;
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let total: u64 = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..cores)
+            .map(|_| {
+                let hasher = &hasher;
+                scope.spawn(move || {
+                    let mut n = 0_u64;
+                    while Instant::now() < deadline && n < 100_000 {
+                        let _ = hasher.hash_now(PASSWORD);
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+    });
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn login_http(options: &Options, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let bound = tokio::task::spawn_blocking({
+        let options = options.clone();
+        move || argon2_bound(&options, cores, Duration::from_secs(3))
+    })
+    .await??;
+    let a = &options.argon2;
+    rows.push(Row {
+        scenario: format!(
+            "argon2id bound (m={} KiB t={} p={}, {cores} cores)",
+            a.memory_kib, a.iterations, a.parallelism
+        ),
+        value: bound,
+        unit: "hashes/s".into(),
+        requests: 0,
+        p50_ms: None,
+        p99_ms: None,
+        max_ms: None,
+        errors: 0,
+        budget: String::new(),
+        meets: None,
+        note: "the ceiling for logins".into(),
+    });
+    let f = Fixture::new(options, "login", &[]).await?;
+    workspace_with_key(&f, "bench").await?;
+    let body = fixed(json!({"operation": "login", "username": "bench-user", "password": PASSWORD}));
+    let connections = cores * 4;
+    let s = load::post(f.addr(), "/api/v1/iam", GATEWAY_SECRET, connections, bounds(options, 100_000), body)
+        .await?;
+    let ratio = s.per_second() / bound.max(f64::EPSILON);
+    let mut row = Row::throughput(
+        &format!("login http ({connections} connections)"),
+        s,
+        None,
+        format!("{:.0} % of the argon2 bound", ratio * 100.0),
+    );
+    row.budget = "≥ 90 % of the bound".into();
+    row.meets = Some(ratio >= 0.9);
+    rows.push(row);
+    f.finish().await;
+    Ok(())
+}
+
+async fn create_api_key(options: &Options, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let f = Fixture::new(options, "writes", &[]).await?;
+    let mut users = Vec::new();
+    for i in 0..100 {
+        users.push(workspace_with_key(&f, &format!("w{i:03}")).await?.0);
+    }
+    let users = Arc::new(users);
+    for (label, spread, budget) in
+        [("across 100 workspaces", 100_usize, 2_000.0), ("within 1 workspace", 1, 500.0)]
+    {
+        let users = users.clone();
+        let body: load::Body = Arc::new(move |n| {
+            let i = (n as usize) % spread;
+            json!({"operation": "create-api-key", "workspace": format!("w{i:03}"),
+                "key": {"user_id": users[i], "name": format!("k{spread}-{n}")}})
+            .to_string()
+            .into_bytes()
+        });
+        let s =
+            load::post(f.addr(), "/api/v1/iam", GATEWAY_SECRET, 64, bounds(options, 200_000), body).await?;
+        rows.push(Row::throughput(
+            &format!("create-api-key http, {label} (64 conn.)"),
+            s,
+            Some((budget, None)),
+            String::new(),
+        ));
+    }
+    f.finish().await;
+    Ok(())
+}
+
+async fn jwt(options: &Options, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    use crate::crypto::signing::{Claims, SigningKey, TokenSigner};
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    // Local verification, as a service holding the JWKS does it: all cores.
+    let now = chrono::Utc::now();
+    let signer = TokenSigner::new(SigningKey::generate(now)?, Vec::new());
+    let claims = Claims {
+        iss: "iamd".into(),
+        sub: "u".into(),
+        workspace: "w".into(),
+        roles: vec!["reader".into()],
+        is_admin: false,
+        version: 1,
+        iat: now.timestamp(),
+        exp: now.timestamp() + 3600,
+    };
+    let token = signer.sign(&claims)?;
+    let duration = options.duration.min(Duration::from_secs(3));
+    let started = Instant::now();
+    let (ok, bad): (u64, u64) = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..cores)
+            .map(|_| {
+                let (signer, token) = (&signer, &token);
+                scope.spawn(move || {
+                    let (mut ok, mut bad) = (0_u64, 0_u64);
+                    let deadline = Instant::now() + duration;
+                    while Instant::now() < deadline && ok + bad < 10_000_000 {
+                        match signer.verify(token, "iamd", now) {
+                            Some(_) => ok += 1,
+                            None => bad += 1,
+                        }
+                    }
+                    (ok, bad)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or((0, 0))).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    });
+    rows.push(Row {
+        scenario: format!("jwt local verify (EdDSA, {cores} cores)"),
+        value: ok as f64 / started.elapsed().as_secs_f64(),
+        unit: "verif/s".into(),
+        requests: ok + bad,
+        p50_ms: None,
+        p99_ms: None,
+        max_ms: None,
+        errors: bad,
+        budget: String::new(),
+        meets: None,
+        note: "in process, no I/O".into(),
+    });
+    // Validation by iamd: a JWT bearer checked against the read tables (whoami).
+    let f = Fixture::new(options, "jwt", &[]).await?;
+    workspace_with_key(&f, "bench").await?;
+    let login = f.call(json!({"operation": "login", "username": "bench-user", "password": PASSWORD})).await?;
+    let jwt = login["jwt"].as_str().unwrap_or_default().to_owned();
+    let body = fixed(json!({"operation": "whoami"}));
+    let s = load::post(f.addr(), "/api/v1/iam", &jwt, 64, bounds(options, 10_000_000), body).await?;
+    rows.push(Row::throughput(
+        "jwt validation http, whoami (64 conn.)",
+        s,
+        None,
+        "signature + account version".into(),
+    ));
+    f.finish().await;
+    Ok(())
+}
+
+/// A row with one figure and no latencies.
+fn figure(scenario: &str, value: f64, unit: &str, budget: Option<(String, bool)>, note: String) -> Row {
+    Row {
+        scenario: scenario.into(),
+        value,
+        unit: unit.into(),
+        requests: 0,
+        p50_ms: None,
+        p99_ms: None,
+        max_ms: None,
+        errors: 0,
+        budget: budget.as_ref().map(|(b, _)| b.clone()).unwrap_or_default(),
+        meets: budget.map(|(_, ok)| ok),
+        note,
+    }
+}
+
+/// `iamd projections rebuild` (offline) of a generated log of `rebuild_events` events.
+async fn rebuild(options: &Options, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    use crate::projections::rebuild::{self, Mode};
+    let db = BenchDb::create(&options.admin_url, "rebuild").await?;
+    let mut client = db.pool.get().await?;
+    let started = Instant::now();
+    let made = crate::events::generate::generate(&mut client, options.rebuild_events, |_| {}).await?;
+    let generated = started.elapsed().as_secs_f64();
+    let done = rebuild::rebuild(&mut client, Mode::Offline, |_| {}).await?;
+    let per_second = done.events_per_second();
+    rows.push(figure(
+        &format!("projection rebuild, {} events", made.events),
+        per_second,
+        "events/s",
+        Some(("≥ 50000/s".into(), per_second >= 50_000.0)),
+        format!(
+            "{:.1} s; the log was generated in {generated:.1} s ({} users, {} keys)",
+            done.seconds, made.users, made.api_keys
+        ),
+    ));
+    drop(client);
+    db.drop_now().await;
+    Ok(())
+}
+
+/// Resident memory of an idle server whose read tables hold about 10,000 users (generated
+/// users, less the few the generator deletes).
+async fn idle_rss(options: &Options, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    use crate::projections::rebuild::{self, Mode};
+    let db = BenchDb::create(&options.admin_url, "rss").await?;
+    let mut client = db.pool.get().await?;
+    let mut users = 0;
+    while users < 10_600 {
+        users += crate::events::generate::generate(&mut client, 20_000, |_| {}).await?.users;
+    }
+    rebuild::rebuild(&mut client, Mode::Offline, |_| {}).await?;
+    let in_table: i64 = client.query_one("SELECT count(*) FROM users", &[]).await?.get(0);
+    drop(client);
+    let (server, started) = Server::start(&db.url, &[], Duration::from_secs(30)).await?;
+    // A few requests, then idle.
+    rpc(server.addr, GATEWAY_SECRET, &json!({"operation": "list-workspaces"})).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss = server.rss_mib().unwrap_or(0.0);
+    rows.push(figure(
+        &format!("idle RSS, {in_table} users"),
+        rss,
+        "MiB",
+        Some(("≤ 100 MB".into(), rss * 1.048_576 <= 100.0)),
+        format!("ready in {:.0} ms", started.as_secs_f64() * 1000.0),
+    ));
+    drop(server);
+    db.drop_now().await;
+    Ok(())
+}
