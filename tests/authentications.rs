@@ -188,6 +188,14 @@ async fn every_outcome_is_recorded_with_its_reason_and_never_a_secret() {
         let reply = audit(&server, Some(bearer), "", &[("X-Request-Id", request_id)]).await;
         assert_eq!(reply, (401, json!({"error": "auth failure"})), "{request_id}");
     }
+    // The other endpoints that take only a user's bearer record their refusals alike.
+    for (request_id, path) in [("bearer-metrics", "/metrics"), ("bearer-feed", "/api/v1/audit/events?wait=0")]
+    {
+        let reply = server
+            .request(reqwest::Method::GET, path, Some(&revoked_key), None, &[("X-Request-Id", request_id)])
+            .await;
+        assert_eq!(reply, (401, json!({"error": "auth failure"})), "{request_id}");
+    }
 
     let records = wait_for(
         &server,
@@ -204,6 +212,8 @@ async fn every_outcome_is_recorded_with_its_reason_and_never_a_secret() {
             "resolve-revoked",
             "bearer-revoked",
             "bearer-garbage",
+            "bearer-metrics",
+            "bearer-feed",
         ],
     )
     .await;
@@ -255,9 +265,12 @@ async fn every_outcome_is_recorded_with_its_reason_and_never_a_secret() {
         assert_record(&records[request_id], &expected);
     }
     assert_eq!(records["resolve-ok"]["workspace"], "acme");
-    for (request_id, credential, reason) in
-        [("bearer-revoked", "api-key", "revoked-or-unknown"), ("bearer-garbage", "jwt", "malformed")]
-    {
+    for (request_id, credential, reason) in [
+        ("bearer-revoked", "api-key", "revoked-or-unknown"),
+        ("bearer-garbage", "jwt", "malformed"),
+        ("bearer-metrics", "api-key", "revoked-or-unknown"),
+        ("bearer-feed", "api-key", "revoked-or-unknown"),
+    ] {
         let mut expected = vec![
             ("request_id", Some(request_id)),
             ("outcome", Some("failure")),
@@ -271,9 +284,9 @@ async fn every_outcome_is_recorded_with_its_reason_and_never_a_secret() {
         assert_record(&records[request_id], &expected);
     }
 
-    // Successful bearers (the auditor's own polling) are not recorded: exactly these 11.
+    // Successful bearers (the auditor's own polling) are not recorded: exactly these 13.
     let everything = all_records(&server, &admin_key, "", 1000).await;
-    assert_eq!(everything.len(), 11, "{everything:?}");
+    assert_eq!(everything.len(), 13, "{everything:?}");
     let ids: Vec<i64> = everything.iter().map(|r| r["id"].as_i64().unwrap()).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "oldest id first: {ids:?}");
 

@@ -44,6 +44,29 @@ impl Gatekeeper {
     }
 }
 
+/// The user behind the request's bearer when its roles grant the system-wide `capability`
+/// (`/metrics`, the audit endpoints); otherwise the reply to send: 401 without a valid user
+/// bearer (the gateway secret is not one), 403 without the capability, 503 when the database
+/// cannot tell. A refused bearer is recorded in the authentication audit with the client's
+/// address and the request id.
+pub async fn user_with(
+    req: &HttpRequest,
+    service: &Service,
+    capability: &str,
+) -> Result<crate::service::Principal, HttpResponse> {
+    let Some(token) = bearer(req) else { return Err(unauthorized()) };
+    let origin = super::authentications::origin(req);
+    let principal = match service.authenticate_from(token, &origin).await {
+        Ok(Some(principal)) => principal,
+        Ok(None) => return Err(unauthorized()),
+        Err(e) => return Err(super::error_body(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, e)),
+    };
+    if !crate::authz::allows(&principal.roles, &principal.workspace, capability, None) {
+        return Err(forbidden());
+    }
+    Ok(principal)
+}
+
 fn digest(s: &str) -> [u8; 32] {
     Sha256::digest(s.as_bytes()).into()
 }

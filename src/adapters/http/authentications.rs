@@ -137,14 +137,8 @@ fn instant(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, Iam
     ))]
 pub async fn list_authentications(req: HttpRequest, state: web::Data<HttpState>) -> HttpResponse {
     let service = &state.service;
-    let Some(token) = auth::bearer(&req) else { return auth::unauthorized() };
-    let principal = match service.authenticate_from(token, &origin(&req)).await {
-        Ok(Some(principal)) => principal,
-        Ok(None) => return auth::unauthorized(),
-        Err(e) => return error_body(StatusCode::SERVICE_UNAVAILABLE, e),
-    };
-    if !authz::allows(&principal.roles, &principal.workspace, authz::AUDIT_READ, None) {
-        return auth::forbidden();
+    if let Err(refusal) = auth::user_with(&req, service, authz::AUDIT_READ).await {
+        return refusal;
     }
     let query = match ListQuery::parse(req.query_string()) {
         Ok(q) => q,

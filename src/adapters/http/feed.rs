@@ -178,14 +178,8 @@ impl ReadError {
     ))]
 pub async fn audit_events(req: HttpRequest, state: web::Data<HttpState>) -> HttpResponse {
     let service = &state.service;
-    let Some(token) = auth::bearer(&req) else { return auth::unauthorized() };
-    let principal = match service.authenticate(token).await {
-        Ok(Some(principal)) => principal,
-        Ok(None) => return auth::unauthorized(),
-        Err(e) => return error_body(StatusCode::SERVICE_UNAVAILABLE, e),
-    };
-    if !authz::allows(&principal.roles, &principal.workspace, authz::AUDIT_READ, None) {
-        return auth::forbidden();
+    if let Err(refusal) = auth::user_with(&req, service, authz::AUDIT_READ).await {
+        return refusal;
     }
     let query = match FeedQuery::parse(req.query_string()) {
         Ok(q) => q,

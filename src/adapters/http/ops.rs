@@ -17,14 +17,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 async fn metrics(req: HttpRequest, state: web::Data<HttpState>) -> HttpResponse {
     let service = &state.service;
-    let Some(token) = auth::bearer(&req) else { return auth::unauthorized() };
-    let principal = match service.authenticate(token).await {
-        Ok(Some(principal)) => principal,
-        Ok(None) => return auth::unauthorized(),
-        Err(e) => return error_body(StatusCode::SERVICE_UNAVAILABLE, e),
-    };
-    if !authz::allows(&principal.roles, &principal.workspace, authz::METRICS_READ, None) {
-        return auth::forbidden();
+    if let Err(refusal) = auth::user_with(&req, service, authz::METRICS_READ).await {
+        return refusal;
     }
     let population = match service.queries().population().await {
         Ok(p) => p,
