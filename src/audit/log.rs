@@ -48,21 +48,24 @@ pub struct Entry {
     pub withheld: Vec<&'static str>,
 }
 
-/// `$1`: the last position read; `$2`: page size; `$3`–`$6`: the filters, NULL when unused.
-/// A user's API-key revocations name only the key, so keys are matched through their creation.
+/// `$1`: the last position read; `$2`: page size; `$3`–`$6`: the filters, NULL when unused;
+/// `$7`: the user's API keys. A revocation names only the key, so a user's keys are found
+/// first, through their creation ([`SELECT_KEYS`]).
 const SELECT: &str = "SELECT position, stream, version, event_type, schema_version, payload, metadata, \
-    recorded_at, prev_hash, hash FROM events e \
+    recorded_at, prev_hash, hash FROM events \
     WHERE position > $1 \
       AND ($3::text IS NULL OR stream = $3) \
       AND ($4::text IS NULL \
            OR payload->>'user_id' = $4 \
            OR metadata->>'actor' = $4 \
-           OR (event_type = 'api_key.revoked' AND payload->>'key_id' IN ( \
-                 SELECT c.payload->>'key_id' FROM events c \
-                 WHERE c.event_type = 'api_key.created' AND c.payload->>'user_id' = $4))) \
+           OR (event_type = 'api_key.revoked' AND payload->>'key_id' = ANY($7))) \
       AND ($5::timestamptz IS NULL OR recorded_at >= $5) \
       AND ($6::timestamptz IS NULL OR recorded_at <= $6) \
     ORDER BY position LIMIT $2";
+
+/// The ids of the API keys created for user `$1`.
+const SELECT_KEYS: &str =
+    "SELECT payload->>'key_id' FROM events WHERE event_type = 'api_key.created' AND payload->>'user_id' = $1";
 
 /// Hands every entry the filter selects to `visit`, in log order, a page at a time.
 pub async fn read(
@@ -78,12 +81,22 @@ pub async fn read(
         .start()
         .await
         .context("starting a snapshot of the log")?;
+    let keys: Vec<String> = match &filter.user {
+        Some(user) => tx
+            .query(SELECT_KEYS, &[user])
+            .await
+            .context("reading the user's keys")?
+            .iter()
+            .map(|r| r.get(0))
+            .collect(),
+        None => Vec::new(),
+    };
     let stmt = tx.prepare(SELECT).await?;
     let stream = filter.workspace.as_deref().map(crate::events::workspace_stream);
     let (mut after, mut shown) = (0_i64, 0_u64);
     loop {
         let rows = tx
-            .query(&stmt, &[&after, &PAGE, &stream, &filter.user, &filter.since, &filter.until])
+            .query(&stmt, &[&after, &PAGE, &stream, &filter.user, &filter.since, &filter.until, &keys])
             .await
             .context("reading the log")?;
         for row in &rows {
