@@ -97,9 +97,42 @@ pub async fn log_is_synthetic(client: &deadpool_postgres::Client) -> anyhow::Res
 pub async fn generate(
     client: &mut deadpool_postgres::Client,
     events: u64,
+    progress: impl FnMut(u64),
+) -> anyhow::Result<Generated> {
+    generate_shaped(client, events, Shape::MANY, progress).await
+}
+
+/// How a generated log spreads over workspaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// Workspaces taking commands at the same time.
+    pub active_workspaces: usize,
+    /// Each workspace goes quiet after a number of events drawn from this range.
+    pub budget: (u64, u64),
+}
+
+impl Shape {
+    /// Many workspaces of a few hundred to a few thousand events each.
+    pub const MANY: Shape = Shape { active_workspaces: ACTIVE_WORKSPACES, budget: (200, 2_000) };
+
+    /// All `events` in one workspace (a cold-start measurement).
+    pub fn one_workspace(events: u64) -> Shape {
+        Shape { active_workspaces: 1, budget: (events, events + 1) }
+    }
+}
+
+/// [`generate`] with another spread over workspaces.
+pub async fn generate_shaped(
+    client: &mut deadpool_postgres::Client,
+    events: u64,
+    shape: Shape,
     mut progress: impl FnMut(u64),
 ) -> anyhow::Result<Generated> {
-    let mut sim = Sim::new(events, rand::random());
+    anyhow::ensure!(
+        shape.active_workspaces > 0 && shape.budget.0 < shape.budget.1,
+        "generate: a shape needs a workspace and a non-empty budget range"
+    );
+    let mut sim = Sim::new(events, rand::random(), shape);
     let mut rows = Vec::with_capacity(BATCH + 64);
     while sim.stats.events < events {
         rows.clear();
@@ -166,6 +199,7 @@ struct Workspace {
 }
 
 struct Sim {
+    shape: Shape,
     rng: StdRng,
     tag: String,
     target: u64,
@@ -182,12 +216,13 @@ struct Sim {
 }
 
 impl Sim {
-    fn new(target: u64, seed: u64) -> Sim {
+    fn new(target: u64, seed: u64, shape: Shape) -> Sim {
         let mut rng = StdRng::seed_from_u64(seed);
         let tag = format!("{:06x}", rng.gen::<u32>() & 0xff_ffff);
         // About one command a second, ending now.
         let clock = hash::truncate(Utc::now() - Duration::seconds(target as i64));
         Sim {
+            shape,
             rng,
             tag,
             target,
@@ -209,7 +244,7 @@ impl Sim {
     /// One command on one workspace: its events (possibly none) go to `rows`.
     fn step(&mut self, rows: &mut Vec<Row>) {
         self.clock += Duration::milliseconds(self.rng.gen_range(1..2_000));
-        if self.active.len() < ACTIVE_WORKSPACES {
+        if self.active.len() < self.shape.active_workspaces {
             self.next_workspace += 1;
             let id = format!("gen-{}-{}", self.tag, self.next_workspace);
             let mut ws = Workspace {
@@ -217,7 +252,7 @@ impl Sim {
                 stream: super::workspace_stream(&id),
                 version: 0,
                 last_hash: GENESIS.to_owned(),
-                budget: self.rng.gen_range(200..2_000),
+                budget: self.rng.gen_range(self.shape.budget.0..self.shape.budget.1),
                 written: 0,
                 users: Vec::new(),
                 keys: Vec::new(),
@@ -458,12 +493,24 @@ mod tests {
     use super::*;
 
     fn simulate(target: u64, seed: u64) -> (Vec<Row>, Generated) {
-        let mut sim = Sim::new(target, seed);
+        simulate_shaped(target, seed, Shape::MANY)
+    }
+
+    fn simulate_shaped(target: u64, seed: u64, shape: Shape) -> (Vec<Row>, Generated) {
+        let mut sim = Sim::new(target, seed, shape);
         let mut rows = Vec::new();
         while sim.stats.events < target {
             sim.step(&mut rows);
         }
         (rows, sim.stats)
+    }
+
+    #[test]
+    fn one_workspace_takes_every_event() {
+        let (rows, stats) = simulate_shaped(5_000, 3, Shape::one_workspace(5_000));
+        assert_eq!((rows.len(), stats.workspaces), (5_000, 1));
+        assert!(rows.iter().all(|r| r.stream == rows[0].stream));
+        assert_eq!(rows.last().unwrap().version, 5_000);
     }
 
     #[test]
