@@ -6,7 +6,7 @@
 
 use super::bodies::{ErrorReply, Refusal};
 use super::request_id::RequestId;
-use super::{auth, error_body, HttpState};
+use super::{auth, error_body, query, HttpState};
 use crate::audit::authentications::{self as audit, Entry, Filter, Origin, Outcome};
 use crate::authz;
 use crate::protocol::IamError;
@@ -69,25 +69,8 @@ impl ListQuery {
         let raw = web::Query::<RawQuery>::from_query(query_string)
             .map_err(|_| IamError::invalid("the query string is malformed"))?
             .into_inner();
-        let after =
-            match raw.after.as_deref() {
-                None => 0,
-                Some(s) => s.trim().parse::<i64>().ok().filter(|a| *a >= 0).ok_or_else(|| {
-                    IamError::invalid("after must be a record id (a whole number, 0 or more)")
-                })?,
-            };
-        let limit = match raw.limit.as_deref() {
-            None => DEFAULT_LIMIT,
-            Some(s) => s
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|l| *l >= 1)
-                .map(|l| l.min(MAX_LIMIT as u64) as i64)
-                .ok_or_else(|| {
-                    IamError::invalid(format!("limit must be a whole number from 1 to {MAX_LIMIT}"))
-                })?,
-        };
+        let after = query::after(raw.after.as_deref(), "a record id")?;
+        let limit = query::limit(raw.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
         let user_id = raw.user_id.filter(|u| !u.is_empty());
         if user_id.as_ref().is_some_and(|u| u.len() > audit::MAX_FIELD || u.contains('\0')) {
             return Err(IamError::invalid(format!("user_id must be at most {} bytes", audit::MAX_FIELD)));

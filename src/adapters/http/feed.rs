@@ -7,7 +7,7 @@
 //! line names what it withheld. `X-Next-After` says where to resume.
 
 use super::bodies::{ErrorReply, Refusal};
-use super::{auth, error_body, HttpState};
+use super::{auth, error_body, query, HttpState};
 use crate::audit::redact::public_payload;
 use crate::authz;
 use crate::events::tail::{self, Cursor, TailedEvent};
@@ -64,24 +64,8 @@ impl FeedQuery {
         let raw = web::Query::<RawQuery>::from_query(query_string)
             .map_err(|_| IamError::invalid("the query string is malformed"))?
             .into_inner();
-        let after = match raw.after.as_deref() {
-            None => 0,
-            Some(s) => s.trim().parse::<i64>().ok().filter(|p| *p >= 0).ok_or_else(|| {
-                IamError::invalid("after must be an event position (a whole number, 0 or more)")
-            })?,
-        };
-        let limit = match raw.limit.as_deref() {
-            None => DEFAULT_LIMIT,
-            Some(s) => s
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|l| *l >= 1)
-                .map(|l| l.min(MAX_LIMIT as u64) as i64)
-                .ok_or_else(|| {
-                    IamError::invalid(format!("limit must be a whole number from 1 to {MAX_LIMIT}"))
-                })?,
-        };
+        let after = query::after(raw.after.as_deref(), "an event position")?;
+        let limit = query::limit(raw.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
         let wait = match raw.wait.as_deref() {
             None => DEFAULT_WAIT_SECS,
             Some(s) => s.trim().parse::<u64>().map(|w| w.min(MAX_WAIT_SECS)).map_err(|_| {

@@ -12,6 +12,7 @@ mod bodies;
 mod feed;
 pub mod openapi;
 mod ops;
+mod query;
 pub mod request_id;
 pub mod rest;
 
