@@ -138,19 +138,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
 
 impl Row {
     fn failed(scenario: &str, why: &str) -> Row {
-        Row {
-            scenario: scenario.into(),
-            value: 0.0,
-            unit: "-".into(),
-            requests: 0,
-            p50_ms: None,
-            p99_ms: None,
-            max_ms: None,
-            errors: 0,
-            budget: String::new(),
-            meets: None,
-            note: format!("failed: {why}"),
-        }
+        figure(scenario, 0.0, "-", None, format!("failed: {why}"))
     }
 
     /// A throughput row from a sample; `budget` is (minimum per second, maximum p99 ms).
@@ -382,22 +370,16 @@ async fn login_http(options: &Options, rows: &mut Vec<Row>) -> anyhow::Result<()
     })
     .await??;
     let a = &options.argon2;
-    rows.push(Row {
-        scenario: format!(
+    rows.push(figure(
+        &format!(
             "argon2id bound (m={} KiB t={} p={}, {cores} cores)",
             a.memory_kib, a.iterations, a.parallelism
         ),
-        value: bound,
-        unit: "hashes/s".into(),
-        requests: 0,
-        p50_ms: None,
-        p99_ms: None,
-        max_ms: None,
-        errors: 0,
-        budget: String::new(),
-        meets: None,
-        note: "the ceiling for logins".into(),
-    });
+        bound,
+        "hashes/s",
+        None,
+        "the ceiling for logins".into(),
+    ));
     let f = Fixture::new(options, "login", &[]).await?;
     workspace_with_key(&f, "bench").await?;
     let body = fixed(json!({"operation": "login", "username": "bench-user", "password": PASSWORD}));
@@ -487,19 +469,15 @@ async fn jwt(options: &Options, rows: &mut Vec<Row>) -> anyhow::Result<()> {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or((0, 0))).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
     });
-    rows.push(Row {
-        scenario: format!("jwt local verify (EdDSA, {cores} cores)"),
-        value: ok as f64 / started.elapsed().as_secs_f64(),
-        unit: "verif/s".into(),
-        requests: ok + bad,
-        p50_ms: None,
-        p99_ms: None,
-        max_ms: None,
-        errors: bad,
-        budget: String::new(),
-        meets: None,
-        note: "in process, no I/O".into(),
-    });
+    let mut row = figure(
+        &format!("jwt local verify (EdDSA, {cores} cores)"),
+        ok as f64 / started.elapsed().as_secs_f64(),
+        "verif/s",
+        None,
+        "in process, no I/O".into(),
+    );
+    (row.requests, row.errors) = (ok + bad, bad);
+    rows.push(row);
     // Validation by iamd: a JWT bearer checked against the read tables (whoami).
     let f = Fixture::new(options, "jwt", &[]).await?;
     workspace_with_key(&f, "bench").await?;
