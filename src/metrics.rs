@@ -94,6 +94,14 @@ pub struct AuthenticationCounters {
     pub queued: Gauge,
 }
 
+/// The resolve-api-key cache's lookups ([`crate::projections::key_cache`]): answered from
+/// the cache, or read from the tables (the cache offline or off included). Clones share values.
+#[derive(Debug, Clone, Default)]
+pub struct KeyCacheCounters {
+    pub hits: Counter,
+    pub misses: Counter,
+}
+
 /// What the gauges read at scrape time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Population {
@@ -122,7 +130,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// A registry with every metric, the commit counters being the store's own.
-    pub fn new(commits: &CommitCounters) -> Metrics {
+    pub fn new(commits: &CommitCounters, key_cache: &KeyCacheCounters) -> Metrics {
         let mut registry = Registry::with_prefix("iamd");
         let requests = Family::<RequestLabels, Counter>::default();
         let latency =
@@ -157,6 +165,16 @@ impl Metrics {
             "workspace_actors",
             "Workspace actors running in this process",
             workspace_actors.clone(),
+        );
+        registry.register(
+            "api_key_cache_hits",
+            "API keys resolved from the in-process cache",
+            key_cache.hits.clone(),
+        );
+        registry.register(
+            "api_key_cache_misses",
+            "API keys resolved from the read tables (not cached, or the cache offline or off)",
+            key_cache.misses.clone(),
         );
         let authentications = AuthenticationCounters::default();
         registry.register(
@@ -245,7 +263,7 @@ mod tests {
     #[test]
     fn render_shows_every_metric_with_its_labels() {
         let commits = CommitCounters::default();
-        let metrics = Metrics::new(&commits);
+        let metrics = Metrics::new(&commits, &KeyCacheCounters::default());
         metrics.observe("login", "auth-failed", "http", Duration::from_millis(3));
         metrics.observe("login", "auth-failed", "http", Duration::from_millis(30));
         commits.committed(&[
@@ -266,6 +284,8 @@ mod tests {
             "iamd_authentications_recorded_total 0",
             "iamd_authentications_dropped_total 0",
             "iamd_authentications_queued 0",
+            "iamd_api_key_cache_hits_total 0",
+            "iamd_api_key_cache_misses_total 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
         }

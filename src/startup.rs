@@ -11,6 +11,7 @@ use crate::config::{CorsSettings, Settings};
 use crate::crypto::{ApiKey, PasswordHasher, PasswordPolicy};
 use crate::db;
 use crate::events::EventStore;
+use crate::projections::key_cache::{self, KeyCache};
 use crate::service::{Bootstrapped, Service, ServiceSettings};
 use actix_cors::Cors;
 use actix_web::{middleware, web, App, HttpServer};
@@ -36,6 +37,16 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!("creating the first signing key failed: {e}"))?;
         let bootstrap = start_up_bootstrap(settings, &service).await?;
+        if settings.cache.api_keys > 0 {
+            let mut config: tokio_postgres::Config = settings
+                .database
+                .url
+                .expose()
+                .parse()
+                .map_err(|e| anyhow::anyhow!("database.url is not a valid PostgreSQL URL: {e}"))?;
+            config.application_name("iamd key cache");
+            actix_web::rt::spawn(key_cache::listen(service.key_cache().clone(), config));
+        }
 
         let listener = TcpListener::bind(&settings.http.listen).with_context(|| {
             format!("cannot listen on {} (http.listen / IAMD_HTTP_LISTEN)", settings.http.listen)
@@ -127,7 +138,8 @@ pub async fn build_service(settings: &Settings) -> anyhow::Result<Service> {
     } else if !db::is_migrated(&pool).await? {
         bail!("the database schema is not up to date: run `iamd migrate` (or set database.migrate_on_start: true)");
     }
-    let store = EventStore::new(pool);
+    let cache = KeyCache::new(settings.cache.api_keys, settings.cache.api_keys_ttl);
+    let store = EventStore::with_key_cache(pool, cache);
     let registry = Registry::new(store.clone(), settings.actors.idle_timeout, threads());
     let a = &settings.argon2;
     let hasher = PasswordHasher::new(a.memory_kib, a.iterations, a.parallelism)?;

@@ -31,6 +31,7 @@ pub struct Settings {
     pub actors: ActorSettings,
     pub kafka: KafkaSettings,
     pub audit: AuditSettings,
+    pub cache: CacheSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -244,6 +245,7 @@ impl Default for Settings {
             actors: ActorSettings::default(),
             kafka: KafkaSettings::default(),
             audit: AuditSettings::default(),
+            cache: CacheSettings::default(),
         }
     }
 }
@@ -305,6 +307,23 @@ impl Default for BootstrapSettings {
 impl Default for ActorSettings {
     fn default() -> Self {
         ActorSettings { idle_timeout: Duration::from_secs(300) }
+    }
+}
+
+/// The in-process resolve-api-key cache (`docs/performance.md`, "The API key cache").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheSettings {
+    /// Most resolved keys kept; 0 turns the cache off (every resolve reads the tables).
+    pub api_keys: usize,
+    /// The longest an entry is used, whatever the invalidations say.
+    #[serde(with = "humantime_serde")]
+    pub api_keys_ttl: Duration,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings { api_keys: 100_000, api_keys_ttl: Duration::from_secs(60) }
     }
 }
 
@@ -456,6 +475,12 @@ impl Settings {
         }
         if audit.flush_interval.is_zero() || audit.flush_interval > Duration::from_secs(60) {
             bail!("audit.authentications.flush_interval must be between 1ms and 60s");
+        }
+        if self.cache.api_keys > 10_000_000 {
+            bail!("cache.api_keys must be at most 10000000 (0 turns the cache off)");
+        }
+        if self.cache.api_keys_ttl > Duration::from_secs(3600) {
+            bail!("cache.api_keys_ttl must be at most 1h");
         }
         argon2::Params::new(self.argon2.memory_kib, self.argon2.iterations, self.argon2.parallelism, None)
             .map_err(|e| anyhow::anyhow!("argon2 parameters are invalid: {e}"))?;

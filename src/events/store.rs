@@ -9,7 +9,10 @@ use super::hash::{self, HashInput};
 use super::{Event, Metadata, RecordedEvent};
 use crate::crypto::SigningKey;
 use crate::metrics::CommitCounters;
-use crate::projections;
+use crate::projections::{
+    self,
+    key_cache::{self, Change, KeyCache},
+};
 use chrono::Utc;
 use deadpool_postgres::{GenericClient, Pool};
 use std::sync::Arc;
@@ -22,6 +25,8 @@ const INSERT_SIGNING_KEY: &str = "INSERT INTO signing_keys (kid, public_key, pri
     VALUES ($1, $2, $3, $4)";
 const INSERT_PROCESSED: &str =
     "INSERT INTO processed_requests (request_id, operation, response) VALUES ($1, $2, $3)";
+/// Invalidations of the resolve-api-key cache, delivered to every listener at commit.
+const NOTIFY: &str = "SELECT pg_notify($1, $2)";
 const SELECT_PROCESSED: &str = "SELECT operation, response FROM processed_requests WHERE request_id = $1";
 const SELECT_STREAM: &str = "SELECT position, stream, version, event_type, schema_version, payload, \
     metadata, recorded_at, prev_hash, hash FROM events WHERE stream = $1 ORDER BY version";
@@ -86,11 +91,23 @@ pub struct EventStore {
     /// Counts what appends committed; shared by every clone, registered by
     /// [`crate::metrics::Metrics`].
     commits: Arc<CommitCounters>,
+    /// The resolve-api-key cache appends invalidate (and notify other processes of).
+    key_cache: Arc<KeyCache>,
 }
 
 impl EventStore {
+    /// A store whose key cache stays offline (never used) until a listener puts it online.
     pub fn new(pool: Pool) -> Self {
-        EventStore { pool, commits: Arc::default() }
+        Self::with_key_cache(pool, KeyCache::new(0, std::time::Duration::ZERO))
+    }
+
+    pub fn with_key_cache(pool: Pool, key_cache: Arc<KeyCache>) -> Self {
+        EventStore { pool, commits: Arc::default(), key_cache }
+    }
+
+    /// The resolve-api-key cache this store's appends keep current.
+    pub fn key_cache(&self) -> &Arc<KeyCache> {
+        &self.key_cache
     }
 
     pub fn pool(&self) -> &Pool {
@@ -108,8 +125,10 @@ impl EventStore {
         let tx = client.transaction().await?;
         let result = write(&tx, &append).await;
         match result {
-            Ok(heads) => {
+            Ok((heads, changes)) => {
                 tx.commit().await.map_err(classify)?;
+                // Before the command replies: this process's next resolve sees the change.
+                self.key_cache.invalidate(&changes);
                 self.commits.committed(append.streams.iter().flat_map(|s| &s.events));
                 Ok(heads)
             }
@@ -159,14 +178,17 @@ pub fn recorded_from_row(row: &tokio_postgres::Row) -> RecordedEvent {
     }
 }
 
+/// Writes everything of `append`; returns the streams' new heads and what the events change
+/// about resolving API keys (already notified, delivered at commit).
 async fn write(
     tx: &deadpool_postgres::Transaction<'_>,
     append: &Append,
-) -> Result<Vec<StreamHead>, AppendError> {
+) -> Result<(Vec<StreamHead>, Vec<Change>), AppendError> {
     let recorded_at = hash::truncate(Utc::now());
     let metadata = serde_json::to_value(&append.metadata).expect("metadata serialises");
     let insert = tx.prepare_cached(INSERT_EVENT).await?;
     let mut heads = Vec::with_capacity(append.streams.len());
+    let mut changes = Vec::new();
     for sa in &append.streams {
         let mut prev = sa.last_hash.clone();
         let mut version = sa.expected_version;
@@ -200,6 +222,7 @@ async fn write(
             )
             .await
             .map_err(classify)?;
+            changes.extend(key_cache::changes(&sa.stream, event));
             let ctx = projections::Context { stream: &sa.stream, recorded_at };
             for st in projections::statements(&ctx, event) {
                 let stmt = tx.prepare_cached(st.sql).await?;
@@ -221,7 +244,11 @@ async fn write(
         let stmt = tx.prepare_cached(INSERT_PROCESSED).await?;
         tx.execute(&stmt, &[&d.request_id, &d.operation, &d.response]).await.map_err(classify)?;
     }
-    Ok(heads)
+    if let Some(payload) = key_cache::payload(&changes) {
+        let stmt = tx.prepare_cached(NOTIFY).await?;
+        tx.execute(&stmt, &[&key_cache::CHANNEL, &payload]).await.map_err(classify)?;
+    }
+    Ok((heads, changes))
 }
 
 /// Turns a unique violation into the typed error it stands for.

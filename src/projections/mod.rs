@@ -5,6 +5,7 @@
 //! Each table has exactly one module that writes it.
 
 mod api_keys;
+pub mod key_cache;
 pub mod rebuild;
 mod signing_keys;
 mod uniqueness;

@@ -115,9 +115,17 @@ impl Service {
         }
         let hash = ApiKeyHash::of(key);
         let now = Utc::now();
-        let Some(k) = self.inner.queries.resolve_key(&hash.0).await? else {
-            attempt.reason = Reason::RevokedOrUnknown;
-            return Ok(None);
+        let cache = self.inner.store.key_cache();
+        let k = match cache.get(&hash.0) {
+            Ok(k) => k,
+            Err(ticket) => {
+                let Some(k) = self.inner.queries.resolve_key(&hash.0).await? else {
+                    attempt.reason = Reason::RevokedOrUnknown;
+                    return Ok(None);
+                };
+                cache.put(ticket, &hash.0, &k);
+                k
+            }
         };
         attempt.key_id = Some(k.key_id.clone());
         attempt.user_id = Some(k.user_id.clone());

@@ -77,7 +77,7 @@ impl Service {
         settings: ServiceSettings,
     ) -> Self {
         let queries = Queries::new(store.pool().clone());
-        let metrics = Metrics::new(store.commit_counters());
+        let metrics = Metrics::new(store.commit_counters(), store.key_cache().counters());
         let authentications = Recorder::start(
             store.pool().clone(),
             &settings.authentication_audit,
@@ -101,6 +101,11 @@ impl Service {
 
     pub fn queries(&self) -> &Queries {
         &self.inner.queries
+    }
+
+    /// The resolve-api-key cache (its listener is started by the server).
+    pub fn key_cache(&self) -> &std::sync::Arc<crate::projections::key_cache::KeyCache> {
+        self.inner.store.key_cache()
     }
 
     pub fn registry(&self) -> &Registry {

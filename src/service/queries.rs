@@ -101,16 +101,7 @@ pub struct Credentials {
     pub usable: bool,
 }
 
-/// The owner of a resolved API key.
-#[derive(Debug, Clone)]
-pub struct ResolvedKey {
-    pub key_id: String,
-    pub user_id: String,
-    pub workspace: String,
-    pub roles: Vec<String>,
-    pub expires: Option<DateTime<Utc>>,
-    pub usable: bool,
-}
+pub use crate::projections::key_cache::ResolvedKey;
 
 /// A signing key row still able to verify tokens.
 pub struct SigningKeyRow {

@@ -31,11 +31,13 @@ fn sane(value: &str) -> bool {
 
 /// The request's id: the incoming header when sane, else a fresh UUID.
 fn request_id(incoming: Option<&HeaderValue>) -> String {
-    incoming
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| sane(v))
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+    incoming.and_then(|v| v.to_str().ok()).filter(|v| sane(v)).map(str::to_owned).unwrap_or_else(fresh_id)
+}
+
+/// A random (v4) UUID from the thread's CSPRNG, which reseeds from the OS now and then, rather
+/// than a `getrandom` system call on every request.
+fn fresh_id() -> String {
+    uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string()
 }
 
 /// The middleware (`actix_web::middleware::from_fn(request_id::middleware)`).
