@@ -26,8 +26,9 @@ const WRONG_PASSWORD: &str = "not-the-passphrase-42";
 const DEADLINE: Duration = Duration::from_secs(20);
 const PATH: &str = "/api/v1/audit/authentications";
 /// The fields of a record, exactly.
-const FIELDS: [&str; 13] = [
+const FIELDS: [&str; 14] = [
     "id",
+    "count",
     "at",
     "outcome",
     "reason",
@@ -104,6 +105,7 @@ fn assert_record(r: &Value, expected: &[(&str, Option<&str>)]) {
     let keys: BTreeSet<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(keys, FIELDS.into_iter().collect::<BTreeSet<_>>(), "{r}");
     assert!(r["id"].as_i64().is_some_and(|id| id > 0), "{r}");
+    assert_eq!(r["count"], 1, "one attempt each here: {r}");
     assert!(chrono::DateTime::parse_from_rfc3339(r["at"].as_str().unwrap()).is_ok(), "{r}");
     for (field, value) in expected {
         assert_eq!(r[*field].as_str(), *value, "{field} of {r}");
@@ -578,4 +580,65 @@ async fn what_is_queued_at_shutdown_is_written_before_exit() {
         .expect("exactly one record");
     let got: (String, String, String, String) = (row.get(0), row.get(1), row.get(2), row.get(3));
     assert_eq!(got, ("unknown-user".into(), "nobody".into(), "last-words".into(), "127.0.0.1".into()));
+}
+
+fn resolved(key_id: &str, client: &str, request_id: &str) -> Attempt {
+    let origin = Origin { client: Some(client.into()), ..Origin::of("http") };
+    let mut a = Attempt::new(AuthOperation::ResolveApiKey, CredentialKind::ApiKey, &origin, request_id);
+    a.key_id = Some(key_id.into());
+    a.user_id = Some("u-1".into());
+    a.reason = Reason::Ok;
+    a
+}
+
+/// (key_id, reason, count, request_id, has last_at) of every row, in id order.
+async fn rows(db: &TestDb) -> Vec<(String, String, i32, String, bool)> {
+    let client = db.pool().get().await.unwrap();
+    client
+        .query("SELECT key_id, reason, count, request_id, last_at FROM authentications ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let last: Option<chrono::DateTime<chrono::Utc>> = r.get(4);
+            (r.get(0), r.get(1), r.get(2), r.get(3), last.is_some())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn successful_resolves_of_a_key_coalesce_per_batch_and_failures_never_do() {
+    for coalesce in [true, false] {
+        let db = TestDb::new().await;
+        let counters = AuthenticationCounters::default();
+        let settings = AuthenticationAuditSettings { coalesce_resolves: coalesce, ..Default::default() };
+        let (recorder, writer) = Recorder::new(&settings, counters.clone());
+        // Queued before the writer runs: one batch.
+        for i in 0..50 {
+            recorder.record(resolved("k1", "10.0.0.1", &format!("k1-{i}")));
+        }
+        for i in 0..10 {
+            recorder.record(resolved("k2", "10.0.0.1", &format!("k2-{i}")));
+            let mut failed = resolved("k1", "10.0.0.1", &format!("expired-{i}"));
+            failed.reason = Reason::Expired;
+            recorder.record(failed);
+        }
+        tokio::spawn(writer.run(db.pool()));
+        assert!(recorder.flush(DEADLINE).await);
+        assert_eq!(counters.recorded.get(), 70, "every attempt is counted, coalesced or not");
+        let rows = rows(&db).await;
+        let total: i32 = rows.iter().map(|r| r.2).sum();
+        assert_eq!(total, 70);
+        let failures: Vec<_> = rows.iter().filter(|r| r.1 == "expired").collect();
+        assert_eq!(failures.len(), 10);
+        assert!(failures.iter().all(|r| r.2 == 1 && !r.4), "failures stay one row each");
+        if coalesce {
+            assert_eq!(rows.len(), 12);
+            assert_eq!(rows[0], ("k1".into(), "ok".into(), 50, "k1-0".into(), true));
+            assert_eq!(rows[1], ("k2".into(), "ok".into(), 10, "k2-0".into(), true));
+        } else {
+            assert_eq!(rows.len(), 70);
+            assert!(rows.iter().all(|r| r.2 == 1 && !r.4));
+        }
+    }
 }

@@ -270,6 +270,57 @@ pub struct Writer {
     counters: AuthenticationCounters,
     batch: usize,
     flush_interval: Duration,
+    coalesce_resolves: bool,
+}
+
+/// One row to write: an attempt, or — with `coalesce_resolves` — the successful
+/// resolve-api-key attempts of one key from one client and source taken in one batch: the
+/// first attempt's fields, how many there were and when the last began.
+struct Row {
+    attempt: Attempt,
+    count: i32,
+    last_at: Option<DateTime<Utc>>,
+}
+
+/// What makes successful resolves one row: the key, the client, the source.
+type ResolveKey = (String, Option<String>, String);
+
+/// A batch being filled.
+#[derive(Default)]
+struct Batch {
+    rows: Vec<Row>,
+    /// Where each coalesced key's row is in `rows`.
+    resolves: std::collections::HashMap<ResolveKey, usize>,
+    /// Attempts taken (at least `rows.len()`).
+    attempts: u64,
+}
+
+impl Batch {
+    fn push(&mut self, attempt: Attempt, coalesce: bool) {
+        self.attempts += 1;
+        let coalescible = coalesce
+            && attempt.operation == AuthOperation::ResolveApiKey
+            && attempt.reason == Reason::Ok
+            && attempt.key_id.is_some();
+        if coalescible {
+            let key =
+                (attempt.key_id.clone().unwrap_or_default(), attempt.client.clone(), attempt.source.clone());
+            if let Some(&i) = self.resolves.get(&key) {
+                let row = &mut self.rows[i];
+                row.count = row.count.saturating_add(1);
+                row.last_at = Some(row.last_at.map_or(attempt.at, |t| t.max(attempt.at)));
+                return;
+            }
+            self.resolves.insert(key, self.rows.len());
+        }
+        self.rows.push(Row { attempt, count: 1, last_at: None });
+    }
+
+    fn clear(&mut self) {
+        self.rows.clear();
+        self.resolves.clear();
+        self.attempts = 0;
+    }
 }
 
 impl Recorder {
@@ -284,6 +335,7 @@ impl Recorder {
             counters: counters.clone(),
             batch: settings.batch.max(1),
             flush_interval: settings.flush_interval,
+            coalesce_resolves: settings.coalesce_resolves,
         };
         (Recorder { tx, counters }, writer)
     }
@@ -332,9 +384,9 @@ impl Recorder {
 
 impl Writer {
     /// Writes batches until every recorder is dropped: a batch is what arrived within
-    /// `flush_interval` of its first record, at most `batch` records, cut short by a flush.
+    /// `flush_interval` of its first record, at most `batch` rows, cut short by a flush.
     pub async fn run(mut self, pool: Pool) {
-        let mut batch: Vec<Attempt> = Vec::with_capacity(self.batch);
+        let mut batch = Batch::default();
         let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
         let mut incoming: Vec<Msg> = Vec::with_capacity(self.batch);
         let mut closed = false;
@@ -344,8 +396,8 @@ impl Writer {
             }
             self.take(&mut incoming, &mut batch, &mut flushes);
             let deadline = Instant::now() + self.flush_interval;
-            while batch.len() < self.batch && flushes.is_empty() {
-                let room = self.batch - batch.len();
+            while batch.rows.len() < self.batch && flushes.is_empty() {
+                let room = self.batch - batch.rows.len();
                 match tokio::time::timeout_at(deadline, self.rx.recv_many(&mut incoming, room)).await {
                     Ok(0) => {
                         closed = true;
@@ -355,7 +407,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            if !batch.is_empty() {
+            if !batch.rows.is_empty() {
                 write_with_retries(&pool, &batch, &self.counters).await;
                 batch.clear();
             }
@@ -365,17 +417,12 @@ impl Writer {
         }
     }
 
-    fn take(
-        &self,
-        incoming: &mut Vec<Msg>,
-        batch: &mut Vec<Attempt>,
-        flushes: &mut Vec<oneshot::Sender<()>>,
-    ) {
+    fn take(&self, incoming: &mut Vec<Msg>, batch: &mut Batch, flushes: &mut Vec<oneshot::Sender<()>>) {
         for msg in incoming.drain(..) {
             match msg {
                 Msg::Record(a) => {
                     self.counters.queued.dec();
-                    batch.push(a);
+                    batch.push(a, self.coalesce_resolves);
                 }
                 Msg::Flush(done) => flushes.push(done),
             }
@@ -385,23 +432,23 @@ impl Writer {
 
 /// Writes `batch`, retrying with backoff; when every try failed, counts it dropped and logs
 /// one line (the database's message and code, never a record).
-async fn write_with_retries(pool: &Pool, batch: &[Attempt], counters: &AuthenticationCounters) {
+async fn write_with_retries(pool: &Pool, batch: &Batch, counters: &AuthenticationCounters) {
     let mut tries = 0;
     loop {
-        match write(pool, batch).await {
+        match write(pool, &batch.rows).await {
             Ok(()) => {
-                counters.recorded.inc_by(batch.len() as u64);
+                counters.recorded.inc_by(batch.attempts);
                 return;
             }
             Err(e) if tries < RETRY_BACKOFF.len() => {
-                tracing::debug!(error = %e, records = batch.len(), "authentication audit: write failed; retrying");
+                tracing::debug!(error = %e, records = batch.attempts, "authentication audit: write failed; retrying");
                 tokio::time::sleep(RETRY_BACKOFF[tries]).await;
                 tries += 1;
             }
             Err(e) => {
-                counters.dropped.inc_by(batch.len() as u64);
+                counters.dropped.inc_by(batch.attempts);
                 tracing::warn!(
-                    error = %e, records = batch.len(),
+                    error = %e, records = batch.attempts,
                     "authentication audit: records dropped, the database refused them after retries"
                 );
                 return;
@@ -411,16 +458,20 @@ async fn write_with_retries(pool: &Pool, batch: &[Attempt], counters: &Authentic
 }
 
 const INSERT: &str = "INSERT INTO authentications \
-    (at, outcome, reason, credential, operation, workspace, user_id, key_id, username, client, source, request_id) \
-    SELECT at, outcome, reason, credential, operation, workspace, user_id, key_id, username, client, source, request_id \
+    (at, outcome, reason, credential, operation, workspace, user_id, key_id, username, client, source, request_id, \
+     count, last_at) \
+    SELECT at, outcome, reason, credential, operation, workspace, user_id, key_id, username, client, source, request_id, \
+     count, last_at \
     FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-                $8::text[], $9::text[], $10::text[], $11::text[], $12::text[]) WITH ORDINALITY \
-         AS r(at, outcome, reason, credential, operation, workspace, user_id, key_id, username, client, source, request_id, n) \
+                $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::int4[], $14::timestamptz[]) \
+         WITH ORDINALITY \
+         AS r(at, outcome, reason, credential, operation, workspace, user_id, key_id, username, client, source, request_id, \
+              count, last_at, n) \
     ORDER BY n";
 
 /// One transaction: the table lock (ids then commit in the order they are taken, so paging
 /// by id never skips a row that commits late), one INSERT of the whole batch.
-async fn write(pool: &Pool, batch: &[Attempt]) -> Result<(), String> {
+async fn write(pool: &Pool, rows: &[Row]) -> Result<(), String> {
     let mut client = pool.get().await.map_err(|e| format!("no database connection: {e}"))?;
     let statement = client.prepare_cached(INSERT).await.map_err(describe)?;
     let tx = client.transaction().await.map_err(describe)?;
@@ -429,7 +480,8 @@ async fn write(pool: &Pool, batch: &[Attempt]) -> Result<(), String> {
     ))
     .await
     .map_err(describe)?;
-    let column = |f: fn(&Attempt) -> Option<&str>| batch.iter().map(f).collect::<Vec<_>>();
+    let batch: Vec<&Attempt> = rows.iter().map(|r| &r.attempt).collect();
+    let column = |f: fn(&Attempt) -> Option<&str>| batch.iter().map(|a| f(a)).collect::<Vec<_>>();
     let at: Vec<DateTime<Utc>> = batch.iter().map(|a| a.at).collect();
     let outcome: Vec<&str> = batch.iter().map(|a| a.outcome().as_str()).collect();
     let reason: Vec<&str> = batch.iter().map(|a| a.reason.as_str()).collect();
@@ -442,6 +494,8 @@ async fn write(pool: &Pool, batch: &[Attempt]) -> Result<(), String> {
     let username = column(|a| a.username.as_deref());
     let client_address = column(|a| a.client.as_deref());
     let request_id = column(|a| a.request_id.as_deref());
+    let count: Vec<i32> = rows.iter().map(|r| r.count).collect();
+    let last_at: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.last_at).collect();
     tx.execute(
         &statement,
         &[
@@ -457,6 +511,8 @@ async fn write(pool: &Pool, batch: &[Attempt]) -> Result<(), String> {
             &client_address,
             &source,
             &request_id,
+            &count,
+            &last_at,
         ],
     )
     .await
@@ -513,10 +569,17 @@ pub struct Entry {
     /// `http` or `kafka`.
     pub source: String,
     pub request_id: Option<String>,
+    /// How many attempts the record stands for: more than 1 for successful resolves of one
+    /// key from one client and source coalesced by the writer (`request_id` is the first's).
+    pub count: i32,
+    /// When the last of coalesced attempts began (absent when `count` is 1).
+    #[schema(value_type = Option<String>, format = DateTime)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_at: Option<DateTime<Utc>>,
 }
 
 const LIST: &str = "SELECT id, at, outcome, reason, credential, operation, workspace, user_id, key_id, \
-    username, client, source, request_id FROM authentications \
+    username, client, source, request_id, count, last_at FROM authentications \
     WHERE id > $1 AND ($2::text IS NULL OR user_id = $2) AND ($3::text IS NULL OR outcome = $3) \
       AND ($4::timestamptz IS NULL OR at >= $4) AND ($5::timestamptz IS NULL OR at <= $5) \
     ORDER BY id LIMIT $6";
@@ -546,6 +609,8 @@ pub async fn list(pool: &Pool, filter: &Filter, after_id: i64, limit: i64) -> an
             client: r.get("client"),
             source: r.get("source"),
             request_id: r.get("request_id"),
+            count: r.get("count"),
+            last_at: r.get("last_at"),
         })
         .collect())
 }
@@ -576,6 +641,12 @@ pub fn render_text(e: &Entry) -> String {
     line.push_str(&format!(" source={}", quoted(&e.source)));
     if let Some(v) = &e.request_id {
         line.push_str(&format!(" request={}", quoted(v)));
+    }
+    if e.count > 1 {
+        line.push_str(&format!(" count={}", e.count));
+        if let Some(last) = e.last_at {
+            line.push_str(&format!(" last={}", last.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)));
+        }
     }
     line
 }
@@ -660,6 +731,41 @@ mod tests {
         assert_eq!(counters.dropped.get(), 8, "a record for a writer that is gone is counted too");
     }
 
+    fn resolve(key: Option<&str>, client: &str, reason: Reason) -> Attempt {
+        let origin = Origin { client: Some(client.into()), ..Origin::of("http") };
+        let mut a = Attempt::new(AuthOperation::ResolveApiKey, CredentialKind::ApiKey, &origin, "");
+        a.key_id = key.map(str::to_owned);
+        a.reason = reason;
+        a
+    }
+
+    #[test]
+    fn a_batch_coalesces_successful_resolves_by_key_client_and_source_only() {
+        let mut batch = Batch::default();
+        for _ in 0..3 {
+            batch.push(resolve(Some("k1"), "10.0.0.1", Reason::Ok), true);
+        }
+        batch.push(resolve(Some("k1"), "10.0.0.2", Reason::Ok), true);
+        batch.push(resolve(Some("k2"), "10.0.0.1", Reason::Ok), true);
+        batch.push(resolve(Some("k1"), "10.0.0.1", Reason::Expired), true);
+        batch.push(resolve(Some("k1"), "10.0.0.1", Reason::Expired), true);
+        batch.push(resolve(None, "10.0.0.1", Reason::RevokedOrUnknown), true);
+        let mut login = resolve(Some("k1"), "10.0.0.1", Reason::Ok);
+        login.operation = AuthOperation::Login;
+        batch.push(login, true);
+        let counts: Vec<i32> = batch.rows.iter().map(|r| r.count).collect();
+        assert_eq!(counts, [3, 1, 1, 1, 1, 1, 1]);
+        assert_eq!(batch.attempts, 9);
+        assert!(batch.rows[0].last_at.is_some() && batch.rows[1].last_at.is_none());
+        let mut plain = Batch::default();
+        for _ in 0..3 {
+            plain.push(resolve(Some("k1"), "10.0.0.1", Reason::Ok), false);
+        }
+        assert_eq!(plain.rows.len(), 3);
+        batch.clear();
+        assert!(batch.rows.is_empty() && batch.resolves.is_empty() && batch.attempts == 0);
+    }
+
     #[test]
     fn text_lines_name_known_fields_and_stay_one_line() {
         let e = Entry {
@@ -676,11 +782,16 @@ mod tests {
             client: Some("127.0.0.1".into()),
             source: "http".into(),
             request_id: Some("r-1".into()),
+            count: 1,
+            last_at: None,
         };
         assert_eq!(
             render_text(&e),
             "2026-01-02T03:04:05.000Z #7 failure bad-password login password workspace=acme user=u-1 \
              username=\"al ice\\n\" client=127.0.0.1 source=http request=r-1"
         );
+        let later = e.at + chrono::Duration::milliseconds(80);
+        let coalesced = Entry { count: 3, last_at: Some(later), ..e };
+        assert!(render_text(&coalesced).ends_with(" request=r-1 count=3 last=2026-01-02T03:04:05.080Z"));
     }
 }

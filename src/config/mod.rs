@@ -344,6 +344,9 @@ pub struct AuthenticationAuditSettings {
     /// How long the writer lets a batch fill after its first record.
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
+    /// Successful resolve-api-key attempts of one key from one client and source that fall in
+    /// one batch become one record with a `count` (failures and logins are never coalesced).
+    pub coalesce_resolves: bool,
 }
 
 impl Default for AuthenticationAuditSettings {
@@ -352,6 +355,7 @@ impl Default for AuthenticationAuditSettings {
             queue: 65_536,
             batch: 2_000,
             flush_interval: Duration::from_millis(100),
+            coalesce_resolves: true,
         }
     }
 }
