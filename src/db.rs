@@ -12,6 +12,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (2, "read_tables", include_str!("../migrations/0002_read_tables.sql")),
     (3, "authentications", include_str!("../migrations/0003_authentications.sql")),
     (4, "stream_heads", include_str!("../migrations/0004_stream_heads.sql")),
+    (5, "snapshots", include_str!("../migrations/0005_snapshots.sql")),
     (6, "authentication_counts", include_str!("../migrations/0006_authentication_counts.sql")),
 ];
 

@@ -6,8 +6,10 @@
 //! Handlers run `decide` → `apply` → one `EventStore::append` as an atomic response, so no
 //! other command of the same workspace interleaves. A version conflict (another process, or
 //! a stale actor, wrote first) reloads the stream and decides once more. Nothing slow runs
-//! here: passwords arrive already hashed (invariant 9).
+//! here: passwords arrive already hashed (invariant 9). A workspace actor starts from its
+//! stream's [`snapshot`] (a cache of the state, checked against the log) when one is usable.
 
+pub mod snapshot;
 mod system;
 mod workspace;
 

@@ -1,6 +1,6 @@
 //! The actor owning one workspace stream.
 
-use super::{decode_all, dedupe, replayed, store_error, Deregister, Head};
+use super::{dedupe, replayed, snapshot, store_error, Deregister, Head};
 use crate::domain::workspace::{self, WorkspaceCommand, WorkspaceState};
 use crate::events::{workspace_stream, Append, AppendError, EventStore, Metadata, StreamAppend};
 use crate::protocol::{IamError, IamResponse};
@@ -22,17 +22,37 @@ pub struct Execute {
 struct Loaded {
     state: WorkspaceState,
     head: Head,
+    /// The version of the last snapshot taken (or being taken) of this stream; 0 for none.
+    snapshot: i64,
 }
 
 impl Loaded {
+    /// From the stream's snapshot when one is usable, else from the start of the stream.
     async fn load(store: &EventStore, id: &str) -> Result<Loaded, IamError> {
-        let stream = workspace_stream(id);
-        let recorded = store.load_stream(&stream).await.map_err(|e| store_error(&stream, e))?;
-        let mut state = WorkspaceState::new(id);
-        for event in decode_all(&stream, &recorded)? {
-            workspace::apply(&mut state, &event);
+        let l = snapshot::load(store, id).await?;
+        let mut loaded = Loaded {
+            state: l.state,
+            head: Head { version: l.version, last_hash: l.last_hash },
+            snapshot: l.snapshot.unwrap_or(0),
+        };
+        loaded.snapshot_if_due(store, id);
+        Ok(loaded)
+    }
+
+    /// Once the stream is far enough past its last snapshot ([`snapshot::due`]), stores the
+    /// state as the new one in the background (a clone here; serialising and writing off the
+    /// actor). Never fails the command: a failed write is logged and retried at the next due.
+    fn snapshot_if_due(&mut self, store: &EventStore, id: &str) {
+        if snapshot::due(self.head.version, self.snapshot) {
+            self.snapshot = self.head.version;
+            snapshot::spawn_write(
+                store.pool().clone(),
+                id.to_owned(),
+                self.head.version,
+                self.head.last_hash.clone(),
+                self.state.clone(),
+            );
         }
-        Ok(Loaded { state, head: Head::of(&recorded) })
     }
 }
 
@@ -139,6 +159,7 @@ async fn execute(
             Ok(heads) => {
                 if let Some(h) = heads.into_iter().next() {
                     loaded.head = Head { version: h.version, last_hash: h.last_hash };
+                    loaded.snapshot_if_due(store, id);
                 }
                 return (Some(loaded), Ok(reply));
             }

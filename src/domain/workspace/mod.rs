@@ -12,9 +12,10 @@ use super::iso;
 use crate::events::Event;
 use crate::protocol::{ApiKeyRecord, UserRecord, WorkspaceRecord};
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserState {
     pub id: String,
     pub username: String,
@@ -28,7 +29,7 @@ pub struct UserState {
     pub created: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyState {
     pub id: String,
     pub user_id: String,
@@ -40,8 +41,9 @@ pub struct KeyState {
 }
 
 /// Everything decide needs to know about one workspace. Ordered maps keep iteration (and so
-/// the order of cascaded events) deterministic.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// the order of cascaded events) deterministic. Serialisable for the actors' snapshots
+/// (`crate::actors::snapshot`): a change to these types or to [`apply`] bumps its `FORMAT`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkspaceState {
     pub id: String,
     pub exists: bool,
