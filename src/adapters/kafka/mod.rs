@@ -39,8 +39,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
-/// The consumers' default `fetch.wait.max.ms` (a request's worst wait on an idle partition).
-pub const FETCH_WAIT_MS: &str = "10";
+/// The consumers' default `fetch.wait.max.ms`: a request's worst wait at each hop on a broker
+/// that holds fetches for their whole wait (docs/kafka.md has the figures behind 2 ms).
+pub const FETCH_WAIT_MS: &str = "2";
 
 /// A client's settings: the brokers, iamd's `defaults`, then the operator's `extra`
 /// properties, which win over the defaults.
