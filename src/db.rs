@@ -16,6 +16,19 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (6, "authentication_counts", include_str!("../migrations/0006_authentication_counts.sql")),
 ];
 
+/// A read-only REPEATABLE READ transaction: one consistent snapshot of the database for a
+/// reader that needs several statements to agree (the audit walks, snapshot checks).
+pub async fn read_only_snapshot(
+    client: &mut deadpool_postgres::Client,
+) -> Result<deadpool_postgres::Transaction<'_>, tokio_postgres::Error> {
+    client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+}
+
 /// Builds the pool and checks the database answers, failing with one readable line.
 pub async fn connect(url: &str, pool_size: usize) -> anyhow::Result<Pool> {
     let mut config = tokio_postgres::Config::from_str(url)

@@ -582,6 +582,11 @@ async fn projections(settings: Settings, command: ProjectionsCommand) -> anyhow:
         ProjectionsCommand::Rebuild { online } => {
             let mode = if online { Mode::Online } else { Mode::Offline };
             let done = rebuild::rebuild(&mut client, mode, |n| progress("rebuild", n)).await?;
+            // Every running server drops its API key cache: the swapped-in tables are the truth.
+            let flush = "SELECT pg_notify($1, '*')";
+            if let Err(e) = client.execute(flush, &[&iamd::projections::key_cache::CHANNEL]).await {
+                eprintln!("projections rebuild: could not tell running servers to drop their API key caches ({e}); they expire within cache.api_keys_ttl");
+            }
             let held = if online {
                 format!(
                     "; {} catch-up pass{}, then {} events in {:.2} s with commands held",

@@ -158,3 +158,25 @@ async fn with_the_cache_off_every_resolve_reads_the_tables() {
     client.execute("DELETE FROM api_keys WHERE id = $1", &[&key_id]).await.unwrap();
     assert_eq!(error_type(&resolve(&server, &key).await), "auth-failed");
 }
+
+#[tokio::test]
+async fn a_projection_rebuild_empties_every_running_cache() {
+    let db = TestDb::new().await;
+    let (a, b, writer, admin_jwt) = two_servers(&db).await;
+    let (key, _) = new_key(&a, &writer, "key-6").await;
+    for _ in 0..3 {
+        ok(resolve(&b, &key).await);
+    }
+    let misses = metric(&b, &admin_jwt, "iamd_api_key_cache_misses_total").await;
+    ok(resolve(&b, &key).await);
+    assert_eq!(metric(&b, &admin_jwt, "iamd_api_key_cache_misses_total").await, misses, "cached");
+
+    let (code, stdout, stderr) = common::server::run_iamd(db.url(), &["projections", "rebuild"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    // The swapped-in tables are read again (a miss), not the cache kept for its TTL.
+    eventually("a read of the rebuilt tables on b", async || {
+        ok(resolve(&b, &key).await);
+        metric(&b, &admin_jwt, "iamd_api_key_cache_misses_total").await > misses
+    })
+    .await;
+}

@@ -270,13 +270,7 @@ impl std::fmt::Display for Checked {
 pub async fn verify(pool: &Pool, workspace: Option<&str>) -> anyhow::Result<Vec<Checked>> {
     use anyhow::Context as _;
     let mut client = pool.get().await.context("connecting to verify snapshots")?;
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .context("starting a read-only transaction")?;
+    let tx = crate::db::read_only_snapshot(&mut client).await.context("starting a read-only transaction")?;
     let only = workspace.map(workspace_stream);
     let streams: Vec<String> = tx
         .query("SELECT stream FROM snapshots WHERE $1::text IS NULL OR stream = $1 ORDER BY stream", &[&only])

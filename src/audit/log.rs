@@ -74,13 +74,7 @@ pub async fn read(
     mut visit: impl FnMut(&Entry) -> anyhow::Result<()>,
 ) -> anyhow::Result<u64> {
     let mut client = pool.get().await.context("connecting to read the log")?;
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .context("starting a snapshot of the log")?;
+    let tx = crate::db::read_only_snapshot(&mut client).await.context("starting a snapshot of the log")?;
     let keys: Vec<String> = match &filter.user {
         Some(user) => tx
             .query(SELECT_KEYS, &[user])

@@ -82,13 +82,7 @@ async fn walk_inner(
 ) -> anyhow::Result<()> {
     anyhow::ensure!(page > 0, "the page size must be positive");
     let mut client = pool.get().await.context("connecting to read the log")?;
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .context("starting a snapshot of the log")?;
+    let tx = crate::db::read_only_snapshot(&mut client).await.context("starting a snapshot of the log")?;
     let mut stop = false;
     if with_heads {
         let rows = tx
