@@ -433,3 +433,140 @@ fn user_created(user_id: &str, username: &str) -> iamd::events::Event {
         created: chrono::Utc::now(),
     }
 }
+
+/// Each table's rows as one digest (`last_used` left out: it is not an event).
+async fn table_digests(db: &TestDb) -> Vec<String> {
+    let mut out = Vec::new();
+    for (table, columns) in [
+        ("workspaces", "id, name, enabled, created"),
+        (
+            "users",
+            "id, workspace, username, name, email, roles, enabled, must_change_password, password_hash, \
+             account_version, created",
+        ),
+        ("api_keys", "key_hash, id, user_id, workspace, name, prefix, expires, created"),
+        ("unique_usernames", "username_lower, user_id"),
+    ] {
+        let sql = format!(
+            "SELECT count(*)::text || ' ' || COALESCE(md5(string_agg(r::text, ',' ORDER BY r::text)), '') \
+             FROM (SELECT {columns} FROM {table}) r"
+        );
+        out.push(format!("{table}: {}", query_one(db, &sql).await.get::<_, String>(0)));
+    }
+    out
+}
+
+/// The replay regroups each page's statements into multi-row statements, keeping only each
+/// stream's order per table; it must leave exactly what the append path's inline reducers
+/// left. Six workspaces take turns (one command each per round), so their events share pages
+/// and their statements share batches; each changes the same rows again and again (a user is
+/// disabled twice in a row, each bumping the account version; renamed twice; keys created and
+/// revoked; several events in one command), and a name deleted in one workspace is taken in
+/// the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regrouped_replay_leaves_what_the_inline_reducers_left() {
+    use iamd::events::{Event, RevokeReason};
+    const WORKSPACES: usize = 6;
+    const USERS: usize = 4;
+    let db = TestDb::new().await;
+    let store = db.store();
+    let key = |w: usize, u: usize, k: usize| format!("k{w}-{u}-{k}");
+    let user = |w: usize, u: usize| format!("u{w}-{u}");
+    let commands = |w: usize| -> Vec<Vec<Event>> {
+        let mut c: Vec<Vec<Event>> = vec![vec![workspace_created(&format!("c{w}"))]];
+        for u in 0..USERS {
+            c.push(vec![user_created(&user(w, u), &format!("user{w}-{u}"))]);
+        }
+        for u in 0..USERS {
+            for k in 0..3 {
+                let id = key(w, u, k);
+                c.push(vec![Event::ApiKeyCreated {
+                    key_id: id.clone(),
+                    user_id: user(w, u),
+                    name: format!("key {k}"),
+                    prefix: "tg_x".into(),
+                    key_hash: iamd::crypto::ApiKeyHash::of(&format!("tg_{id}")).to_tagged(),
+                    expires: None,
+                    created: chrono::Utc::now(),
+                }]);
+            }
+        }
+        for u in 0..USERS {
+            let id = user(w, u);
+            c.push(vec![Event::UserDisabled { user_id: id.clone() }]);
+            c.push(vec![Event::UserEnabled { user_id: id.clone() }]);
+            c.push(vec![Event::UserDisabled { user_id: id.clone() }]);
+            c.push(vec![Event::UserDisabled { user_id: id.clone() }]);
+            c.push(vec![Event::ApiKeyRevoked { key_id: key(w, u, 0), reason: RevokeReason::Revoked }]);
+            c.push(vec![
+                Event::UserChanged {
+                    user_id: id.clone(),
+                    username: Some(format!("renamed{w}-{u}")),
+                    name: Some("R".into()),
+                    email: None,
+                    roles: None,
+                    must_change_password: None,
+                },
+                Event::UserEnabled { user_id: id.clone() },
+            ]);
+            c.push(vec![Event::UserChanged {
+                user_id: id.clone(),
+                username: Some(format!("final{w}-{u}")),
+                name: None,
+                email: Some(format!("{id}@example.com")),
+                roles: Some(vec!["admin".into(), "reader".into()]),
+                must_change_password: Some(true),
+            }]);
+            c.push(vec![Event::UserPasswordChanged {
+                user_id: id.clone(),
+                password_hash: format!("h1-{id}"),
+            }]);
+            c.push(vec![Event::UserPasswordReset { user_id: id.clone(), password_hash: format!("h2-{id}") }]);
+            c.push(vec![Event::ApiKeyRevoked { key_id: key(w, u, 2), reason: RevokeReason::Revoked }]);
+        }
+        c.push(vec![Event::WorkspaceRenamed { name: format!("C{w}") }]);
+        c.push(vec![Event::WorkspaceDisabled {}, Event::WorkspaceEnabled {}]);
+        c.push(vec![Event::WorkspaceDisabled {}]);
+        c.push(vec![Event::WorkspaceRenamed { name: format!("Final {w}") }]);
+        // The last user is deleted; the next workspace takes the name one round later.
+        c.push(vec![
+            Event::ApiKeyRevoked { key_id: key(w, USERS - 1, 1), reason: RevokeReason::UserDeleted },
+            Event::UserDeleted { user_id: user(w, USERS - 1), username: format!("final{w}-{}", USERS - 1) },
+        ]);
+        let previous = (w + WORKSPACES - 1) % WORKSPACES;
+        c.push(vec![user_created(&format!("taker{w}"), &format!("final{previous}-{}", USERS - 1))]);
+        c
+    };
+    let mut plans: Vec<_> = (0..WORKSPACES).map(|w| commands(w).into_iter()).collect();
+    let mut heads: Vec<Option<iamd::events::store::StreamHead>> = vec![None; WORKSPACES];
+    // Round after round, each workspace's next command in turn.
+    let mut appended = true;
+    while appended {
+        appended = false;
+        for (w, (plan, head)) in plans.iter_mut().zip(heads.iter_mut()).enumerate() {
+            let Some(events) = plan.next() else { continue };
+            let append = match head {
+                None => first(&format!("workspace:c{w}"), events),
+                Some(head) => after(head, events),
+            };
+            *head = Some(ok1(&store, append).await);
+            appended = true;
+        }
+    }
+    let inline = table_digests(&db).await;
+    // Disabled three times (the enable does not bump it), a password change and a reset.
+    let version: i64 = query_one(&db, "SELECT account_version FROM users WHERE id = 'u2-1'").await.get(0);
+    assert_eq!(version, 6);
+
+    let (code, out, err) = iamd(&db, &["projections", "verify"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("4 tables equal"), "{out}");
+    for args in [&["projections", "rebuild"][..], &["projections", "rebuild", "--online"]] {
+        let (code, out, err) = iamd(&db, args).await;
+        assert_eq!(code, 0, "{args:?}: {out}{err}");
+        assert_eq!(table_digests(&db).await, inline, "{args:?}");
+    }
+    let owner: String =
+        query_one(&db, "SELECT user_id FROM unique_usernames WHERE username_lower = 'final0-3'").await.get(0);
+    assert_eq!(owner, "taker1");
+}
