@@ -1,6 +1,6 @@
 //! One dispatch from `IamRequest` to `IamResponse` for every adapter (HTTP, Kafka, CLI).
 //! Queries read the read tables ([`queries`]); commands go to the workspace's actor (or the
-//! system actor) after the slow or secret work is done here: argon2 on the blocking pool,
+//! system actor) after the slow or secret work is done here: argon2 on the hashing pool,
 //! API-key and signing-key generation. Every failure is a protocol error; causes are logged.
 //!
 //! - [`credentials`]: login, resolve-api-key, change-password, reset-password.
