@@ -97,6 +97,6 @@ fn tailed_from_row(row: &tokio_postgres::Row) -> TailedEvent {
 }
 
 /// xid8 is a 64-bit unsigned integer printed in decimal.
-fn parse_xid(text: &str) -> u64 {
+pub(crate) fn parse_xid(text: &str) -> u64 {
     text.parse().unwrap_or(0)
 }

@@ -605,7 +605,7 @@ async fn read_log(
                 let position: i64 = row.try_get(1)?;
                 page.push(LogEvent {
                     // xid8 prints as a 64-bit unsigned integer.
-                    cursor: Cursor { transaction_id: xid.parse().unwrap_or(0), position },
+                    cursor: Cursor { transaction_id: tail::parse_xid(xid), position },
                     position,
                     stream: row.try_get(2)?,
                     version: row.try_get(3)?,

@@ -108,6 +108,12 @@ impl Shape {
         let count = |word: &str| words.iter().filter(|w| *w == word).count();
         let lower = sql.to_ascii_lowercase();
         let table = |i: usize| words.get(i).filter(|w| plain_identifier(w)).cloned();
+        // UPDATE and DELETE: the head up to ` WHERE `, the condition after it.
+        let at_where = |kind: Kind, table: String| {
+            let at = lower.find(" where ")?;
+            let (head, tail) = (sql[..at].to_owned(), sql[at + " where ".len()..].to_owned());
+            Some(Shape { kind, table, params, head, tail })
+        };
         match words.first().map(String::as_str) {
             Some("insert") if words.get(1).map(String::as_str) == Some("into") => {
                 let table = table(2)?;
@@ -136,14 +142,7 @@ impl Shape {
                 {
                     return None;
                 }
-                let at = lower.find(" where ")?;
-                Some(Shape {
-                    kind: Kind::Update,
-                    table,
-                    params,
-                    head: sql[..at].to_owned(),
-                    tail: sql[at + " where ".len()..].to_owned(),
-                })
+                at_where(Kind::Update, table)
             }
             Some("delete") if words.get(1).map(String::as_str) == Some("from") => {
                 let table = table(2)?;
@@ -154,14 +153,7 @@ impl Shape {
                 {
                     return None;
                 }
-                let at = lower.find(" where ")?;
-                Some(Shape {
-                    kind: Kind::Delete,
-                    table,
-                    params,
-                    head: sql[..at].to_owned(),
-                    tail: sql[at + " where ".len()..].to_owned(),
-                })
+                at_where(Kind::Delete, table)
             }
             _ => None,
         }
