@@ -2,9 +2,9 @@
 //!
 //! Hashing and verification run on a pool of its own: one thread per core, each with the
 //! argon2 memory (`memory_kib`) allocated once and reused. That is what makes a login cost
-//! what the hash costs: on a 2-core machine, allocating and faulting in 19 MiB per hash took
-//! up to 40 % more time per hash, and running more hashes at once than there are cores another
-//! 10 % (docs/performance.md, *Login*). A burst of logins queues for the pool; an idle
+//! what the hash costs: on a 2-core machine, allocating and faulting in 19 MiB per hash made a
+//! hash take up to 1.6 times as long, and running twice as many hashes at once as there are
+//! cores cost another 10 % of throughput (docs/performance.md, *Login*). A burst of logins queues for the pool; an idle
 //! thread frees its memory after [`IDLE`].
 
 use crate::protocol::IamError;
