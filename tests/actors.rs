@@ -4,32 +4,15 @@
 
 mod common;
 
+use common::commands::{create_user, execute};
 use common::TestDb;
-use iamd::actors::{Execute, Registry};
+use iamd::actors::Registry;
 use iamd::domain::workspace::WorkspaceCommand;
-use iamd::events::Metadata;
 use iamd::protocol::ErrorKind;
 use std::time::Duration;
 
-fn execute(command: WorkspaceCommand) -> Execute {
-    Execute {
-        command,
-        metadata: Metadata { source: "test".into(), operation: "test".into(), ..Default::default() },
-        request_id: None,
-    }
-}
-
-fn create_user(username: &str) -> Execute {
-    execute(WorkspaceCommand::CreateUser {
-        user_id: uuid::Uuid::new_v4().to_string(),
-        username: username.into(),
-        name: String::new(),
-        email: String::new(),
-        roles: vec!["reader".into()],
-        enabled: true,
-        must_change_password: false,
-        password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
-    })
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 async fn versions(db: &TestDb, stream: &str) -> Vec<i64> {
@@ -48,13 +31,13 @@ async fn a_stale_actor_of_another_process_reloads_and_decides_again() {
     let a = Registry::new(db.store(), Duration::from_secs(60), 1);
     let b = Registry::new(db.store(), Duration::from_secs(60), 1);
     a.execute("acme", execute(WorkspaceCommand::CreateWorkspace { name: "Acme".into() })).await.unwrap();
-    b.execute("acme", create_user("bob")).await.unwrap();
+    b.execute("acme", create_user(&new_id(), "bob")).await.unwrap();
     // A's actor still holds the state from before bob: its append conflicts, it reloads,
     // and deciding again on the current stream finds the name taken.
-    let err = a.execute("acme", create_user("bob")).await.unwrap_err();
+    let err = a.execute("acme", create_user(&new_id(), "bob")).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Duplicate);
     // And a valid command from the stale actor lands after the other process's event.
-    a.execute("acme", create_user("carol")).await.unwrap();
+    a.execute("acme", create_user(&new_id(), "carol")).await.unwrap();
     assert_eq!(versions(&db, "workspace:acme").await, vec![1, 2, 3]);
 }
 
@@ -69,7 +52,9 @@ async fn commands_of_one_workspace_are_serialised() {
     let handles: Vec<_> = (0..40)
         .map(|i| {
             let registry = registry.clone();
-            actix_rt::spawn(async move { registry.execute("acme", create_user(&format!("user{i}"))).await })
+            actix_rt::spawn(async move {
+                registry.execute("acme", create_user(&new_id(), &format!("user{i}"))).await
+            })
         })
         .collect();
     for h in handles {

@@ -5,12 +5,12 @@
 
 mod common;
 
+use common::commands::{create_user, execute};
 use common::server::run_iamd;
 use common::TestDb;
 use iamd::actors::snapshot::{self, Finding, EVERY, FORMAT};
 use iamd::actors::{Execute, Registry};
 use iamd::domain::workspace::WorkspaceCommand;
-use iamd::events::Metadata;
 use iamd::protocol::ErrorKind;
 use std::time::{Duration, Instant};
 
@@ -18,27 +18,6 @@ const WS: &str = "acme";
 const STREAM: &str = "workspace:acme";
 const ALICE: &str = "00000000-0000-0000-0000-00000000a11c";
 const KEY: &str = "00000000-0000-0000-0000-0000000000k1";
-
-fn execute(command: WorkspaceCommand) -> Execute {
-    Execute {
-        command,
-        metadata: Metadata { source: "test".into(), operation: "test".into(), ..Default::default() },
-        request_id: None,
-    }
-}
-
-fn create_user(user_id: &str, username: &str) -> Execute {
-    execute(WorkspaceCommand::CreateUser {
-        user_id: user_id.into(),
-        username: username.into(),
-        name: String::new(),
-        email: String::new(),
-        roles: vec!["reader".into()],
-        enabled: true,
-        must_change_password: false,
-        password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
-    })
-}
 
 fn rename_alice(name: &str) -> Execute {
     execute(WorkspaceCommand::UpdateUser {

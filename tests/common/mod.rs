@@ -5,6 +5,7 @@
 //! drops it again when the `TestDb` goes out of scope (also when the test panics).
 
 pub mod broker;
+pub mod commands;
 pub mod history;
 pub mod server;
 
