@@ -29,10 +29,15 @@ pub async fn read_only_snapshot(
         .await
 }
 
+/// `database.url` parsed, or one readable line saying it is not a PostgreSQL URL.
+pub fn parse_url(url: &str) -> anyhow::Result<tokio_postgres::Config> {
+    tokio_postgres::Config::from_str(url)
+        .map_err(|e| anyhow::anyhow!("database.url is not a valid PostgreSQL URL: {e}"))
+}
+
 /// Builds the pool and checks the database answers, failing with one readable line.
 pub async fn connect(url: &str, pool_size: usize) -> anyhow::Result<Pool> {
-    let mut config = tokio_postgres::Config::from_str(url)
-        .map_err(|e| anyhow::anyhow!("database.url is not a valid PostgreSQL URL: {e}"))?;
+    let mut config = parse_url(url)?;
     if config.get_application_name().is_none() {
         // Names iamd's sessions in pg_stat_activity.
         config.application_name("iamd");

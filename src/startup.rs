@@ -38,12 +38,7 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("creating the first signing key failed: {e}"))?;
         let bootstrap = start_up_bootstrap(settings, &service).await?;
         if settings.cache.api_keys > 0 {
-            let mut config: tokio_postgres::Config = settings
-                .database
-                .url
-                .expose()
-                .parse()
-                .map_err(|e| anyhow::anyhow!("database.url is not a valid PostgreSQL URL: {e}"))?;
+            let mut config = db::parse_url(settings.database.url.expose())?;
             config.application_name("iamd key cache");
             actix_web::rt::spawn(key_cache::listen(service.key_cache().clone(), config));
         }

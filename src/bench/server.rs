@@ -5,7 +5,6 @@
 use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 /// The bearer the benchmark speaks as (the API gateway).
@@ -23,8 +22,7 @@ pub struct BenchDb {
 impl BenchDb {
     /// Creates and migrates `iamd_bench_<pid>_<n>` on the server of `admin_url`.
     pub async fn create(admin_url: &str, tag: &str) -> anyhow::Result<BenchDb> {
-        let admin = tokio_postgres::Config::from_str(admin_url)
-            .map_err(|e| anyhow::anyhow!("database.url is not a valid PostgreSQL URL: {e}"))?;
+        let admin = crate::db::parse_url(admin_url)?;
         let name = format!("iamd_bench_{}_{tag}", std::process::id());
         let client = connect(&admin).await?;
         client.batch_execute("SET client_min_messages TO warning").await?;
