@@ -583,8 +583,9 @@ async fn projections(settings: Settings, command: ProjectionsCommand) -> anyhow:
             let mode = if online { Mode::Online } else { Mode::Offline };
             let done = rebuild::rebuild(&mut client, mode, |n| progress("rebuild", n)).await?;
             // Every running server drops its API key cache: the swapped-in tables are the truth.
-            let flush = "SELECT pg_notify($1, '*')";
-            if let Err(e) = client.execute(flush, &[&iamd::projections::key_cache::CHANNEL]).await {
+            use iamd::projections::key_cache::{payload, Change, CHANNEL};
+            let flush = payload(&[Change::All]);
+            if let Err(e) = client.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &flush]).await {
                 eprintln!("projections rebuild: could not tell running servers to drop their API key caches ({e}); they expire within cache.api_keys_ttl");
             }
             let held = if online {
