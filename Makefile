@@ -1,8 +1,9 @@
 # iamd: the two commands of the quick start, and the checks CI runs.
 #   make run    find or provide PostgreSQL, migrate, bootstrap (the first admin API key is
 #               printed once) and serve HTTP on 127.0.0.1:8080
-#   make test   provision PostgreSQL, the Kafka-protocol broker (tansu) and headless
-#               Chromium (for the /docs test), and run every test (each test makes its own
+#   make test   provision PostgreSQL, the Kafka-protocol broker (tansu), headless Chromium
+#               (for the /docs test) and TrustGraph's published client code (a Python
+#               virtual environment from PyPI), and run every test (each test makes its own
 #               database and starts its own broker)
 #   make lint   rustfmt and clippy, warnings as errors
 #   make bench  provision like `make test`, build in release mode and run `iamd bench`, which
@@ -17,8 +18,9 @@ test:
 	@admin=$$(scripts/postgres.sh) || exit 1; \
 	tansu=$$(scripts/tansu.sh) || exit 1; \
 	chromium=$$(scripts/chromium.sh) || exit 1; \
+	trustgraph=$$(scripts/trustgraph.sh) || exit 1; \
 	IAMD_TEST_PG_URL=$$admin IAMD_TEST_TANSU=$$tansu IAMD_TEST_CHROMIUM=$$chromium \
-		cargo test --locked $(TEST_ARGS)
+		IAMD_TEST_TRUSTGRAPH=$$trustgraph cargo test --locked $(TEST_ARGS)
 
 lint:
 	cargo fmt --check

@@ -1,6 +1,7 @@
 //! A request/response client for iamd over Kafka: sends an `IamRequest` with a fresh `id`
 //! header (keyed by the workspace it concerns) and awaits the reply carrying the same `id`. Used by
-//! `iamd call --kafka`, the tests and the benchmark.
+//! `iamd call --kafka`, the tests and the benchmark; [`KafkaClient::exchange`] serves any JSON
+//! request/response service with the same conventions (TrustGraph's config service).
 //!
 //! Replies are read from the response topic by a consumer that is *assigned* (no group) every
 //! partition from its end offset at connect time, so no reply sent after `connect` returns is
@@ -50,7 +51,8 @@ pub enum CallError {
     Send(String),
 }
 
-type Pending = Arc<Mutex<HashMap<Vec<u8>, oneshot::Sender<IamResponse>>>>;
+/// Callers waiting for a reply, by correlation id; each gets the reply's raw value.
+type Pending = Arc<Mutex<HashMap<Vec<u8>, oneshot::Sender<Vec<u8>>>>>;
 
 pub struct KafkaClient {
     producer: FutureProducer<QuietContext>,
@@ -118,6 +120,19 @@ impl KafkaClient {
         payload: &[u8],
         timeout: Duration,
     ) -> Result<IamResponse, CallError> {
+        let reply = self.exchange(id, key, payload, timeout).await?;
+        Ok(serde_json::from_slice(&reply)
+            .unwrap_or_else(|_| IamResponse::error(crate::protocol::IamError::internal())))
+    }
+
+    /// Sends `payload` under `id` and waits for the value of the reply carrying that `id`.
+    pub async fn exchange(
+        &self,
+        id: Option<&[u8]>,
+        key: &[u8],
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, CallError> {
         let rx = match id {
             Some(id) => {
                 let (tx, rx) = oneshot::channel();
@@ -202,9 +217,7 @@ async fn read_replies(consumer: Arc<StreamConsumer<QuietContext>>, pending: Pend
         let Some(id) = id else { continue };
         let waiting = pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         if let Some(tx) = waiting {
-            let reply = serde_json::from_slice(message.payload().unwrap_or_default())
-                .unwrap_or_else(|_| IamResponse::error(crate::protocol::IamError::internal()));
-            let _ = tx.send(reply);
+            let _ = tx.send(message.payload().unwrap_or_default().to_vec());
         }
     }
 }

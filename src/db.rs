@@ -14,6 +14,8 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (4, "stream_heads", include_str!("../migrations/0004_stream_heads.sql")),
     (5, "snapshots", include_str!("../migrations/0005_snapshots.sql")),
     (6, "authentication_counts", include_str!("../migrations/0006_authentication_counts.sql")),
+    (7, "anonymous_authentications", include_str!("../migrations/0007_anonymous_authentications.sql")),
+    (8, "subscriber_checkpoints", include_str!("../migrations/0008_subscriber_checkpoints.sql")),
 ];
 
 /// A read-only REPEATABLE READ transaction: one consistent snapshot of the database for a

@@ -51,16 +51,15 @@ async fn active_key(db: &TestDb) -> SigningKey {
 
 fn claims(sub: &str, version: i64) -> Claims {
     let now = Utc::now();
-    Claims {
-        iss: "iamd".into(),
-        sub: sub.into(),
-        workspace: "acme".into(),
-        roles: vec!["admin".into()],
-        is_admin: true,
+    Claims::new(
+        "iamd",
+        sub,
+        "acme",
+        vec!["admin".into()],
         version,
-        iat: now.timestamp(),
-        exp: (now + Duration::minutes(10)).timestamp(),
-    }
+        now.timestamp(),
+        (now + Duration::minutes(10)).timestamp(),
+    )
 }
 
 fn b64(v: &Value) -> String {

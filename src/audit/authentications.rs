@@ -64,10 +64,12 @@ pub enum Reason {
     StaleToken,
     /// iamd could not decide (the database was unavailable, signing failed).
     Error,
+    /// authenticate-anonymous: iamd grants no anonymous access.
+    AnonymousRefused,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 14] = [
         Reason::Ok,
         Reason::Malformed,
         Reason::UnknownUser,
@@ -81,6 +83,7 @@ impl Reason {
         Reason::UnknownSigningKey,
         Reason::StaleToken,
         Reason::Error,
+        Reason::AnonymousRefused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -98,6 +101,7 @@ impl Reason {
             Reason::UnknownSigningKey => "unknown-signing-key",
             Reason::StaleToken => "stale-token",
             Reason::Error => "error",
+            Reason::AnonymousRefused => "anonymous-refused",
         }
     }
 }
@@ -132,6 +136,8 @@ pub enum CredentialKind {
     Password,
     ApiKey,
     Jwt,
+    /// No credential at all (authenticate-anonymous).
+    Anonymous,
 }
 
 impl CredentialKind {
@@ -140,6 +146,7 @@ impl CredentialKind {
             CredentialKind::Password => "password",
             CredentialKind::ApiKey => "api-key",
             CredentialKind::Jwt => "jwt",
+            CredentialKind::Anonymous => "anonymous",
         }
     }
 }
@@ -151,6 +158,8 @@ pub enum AuthOperation {
     ResolveApiKey,
     /// The `Authorization: Bearer` of an HTTP call (failures only).
     HttpBearer,
+    /// TrustGraph's gateway asking for anonymous access (always refused).
+    AuthenticateAnonymous,
 }
 
 impl AuthOperation {
@@ -159,6 +168,7 @@ impl AuthOperation {
             AuthOperation::Login => "login",
             AuthOperation::ResolveApiKey => "resolve-api-key",
             AuthOperation::HttpBearer => "http-bearer",
+            AuthOperation::AuthenticateAnonymous => "authenticate-anonymous",
         }
     }
 }
@@ -180,6 +190,15 @@ impl Origin {
     /// A transport with nothing more known.
     pub fn of(source: &str) -> Origin {
         Origin { source: source.to_owned(), ..Default::default() }
+    }
+
+    /// This origin, with the end client's address as a trusted relay (the API gateway over
+    /// Kafka or with its secret) reported it in `client_ip`; unchanged when it reported none.
+    pub fn relayed(self, client_ip: &str) -> Origin {
+        match clip(client_ip) {
+            Some(client) => Origin { client: Some(client), ..self },
+            None => self,
+        }
     }
 }
 

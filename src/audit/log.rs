@@ -219,6 +219,10 @@ pub fn describe(stream: &str, event: &Event) -> (String, String) {
                     .unwrap_or_default()
             ),
         ),
+        Event::TokenMinted { user_id, workspace, token_id, expires, .. } => (
+            format!("user {user_id}"),
+            format!("token {token_id} minted to act in workspace {workspace}, expires {}", time(expires)),
+        ),
         Event::SigningKeyCreated { kid, .. } => (format!("signing key {kid}"), "created (Ed25519)".into()),
         Event::SigningKeyRetired { kid, valid_until, .. } => {
             (format!("signing key {kid}"), format!("retired; verifies tokens until {}", time(valid_until)))

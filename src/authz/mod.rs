@@ -50,6 +50,13 @@ pub const IAM_ADMIN: &str = "iam:admin";
 pub const METRICS_READ: &str = "metrics:read";
 /// Read the audit trail (system-level).
 pub const AUDIT_READ: &str = "audit:read";
+/// Mint a token for a user with a caller-supplied context (TrustGraph's mint-token).
+pub const MINT_TOKEN: &str = "mint-token";
+
+// The three tiers below are TrustGraph 2.11.1's role definitions exactly
+// (`trustgraph/iam/service/iam.py`: `_READER_CAPS`, `_WRITER_CAPS`, `_ADMIN_CAPS`), so that
+// `authorise` answers its gateway as its own IAM service would. iamd's own capabilities,
+// which no TrustGraph operation asks for, are kept apart in `IAMD_*_CAPABILITIES`.
 
 /// What every role grants: reading data, and managing oneself. This is `reader`'s set.
 pub const READER_CAPABILITIES: &[&str] = &[
@@ -71,13 +78,15 @@ pub const READER_CAPABILITIES: &[&str] = &[
     "embeddings",
     "reranker",
     "image-to-text",
+    "cloze",
+    "decision-scoring",
+    "field-extraction",
     "mcp",
     "config:read",
     "flows:read",
     "collections:read",
     "knowledge:read",
     KEYS_SELF,
-    WORKSPACES_LIST_OWN,
 ];
 
 /// What `writer` adds to the reader's set: writing data.
@@ -104,17 +113,35 @@ pub const ADMINISTRATION_CAPABILITIES: &[&str] = &[
     WORKSPACES_ADMIN,
     IAM_ADMIN,
     METRICS_READ,
-    AUDIT_READ,
+    MINT_TOKEN,
 ];
+
+/// iamd's own addition for every role: listing the workspaces one belongs to.
+pub const IAMD_MEMBER_CAPABILITIES: &[&str] = &[WORKSPACES_LIST_OWN];
+
+/// iamd's own addition for admins: reading the audit trail.
+pub const IAMD_ADMIN_CAPABILITIES: &[&str] = &[AUDIT_READ];
 
 /// The capability tiers each role grants; each capability is written in one tier only.
 fn tiers_of(role: &str) -> &'static [&'static [&'static str]] {
     match role {
-        "reader" => &[READER_CAPABILITIES],
-        "writer" => &[READER_CAPABILITIES, DATA_WRITE_CAPABILITIES],
-        "admin" => &[READER_CAPABILITIES, DATA_WRITE_CAPABILITIES, ADMINISTRATION_CAPABILITIES],
+        "reader" => &[READER_CAPABILITIES, IAMD_MEMBER_CAPABILITIES],
+        "writer" => &[READER_CAPABILITIES, DATA_WRITE_CAPABILITIES, IAMD_MEMBER_CAPABILITIES],
+        "admin" => &[
+            READER_CAPABILITIES,
+            DATA_WRITE_CAPABILITIES,
+            ADMINISTRATION_CAPABILITIES,
+            IAMD_MEMBER_CAPABILITIES,
+            IAMD_ADMIN_CAPABILITIES,
+        ],
         _ => &[],
     }
+}
+
+/// The capabilities `role` grants in TrustGraph's own table (iamd's additions left out).
+pub fn upstream_capabilities_of(role: &str) -> impl Iterator<Item = &'static str> + Clone {
+    capabilities_of(role)
+        .filter(|c| !IAMD_MEMBER_CAPABILITIES.contains(c) && !IAMD_ADMIN_CAPABILITIES.contains(c))
 }
 
 /// Capabilities that concern no workspace: only a role with [`Scope::All`] may use them,

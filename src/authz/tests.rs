@@ -161,6 +161,9 @@ const EXPECTED_GROUPS: &[(&str, Group)] = &[
     ("embeddings", Group::Read),
     ("reranker", Group::Read),
     ("image-to-text", Group::Read),
+    ("cloze", Group::Read),
+    ("decision-scoring", Group::Read),
+    ("field-extraction", Group::Read),
     ("mcp", Group::Read),
     ("config:read", Group::Read),
     ("flows:read", Group::Read),
@@ -183,6 +186,7 @@ const EXPECTED_GROUPS: &[(&str, Group)] = &[
     ("users:write", Group::Admin),
     ("users:admin", Group::Admin),
     ("keys:admin", Group::Admin),
+    ("mint-token", Group::Admin),
     ("workspaces:admin", Group::System),
     ("iam:admin", Group::System),
     ("metrics:read", Group::System),
@@ -229,4 +233,76 @@ fn full_matrix_matches_the_design() {
             }
         }
     }
+}
+
+/// TrustGraph 2.11.1's role table (`trustgraph/iam/service/iam.py`), copied here so that a
+/// change on either side shows; the live comparison against upstream's own `_decide` runs in
+/// `tests/trustgraph.rs` with the published package.
+const UPSTREAM_READER: &[&str] = &[
+    "agent",
+    "graph:read",
+    "triples:read",
+    "sparql:read",
+    "graph-rag:read",
+    "graph-embeddings:read",
+    "documents:read",
+    "document-rag:read",
+    "document-embeddings:read",
+    "entity-contexts:read",
+    "rows:read",
+    "nlp-query:read",
+    "structured-query:read",
+    "row-embeddings:read",
+    "llm",
+    "embeddings",
+    "reranker",
+    "image-to-text",
+    "cloze",
+    "decision-scoring",
+    "field-extraction",
+    "mcp",
+    "config:read",
+    "flows:read",
+    "collections:read",
+    "knowledge:read",
+    "keys:self",
+];
+const UPSTREAM_WRITER_ADDS: &[&str] = &[
+    "graph:write",
+    "triples:write",
+    "graph-embeddings:write",
+    "document-embeddings:write",
+    "entity-contexts:write",
+    "documents:write",
+    "rows:write",
+    "collections:write",
+    "knowledge:write",
+];
+const UPSTREAM_ADMIN_ADDS: &[&str] = &[
+    "config:write",
+    "flows:write",
+    "users:read",
+    "users:write",
+    "users:admin",
+    "keys:admin",
+    "workspaces:admin",
+    "iam:admin",
+    "metrics:read",
+    "mint-token",
+];
+
+#[test]
+fn the_role_table_is_upstreams_exactly() {
+    let sorted = |set: Vec<&'static str>| {
+        let mut set = set;
+        set.sort_unstable();
+        set
+    };
+    let reader = UPSTREAM_READER.to_vec();
+    let writer = [UPSTREAM_READER, UPSTREAM_WRITER_ADDS].concat();
+    let admin = [UPSTREAM_READER, UPSTREAM_WRITER_ADDS, UPSTREAM_ADMIN_ADDS].concat();
+    for (role, expected) in [("reader", reader), ("writer", writer), ("admin", admin)] {
+        assert_eq!(sorted(upstream_capabilities_of(role).collect()), sorted(expected), "{role}");
+    }
+    assert_eq!(upstream_capabilities_of("root").count(), 0);
 }

@@ -439,16 +439,8 @@ async fn jwt(options: &Options, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     // Local verification, as a service holding the JWKS does it: all cores.
     let now = chrono::Utc::now();
     let signer = TokenSigner::new(SigningKey::generate(now)?, Vec::new());
-    let claims = Claims {
-        iss: "iamd".into(),
-        sub: "u".into(),
-        workspace: "w".into(),
-        roles: vec!["reader".into()],
-        is_admin: false,
-        version: 1,
-        iat: now.timestamp(),
-        exp: now.timestamp() + 3600,
-    };
+    let claims =
+        Claims::new("iamd", "u", "w", vec!["reader".into()], 1, now.timestamp(), now.timestamp() + 3600);
     let token = signer.sign(&claims)?;
     let duration = options.duration.min(Duration::from_secs(3));
     let started = Instant::now();

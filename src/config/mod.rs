@@ -30,8 +30,40 @@ pub struct Settings {
     pub bootstrap: BootstrapSettings,
     pub actors: ActorSettings,
     pub kafka: KafkaSettings,
+    pub trustgraph: TrustGraphSettings,
     pub audit: AuditSettings,
     pub cache: CacheSettings,
+}
+
+/// Workspace registration with a TrustGraph deployment's config service (docs/trustgraph.md):
+/// on with both topics set (it uses `kafka.brokers` and `kafka.properties`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrustGraphSettings {
+    /// The config service's request topic, `tg.request.config` in TrustGraph's Kafka naming.
+    pub config_request_topic: String,
+    /// Where it answers, `tg.response.config`.
+    pub config_response_topic: String,
+    /// How long one registration waits for the config service's answer before trying again.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for TrustGraphSettings {
+    fn default() -> Self {
+        TrustGraphSettings {
+            config_request_topic: String::new(),
+            config_response_topic: String::new(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl TrustGraphSettings {
+    /// Whether workspaces are registered with TrustGraph's config service.
+    pub fn registers(&self) -> bool {
+        !self.config_request_topic.is_empty() || !self.config_response_topic.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -146,6 +178,10 @@ pub struct BootstrapSettings {
 pub struct KafkaSettings {
     /// Bootstrap brokers, `host:port[,host:port…]`. Empty: no Kafka adapter.
     pub brokers: String,
+    /// Names for a deployment: `trustgraph` serves TrustGraph's topics (`tg.request.iam`,
+    /// replies on `tg.response.iam`) where the topics are left at iamd's defaults. Empty:
+    /// iamd's own names.
+    pub preset: String,
     pub request_topic: String,
     pub response_topic: String,
     /// Consumer group shared by every iamd process serving the same requests.
@@ -174,6 +210,7 @@ impl Default for KafkaSettings {
     fn default() -> Self {
         KafkaSettings {
             brokers: String::new(),
+            preset: String::new(),
             request_topic: "iam.request".into(),
             response_topic: "iam.response".into(),
             group: "iamd".into(),
@@ -188,9 +225,32 @@ impl Default for KafkaSettings {
     }
 }
 
+/// TrustGraph's Kafka topics for its IAM service (`request:tg:iam`, `response:tg:iam` as its
+/// Kafka backend names them).
+pub const TRUSTGRAPH_REQUEST_TOPIC: &str = "tg.request.iam";
+pub const TRUSTGRAPH_RESPONSE_TOPIC: &str = "tg.response.iam";
+
 impl KafkaSettings {
     pub fn enabled(&self) -> bool {
         !self.brokers.trim().is_empty()
+    }
+
+    /// Applies `preset` to the topics still at iamd's defaults.
+    fn apply_preset(&mut self) -> anyhow::Result<()> {
+        match self.preset.as_str() {
+            "" => {}
+            "trustgraph" => {
+                let defaults = KafkaSettings::default();
+                if self.request_topic == defaults.request_topic {
+                    self.request_topic = TRUSTGRAPH_REQUEST_TOPIC.into();
+                }
+                if self.response_topic == defaults.response_topic {
+                    self.response_topic = TRUSTGRAPH_RESPONSE_TOPIC.into();
+                }
+            }
+            other => bail!("kafka.preset: unknown preset '{other}' (known: trustgraph)"),
+        }
+        Ok(())
     }
 
     /// The `properties` pairs, in order.
@@ -244,6 +304,7 @@ impl Default for Settings {
             bootstrap: BootstrapSettings::default(),
             actors: ActorSettings::default(),
             kafka: KafkaSettings::default(),
+            trustgraph: TrustGraphSettings::default(),
             audit: AuditSettings::default(),
             cache: CacheSettings::default(),
         }
@@ -410,6 +471,7 @@ impl Settings {
 
         let mut settings: Settings = serde_yaml::from_value(tree).context("invalid configuration")?;
         settings.read_secret_files()?;
+        settings.kafka.apply_preset()?;
         settings.validate()?;
         Ok(settings)
     }
@@ -466,6 +528,19 @@ impl Settings {
                 bail!("kafka.max_message_bytes must be at least 1024");
             }
             self.kafka.extra_properties()?;
+        }
+        if self.trustgraph.registers() {
+            if self.trustgraph.config_request_topic.is_empty()
+                || self.trustgraph.config_response_topic.is_empty()
+            {
+                bail!("trustgraph.config_request_topic and trustgraph.config_response_topic go together");
+            }
+            if !self.kafka.enabled() {
+                bail!("trustgraph.config_request_topic needs kafka.brokers (registration goes over Kafka)");
+            }
+            if self.trustgraph.timeout < Duration::from_millis(100) {
+                bail!("trustgraph.timeout must be at least 100ms");
+            }
         }
         let audit = &self.audit.authentications;
         if audit.queue == 0 || audit.queue > crate::audit::authentications::MAX_QUEUE {

@@ -153,3 +153,23 @@ fn cors_origins_must_be_bare_origins() {
     let err = Settings::from_sources("", env(&[("IAMD_HTTP_CORS_ALLOWED_ORIGINS", "https://a.example/")]));
     assert!(format!("{:#}", err.unwrap_err()).contains("http.cors.allowed_origins"));
 }
+
+#[test]
+fn the_trustgraph_preset_names_trustgraphs_topics_unless_they_are_set() {
+    let s = Settings::from_sources("", env(&[("IAMD_KAFKA_PRESET", "trustgraph")])).unwrap();
+    assert_eq!(
+        (s.kafka.request_topic.as_str(), s.kafka.response_topic.as_str()),
+        ("tg.request.iam", "tg.response.iam")
+    );
+    let s = Settings::from_sources(
+        "kafka:\n  preset: trustgraph\n  response_topic: tg.response.iam-a\n",
+        env(&[]),
+    )
+    .unwrap();
+    assert_eq!(
+        (s.kafka.request_topic.as_str(), s.kafka.response_topic.as_str()),
+        ("tg.request.iam", "tg.response.iam-a")
+    );
+    let err = Settings::from_sources("", env(&[("IAMD_KAFKA_PRESET", "pulsar")])).unwrap_err();
+    assert!(format!("{err:#}").contains("unknown preset 'pulsar'"), "{err:#}");
+}

@@ -71,13 +71,51 @@ pub struct Claims {
     pub iss: String,
     /// The user id: immutable, unlike the username.
     pub sub: String,
+    /// The workspace the token acts in (the user's own, or the one mint-token named).
     pub workspace: String,
+    /// Alias of `workspace`, always equal: TrustGraph's gateway refuses a token without it.
+    #[serde(default)]
+    pub default_workspace: String,
+    /// mint-token: the caller-supplied context TrustGraph's gateway hands to services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_context: Option<serde_json::Value>,
+    /// mint-token: the token's id, recorded in its `token.minted` event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
     pub roles: Vec<String>,
     pub is_admin: bool,
     /// The account version: a token whose version is below the user's current one is dead.
     pub version: i64,
     pub iat: i64,
     pub exp: i64,
+}
+
+impl Claims {
+    /// The claims of a token for user `sub` acting in `workspace`, valid from `iat` to `exp`
+    /// (Unix seconds), at account `version`.
+    pub fn new(
+        iss: &str,
+        sub: &str,
+        workspace: &str,
+        roles: Vec<String>,
+        version: i64,
+        iat: i64,
+        exp: i64,
+    ) -> Self {
+        Claims {
+            iss: iss.to_owned(),
+            sub: sub.to_owned(),
+            workspace: workspace.to_owned(),
+            default_workspace: workspace.to_owned(),
+            user_context: None,
+            jti: None,
+            is_admin: roles.iter().any(|r| r == "admin"),
+            roles,
+            version,
+            iat,
+            exp,
+        }
+    }
 }
 
 /// Signs with the active key and verifies against the active key and keys in grace.
@@ -149,16 +187,23 @@ mod tests {
     use chrono::Duration;
 
     fn claims(now: DateTime<Utc>) -> Claims {
-        Claims {
-            iss: "iamd".into(),
-            sub: "u1".into(),
-            workspace: "default".into(),
-            roles: vec!["admin".into()],
-            is_admin: true,
-            version: 1,
-            iat: now.timestamp(),
-            exp: (now + Duration::hours(1)).timestamp(),
-        }
+        Claims::new(
+            "iamd",
+            "u1",
+            "default",
+            vec!["admin".into()],
+            1,
+            now.timestamp(),
+            (now + Duration::hours(1)).timestamp(),
+        )
+    }
+
+    #[test]
+    fn claims_carry_both_spellings_of_the_workspace() {
+        let c = serde_json::to_value(claims(Utc::now())).unwrap();
+        assert_eq!((&c["workspace"], &c["default_workspace"]), (&"default".into(), &"default".into()));
+        assert_eq!(c["is_admin"], true);
+        assert!(c.get("user_context").is_none());
     }
 
     #[test]

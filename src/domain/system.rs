@@ -57,20 +57,18 @@ pub struct NewKey {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SystemCommand {
     /// Creates a signing key when there is no active one (start-up).
-    EnsureSigningKey {
-        key: NewKey,
-    },
+    EnsureSigningKey { key: NewKey },
     /// Introduces `key`; the active key keeps validating for `grace` (at least one hour).
-    RotateSigningKey {
-        key: NewKey,
-        grace: Duration,
-    },
+    RotateSigningKey { key: NewKey, grace: Duration },
+    /// Creates the first admin (and workspace `default` unless it exists). `admin_exists`
+    /// is what the read tables said: bootstrap is a no-op once any user holds `admin`.
     Bootstrap {
         user_id: String,
         key_id: String,
         key_hash: String,
         prefix: String,
         signing_key: NewKey,
+        admin_exists: bool,
     },
 }
 
@@ -91,7 +89,9 @@ fn created(key: &NewKey, now: DateTime<Utc>) -> Event {
     Event::SigningKeyCreated { kid: key.kid.clone(), public_key: key.public_key.clone(), created: now }
 }
 
-/// `default_ws` is the state of the `default` workspace (bootstrap is a no-op once it exists).
+/// `default_ws` is the state of the `default` workspace. Bootstrap is a no-op once it was
+/// recorded or an admin exists; a `default` workspace that already exists (TrustGraph's
+/// bootstrapper creates it first) receives the admin, and must be enabled.
 pub fn decide(
     state: &SystemState,
     default_ws: &WorkspaceState,
@@ -117,9 +117,12 @@ pub fn decide(
             }
             Ok(SystemDecision { system, ..Default::default() })
         }
-        SystemCommand::Bootstrap { user_id, key_id, key_hash, prefix, signing_key } => {
-            if state.bootstrapped || default_ws.exists {
+        SystemCommand::Bootstrap { user_id, key_id, key_hash, prefix, signing_key, admin_exists } => {
+            if state.bootstrapped || *admin_exists {
                 return Ok(SystemDecision::default());
+            }
+            if default_ws.exists && !default_ws.enabled {
+                return Err(IamError::disabled("workspace default is disabled"));
             }
             let mut system = Vec::new();
             if state.active_key().is_none() {
@@ -130,12 +133,15 @@ pub fn decide(
                 user_id: user_id.clone(),
                 key_id: key_id.clone(),
             });
-            let default_workspace = vec![
-                Event::WorkspaceCreated {
+            let mut default_workspace = Vec::new();
+            if !default_ws.exists {
+                default_workspace.push(Event::WorkspaceCreated {
                     workspace_id: BOOTSTRAP_WORKSPACE.into(),
                     name: "Default".into(),
                     created: now,
-                },
+                });
+            }
+            default_workspace.extend([
                 Event::UserCreated {
                     user_id: user_id.clone(),
                     username: BOOTSTRAP_USERNAME.into(),
@@ -156,7 +162,7 @@ pub fn decide(
                     expires: None,
                     created: now,
                 },
-            ];
+            ]);
             Ok(SystemDecision { system, default_workspace })
         }
     }
@@ -184,6 +190,7 @@ mod tests {
             key_hash: "ab".into(),
             prefix: "tg_a".into(),
             signing_key: key("s1"),
+            admin_exists: false,
         }
     }
 
@@ -250,10 +257,36 @@ mod tests {
     }
 
     #[test]
-    fn bootstrap_is_a_no_op_when_the_default_workspace_exists() {
+    fn bootstrap_creates_the_admin_in_a_default_workspace_that_exists_already() {
         let mut ws = WorkspaceState::new("default");
         ws.exists = true;
-        assert!(decide(&SystemState::default(), &ws, &bootstrap(), Utc::now()).unwrap().is_empty());
+        ws.enabled = true;
+        let d = decide(&SystemState::default(), &ws, &bootstrap(), Utc::now()).unwrap();
+        assert_eq!(d.system.len(), 2, "a signing key and the bootstrap record");
+        let types: Vec<_> = d.default_workspace.iter().map(Event::event_type).collect();
+        assert_eq!(types, ["user.created", "api_key.created"]);
+        ws.enabled = false;
+        let err = decide(&SystemState::default(), &ws, &bootstrap(), Utc::now()).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Disabled);
+    }
+
+    #[test]
+    fn bootstrap_is_a_no_op_once_an_admin_exists() {
+        let cmd = match bootstrap() {
+            SystemCommand::Bootstrap { user_id, key_id, key_hash, prefix, signing_key, .. } => {
+                SystemCommand::Bootstrap {
+                    user_id,
+                    key_id,
+                    key_hash,
+                    prefix,
+                    signing_key,
+                    admin_exists: true,
+                }
+            }
+            other => other,
+        };
+        let ws = WorkspaceState::new("default");
+        assert!(decide(&SystemState::default(), &ws, &cmd, Utc::now()).unwrap().is_empty());
     }
 
     #[test]

@@ -101,6 +101,17 @@ pub enum Event {
     },
     #[serde(rename = "api_key.revoked")]
     ApiKeyRevoked { key_id: String, reason: RevokeReason },
+    /// mint-token: a token was issued to `user_id` (of this stream's workspace) to act in
+    /// `workspace`, with `user_context` as its claim. `token_id` is the token's `jti`; the
+    /// token itself is never recorded. The minter is the event's actor.
+    #[serde(rename = "token.minted")]
+    TokenMinted {
+        user_id: String,
+        workspace: String,
+        token_id: String,
+        expires: DateTime<Utc>,
+        user_context: serde_json::Value,
+    },
 
     /// The private half lives only in the `signing_keys` table.
     #[serde(rename = "signing_key.created")]
@@ -171,6 +182,7 @@ impl Event {
             Event::UserPasswordReset { .. } => "user.password.reset",
             Event::ApiKeyCreated { .. } => "api_key.created",
             Event::ApiKeyRevoked { .. } => "api_key.revoked",
+            Event::TokenMinted { .. } => "token.minted",
             Event::SigningKeyCreated { .. } => "signing_key.created",
             Event::SigningKeyRetired { .. } => "signing_key.retired",
             Event::SystemBootstrapped { .. } => "system.bootstrapped",

@@ -76,7 +76,8 @@ pub fn changes(stream: &str, event: &Event) -> Option<Change> {
         | Event::WorkspaceRenamed { .. }
         | Event::SigningKeyCreated { .. }
         | Event::SigningKeyRetired { .. }
-        | Event::SystemBootstrapped { .. } => None,
+        | Event::SystemBootstrapped { .. }
+        | Event::TokenMinted { .. } => None,
     }
 }
 

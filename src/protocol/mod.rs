@@ -2,6 +2,11 @@
 //! adapter. Field names follow the seed spec (snake_case); every request field is optional on
 //! input, `null` reads as empty, unknown fields are ignored, and the upstream aliases
 //! (`default_workspace`) are accepted.
+//!
+//! Replies carry both spellings where the seed and TrustGraph's released code differ:
+//! `resolved_workspace` beside `resolved_default_workspace`, and in user records `workspace`
+//! beside `default_workspace`. TrustGraph's codec drops keys it does not know and defaults
+//! missing ones, so a reply with only the seed's names reads there as an empty workspace.
 
 mod error;
 
@@ -63,10 +68,12 @@ pub enum Operation {
     AuthoriseMany,
     EnableUser,
     DeleteUser,
+    AuthenticateAnonymous,
+    MintToken,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 27] = [
+    pub const ALL: [Operation; 29] = [
         Operation::Login,
         Operation::ResolveApiKey,
         Operation::ChangePassword,
@@ -94,6 +101,8 @@ impl Operation {
         Operation::AuthoriseMany,
         Operation::EnableUser,
         Operation::DeleteUser,
+        Operation::AuthenticateAnonymous,
+        Operation::MintToken,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -125,6 +134,8 @@ impl Operation {
             Operation::AuthoriseMany => "authorise-many",
             Operation::EnableUser => "enable-user",
             Operation::DeleteUser => "delete-user",
+            Operation::AuthenticateAnonymous => "authenticate-anonymous",
+            Operation::MintToken => "mint-token",
         }
     }
 
@@ -157,6 +168,7 @@ impl Operation {
                 | Operation::BootstrapStatus
                 | Operation::Authorise
                 | Operation::AuthoriseMany
+                | Operation::AuthenticateAnonymous
         )
     }
 }
@@ -186,8 +198,18 @@ pub struct IamRequest {
     pub workspace_record: Option<WorkspaceInput>,
     pub key: Option<ApiKeyInput>,
     /// Idempotency key: a second request with the same id is answered without applying again.
+    /// Also the correlation id recorded in the audit (TrustGraph's gateway puts its HTTP
+    /// request's id here).
     #[serde(deserialize_with = "nullable")]
     pub request_id: String,
+    /// The end client's address as the gateway saw it, recorded in the authentication audit.
+    /// Believed only from a trusted transport (Kafka, the gateway secret); iamd's own HTTP
+    /// callers are recorded with their TCP peer.
+    #[serde(deserialize_with = "nullable")]
+    pub client_ip: String,
+    /// mint-token: the JSON object put in the token's `user_context` claim.
+    #[serde(deserialize_with = "nullable")]
+    pub user_context_json: String,
     /// authorise: the capability asked for (e.g. `graph:read`).
     #[serde(deserialize_with = "nullable")]
     pub capability: String,
@@ -281,20 +303,87 @@ pub struct ApiKeyInput {
     pub expires: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(default)]
+/// A user as replies show it. On the wire it carries `workspace` and its alias
+/// `default_workspace` (TrustGraph's name), equal; on input either is read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(into = "UserRecordWire", from = "UserRecordWire")]
 pub struct UserRecord {
     pub id: String,
-    #[serde(alias = "default_workspace")]
     pub workspace: String,
     pub username: String,
     pub name: String,
     pub email: String,
-    #[serde(deserialize_with = "nullable_list")]
     pub roles: Vec<String>,
     pub enabled: bool,
     pub must_change_password: bool,
     pub created: String,
+}
+
+/// [`UserRecord`] as JSON: both spellings of the workspace.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default)]
+#[schema(as = UserRecord)]
+struct UserRecordWire {
+    id: String,
+    /// The user's own workspace (the seed's name).
+    #[serde(deserialize_with = "nullable")]
+    workspace: String,
+    /// Alias of `workspace`, always equal to it: the name TrustGraph's released code reads.
+    #[serde(deserialize_with = "nullable")]
+    default_workspace: String,
+    username: String,
+    name: String,
+    email: String,
+    #[serde(deserialize_with = "nullable_list")]
+    roles: Vec<String>,
+    enabled: bool,
+    must_change_password: bool,
+    created: String,
+}
+
+impl From<UserRecord> for UserRecordWire {
+    fn from(u: UserRecord) -> Self {
+        UserRecordWire {
+            id: u.id,
+            default_workspace: u.workspace.clone(),
+            workspace: u.workspace,
+            username: u.username,
+            name: u.name,
+            email: u.email,
+            roles: u.roles,
+            enabled: u.enabled,
+            must_change_password: u.must_change_password,
+            created: u.created,
+        }
+    }
+}
+
+impl From<UserRecordWire> for UserRecord {
+    fn from(w: UserRecordWire) -> Self {
+        UserRecord {
+            id: w.id,
+            workspace: if w.workspace.is_empty() { w.default_workspace } else { w.workspace },
+            username: w.username,
+            name: w.name,
+            email: w.email,
+            roles: w.roles,
+            enabled: w.enabled,
+            must_change_password: w.must_change_password,
+            created: w.created,
+        }
+    }
+}
+
+impl utoipa::PartialSchema for UserRecord {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <UserRecordWire as utoipa::PartialSchema>::schema()
+    }
+}
+
+impl utoipa::ToSchema for UserRecord {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("UserRecord")
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -346,8 +435,13 @@ pub struct IamResponse {
     pub signing_key_public: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub resolved_user_id: String,
-    #[serde(skip_serializing_if = "String::is_empty", alias = "resolved_default_workspace")]
+    /// resolve-api-key, authenticate-anonymous: the key owner's workspace (the seed's name).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub resolved_workspace: String,
+    /// Alias of `resolved_workspace`, always equal to it: the name TrustGraph's released
+    /// gateway reads (it refuses a key whose reply lacks it).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub resolved_default_workspace: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub resolved_roles: Vec<String>,
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -381,6 +475,17 @@ pub struct IamResponse {
 impl IamResponse {
     pub fn error(err: IamError) -> Self {
         IamResponse { error: Some(err), ..Default::default() }
+    }
+
+    /// A resolved identity (resolve-api-key): the workspace under both its names.
+    pub fn resolved(user_id: String, workspace: String, roles: Vec<String>) -> Self {
+        IamResponse {
+            resolved_user_id: user_id,
+            resolved_default_workspace: workspace.clone(),
+            resolved_workspace: workspace,
+            resolved_roles: roles,
+            ..Default::default()
+        }
     }
 
     /// The reply with every one-time secret removed: what may be stored for a redelivery.
@@ -442,6 +547,25 @@ mod tests {
     fn upstream_alias_default_workspace_is_accepted() {
         let u: UserInput = serde_json::from_str(r#"{"default_workspace":"acme"}"#).unwrap();
         assert_eq!(u.workspace, "acme");
+        let r: UserRecord = serde_json::from_str(r#"{"id":"u","default_workspace":"acme"}"#).unwrap();
+        assert_eq!(r.workspace, "acme");
+        let r: UserRecord =
+            serde_json::from_str(r#"{"id":"u","workspace":"acme","default_workspace":"acme","roles":null}"#)
+                .unwrap();
+        assert_eq!((r.workspace.as_str(), r.roles.len()), ("acme", 0));
+    }
+
+    #[test]
+    fn replies_carry_both_spellings_of_the_workspace() {
+        let user = UserRecord { id: "u".into(), workspace: "acme".into(), ..Default::default() };
+        let v = serde_json::to_value(&user).unwrap();
+        assert_eq!((&v["workspace"], &v["default_workspace"]), (&"acme".into(), &"acme".into()));
+        assert_eq!(serde_json::from_value::<UserRecord>(v).unwrap(), user);
+        let r = IamResponse::resolved("u".into(), "acme".into(), vec!["reader".into()]);
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["resolved_workspace"], "acme");
+        assert_eq!(v["resolved_default_workspace"], "acme");
+        assert_eq!(serde_json::from_value::<IamResponse>(v).unwrap(), r);
     }
 
     #[test]

@@ -62,16 +62,15 @@ impl Service {
         let signer = self.inner.signer.get(&self.inner.queries).await?;
         let now = Utc::now();
         let expires = now + self.inner.settings.jwt_ttl;
-        let claims = Claims {
-            iss: self.inner.settings.jwt_issuer.clone(),
-            sub: user.record.id.clone(),
-            workspace: user.record.workspace.clone(),
-            is_admin: user.record.roles.iter().any(|r| r == "admin"),
-            roles: user.record.roles,
-            version: user.account_version,
-            iat: now.timestamp(),
-            exp: expires.timestamp(),
-        };
+        let claims = Claims::new(
+            &self.inner.settings.jwt_issuer,
+            &user.record.id,
+            &user.record.workspace,
+            user.record.roles,
+            user.account_version,
+            now.timestamp(),
+            expires.timestamp(),
+        );
         let jwt = signer.sign(&claims).map_err(|e| {
             tracing::error!(error = %e, "signing a token failed");
             IamError::internal()
@@ -91,12 +90,7 @@ impl Service {
         let decided = self.usable_key(&req.api_key, &mut attempt).await;
         self.inner.authentications.record(attempt);
         match decided? {
-            Some(k) => Ok(IamResponse {
-                resolved_user_id: k.user_id,
-                resolved_workspace: k.workspace,
-                resolved_roles: k.roles,
-                ..Default::default()
-            }),
+            Some(k) => Ok(IamResponse::resolved(k.user_id, k.workspace, k.roles)),
             None => Err(IamError::auth_failed()),
         }
     }

@@ -16,9 +16,6 @@ pub const DECISION_TTL_SECONDS: i64 = 60;
 /// Most checks one authorise-many may carry.
 pub const MAX_AUTHORISE_CHECKS: usize = 256;
 
-/// The workspace bootstrap creates; bootstrap is possible until it exists.
-const BOOTSTRAP_WORKSPACE: &str = "default";
-
 /// One decision of authorise-many, in request order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DecisionRecord {
@@ -51,9 +48,11 @@ impl Service {
         Ok(IamResponse { workspaces, ..Default::default() })
     }
 
+    /// Bootstrap is available until an admin exists (the workspace `default` may exist
+    /// before: TrustGraph's bootstrapper creates it first).
     pub(super) async fn bootstrap_status(&self) -> Result<IamResponse, IamError> {
-        let exists = self.inner.queries.workspace(BOOTSTRAP_WORKSPACE).await?.is_some();
-        Ok(IamResponse { bootstrap_available: !exists, ..Default::default() })
+        let bootstrapped = self.inner.queries.bootstrapped().await?;
+        Ok(IamResponse { bootstrap_available: !bootstrapped, ..Default::default() })
     }
 
     pub(super) async fn authorise(&self, req: IamRequest) -> Result<IamResponse, IamError> {

@@ -7,7 +7,7 @@ use super::{required, Ctx, Service};
 use crate::crypto::ApiKey;
 use crate::domain::rules;
 use crate::domain::workspace::WorkspaceCommand;
-use crate::protocol::{IamError, IamRequest, IamResponse, WorkspaceRecord};
+use crate::protocol::{IamError, IamRequest, IamResponse, UserInput, WorkspaceRecord};
 use chrono::{DateTime, Utc};
 
 fn new_id() -> String {
@@ -64,17 +64,7 @@ impl Service {
         required("workspace", &req.workspace)?;
         let input = req.user.ok_or_else(|| IamError::invalid("user is required"))?;
         let user = self.owned_user(&req.workspace, &req.user_id).await?;
-        let command = WorkspaceCommand::UpdateUser {
-            user_id: user.id,
-            username: Some(input.username).filter(|v| !v.is_empty()),
-            name: Some(input.name).filter(|v| !v.is_empty()),
-            email: Some(input.email).filter(|v| !v.is_empty()),
-            roles: input.roles,
-            enabled: input.enabled,
-            must_change_password: input.must_change_password,
-            password_given: !input.password.is_empty(),
-        };
-        self.command(&user.workspace, command, ctx).await
+        self.command(&user.workspace, update_command(user.id, input), ctx).await
     }
 
     pub(super) async fn disable_user(&self, req: IamRequest, ctx: Ctx) -> Result<IamResponse, IamError> {
@@ -189,6 +179,24 @@ impl Service {
     }
 }
 
+/// update-user's command, with the semantics that survive TrustGraph's codec, which sends
+/// every `UserInput` field whatever the caller meant (`"roles": []`, `"enabled": true`,
+/// `"must_change_password": false`): empty text and an empty roles list leave the field as it
+/// is; `enabled` may only disable (enable-user re-enables) and `must_change_password` may only
+/// be set (change-password clears it).
+fn update_command(user_id: String, input: UserInput) -> WorkspaceCommand {
+    WorkspaceCommand::UpdateUser {
+        user_id,
+        username: Some(input.username).filter(|v| !v.is_empty()),
+        name: Some(input.name).filter(|v| !v.is_empty()),
+        email: Some(input.email).filter(|v| !v.is_empty()),
+        roles: input.roles.filter(|r| !r.is_empty()),
+        enabled: input.enabled.filter(|enabled| !enabled),
+        must_change_password: input.must_change_password.filter(|set| *set),
+        password_given: !input.password.is_empty(),
+    }
+}
+
 /// An optional ISO-8601 expiry (`2027-01-01T00:00:00Z`).
 fn parse_expiry(raw: &str) -> Result<Option<DateTime<Utc>>, IamError> {
     if raw.is_empty() {
@@ -202,6 +210,54 @@ fn parse_expiry(raw: &str) -> Result<Option<DateTime<Utc>>, IamError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What TrustGraph's codec sends for "change the name only".
+    fn trustgraph_input(name: &str) -> UserInput {
+        UserInput {
+            name: name.into(),
+            roles: Some(vec![]),
+            enabled: Some(true),
+            must_change_password: Some(false),
+            ..UserInput::default()
+        }
+    }
+
+    #[test]
+    fn trustgraphs_defaults_change_nothing_but_what_was_meant() {
+        match update_command("u".into(), trustgraph_input("Alice B")) {
+            WorkspaceCommand::UpdateUser {
+                name,
+                roles,
+                enabled,
+                must_change_password,
+                username,
+                email,
+                ..
+            } => {
+                assert_eq!(name.as_deref(), Some("Alice B"));
+                assert_eq!((roles, enabled, must_change_password), (None, None, None));
+                assert_eq!((username, email), (None, None));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn update_user_may_disable_and_demand_a_new_password_but_never_undo_them() {
+        let input = UserInput {
+            roles: Some(vec!["reader".into()]),
+            enabled: Some(false),
+            must_change_password: Some(true),
+            ..UserInput::default()
+        };
+        match update_command("u".into(), input) {
+            WorkspaceCommand::UpdateUser { roles, enabled, must_change_password, .. } => {
+                assert_eq!(roles, Some(vec!["reader".to_string()]));
+                assert_eq!((enabled, must_change_password), (Some(false), Some(true)));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 
     #[test]
     fn expiry_is_optional_iso_8601() {

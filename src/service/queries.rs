@@ -1,5 +1,6 @@
 //! Every read the service makes: SQL over the read tables (`workspaces`, `users`, `api_keys`)
-//! and `signing_keys`, in one place. Queries never read the event log; the inline
+//! and `signing_keys`, in one place. Queries never read the event log — but for one latch,
+//! whether `system.bootstrapped` was ever recorded ([`BOOTSTRAPPED`]); the inline
 //! projections keep these tables current in the append transaction (invariant 4).
 
 use super::page::Page;
@@ -66,6 +67,11 @@ const LIST_USERS: &str = concat!(
 const CREDENTIALS_BY_USERNAME: &str = select_credentials!("lower(u.username) = lower($1)");
 const CREDENTIALS_BY_ID: &str = select_credentials!("u.id = $1");
 
+/// Whether iamd counts as bootstrapped: a user holds the `admin` role, or a bootstrap was
+/// ever recorded (a latch: deleting every admin afterwards does not reopen bootstrap, which
+/// TrustGraph's gateway lets anyone call).
+const BOOTSTRAPPED: &str = "SELECT EXISTS (SELECT 1 FROM users WHERE 'admin' = ANY (roles)) \
+     OR EXISTS (SELECT 1 FROM events WHERE stream = 'system' AND event_type = 'system.bootstrapped')";
 const SELECT_WORKSPACE: &str = "SELECT id, name, enabled, created FROM workspaces WHERE id = $1";
 const LIST_WORKSPACES: &str = concat!(
     "SELECT id, name, enabled, created FROM workspaces WHERE true",
@@ -145,6 +151,12 @@ impl Queries {
         let client = self.client().await?;
         let stmt = client.prepare_cached(sql).await.map_err(db_error(what))?;
         client.query(&stmt, params).await.map_err(db_error(what))
+    }
+
+    /// Whether an admin exists (or a bootstrap was ever recorded): see [`BOOTSTRAPPED`].
+    pub async fn bootstrapped(&self) -> Result<bool, IamError> {
+        let rows = self.query("bootstrapped", BOOTSTRAPPED, &[]).await?;
+        Ok(rows.first().is_some_and(|r| r.get::<_, bool>(0)))
     }
 
     pub async fn workspace(&self, id: &str) -> Result<Option<WorkspaceRecord>, IamError> {

@@ -88,9 +88,9 @@ impl Service {
         Ok(r)
     }
 
-    /// Bootstraps when nothing exists yet: workspace `default`, user `admin` (no usable
-    /// password), an API key (`token` when the operator chose one, else a fresh one) and a
-    /// signing key. A no-op afterwards.
+    /// Bootstraps until an admin exists: user `admin` (no usable password) in workspace
+    /// `default` (created unless it exists), an API key (`token` when the operator chose one,
+    /// else a fresh one) and a signing key. A no-op afterwards.
     pub async fn bootstrap(
         &self,
         token: Option<ApiKey>,
@@ -100,8 +100,10 @@ impl Service {
         let chosen = token.is_some();
         let api_key = token.unwrap_or_else(ApiKey::generate);
         let (key, public) = new_key()?;
+        let admin_exists = self.inner.queries.bootstrapped().await?;
         let msg = SystemExecute {
             command: SystemCommand::Bootstrap {
+                admin_exists,
                 user_id: uuid::Uuid::new_v4().to_string(),
                 key_id: uuid::Uuid::new_v4().to_string(),
                 key_hash: api_key.hash().to_tagged(),

@@ -43,9 +43,13 @@ pub fn need(op: Operation) -> Need {
         | O::GetWorkspace
         | O::UpdateWorkspace
         | O::DisableWorkspace => Need::Capability(authz::WORKSPACES_ADMIN),
-        O::RotateSigningKey | O::Bootstrap | O::ResolveApiKey | O::Authorise | O::AuthoriseMany => {
-            Need::Capability(authz::IAM_ADMIN)
-        }
+        O::RotateSigningKey
+        | O::Bootstrap
+        | O::ResolveApiKey
+        | O::Authorise
+        | O::AuthoriseMany
+        | O::AuthenticateAnonymous => Need::Capability(authz::IAM_ADMIN),
+        O::MintToken => Need::Capability(authz::MINT_TOKEN),
     }
 }
 
@@ -94,6 +98,7 @@ fn op_has_workspace(op: Operation) -> bool {
             | O::CreateApiKey
             | O::ListApiKeys
             | O::RevokeApiKey
+            | O::MintToken
     )
 }
 

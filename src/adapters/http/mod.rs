@@ -77,14 +77,17 @@ pub async fn iam(req: HttpRequest, payload: web::Payload, state: web::Data<HttpS
         Ok(op) => op,
         Err(e) => return error_body(StatusCode::BAD_REQUEST, e),
     };
-    if let Caller::User(principal) = &caller {
-        match access::permits(principal, op, &mut request, &state.service).await {
+    let mut origin = authentications::origin(&req);
+    match &caller {
+        Caller::User(principal) => match access::permits(principal, op, &mut request, &state.service).await {
             Ok(true) => {}
             Ok(false) => return auth::forbidden(),
             Err(e) => return HttpResponse::Ok().json(IamResponse::error(e)),
-        }
+        },
+        // The gateway is trusted to say who its client was.
+        Caller::Gateway => origin = origin.relayed(&request.client_ip),
     }
-    HttpResponse::Ok().json(state.service.handle_from(request, &authentications::origin(&req)).await)
+    HttpResponse::Ok().json(state.service.handle_from(request, &origin).await)
 }
 
 /// RFC 7517: the Ed25519 keys (OKP) that verify iamd's tokens now — the active key and the

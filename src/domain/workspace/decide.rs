@@ -74,6 +74,15 @@ pub enum WorkspaceCommand {
     RevokeApiKey {
         key_id: String,
     },
+    /// mint-token: records that a token for `user_id` (a user of this workspace) acting in
+    /// `workspace` was issued. The token itself is never recorded.
+    RecordMintedToken {
+        user_id: String,
+        workspace: String,
+        token_id: String,
+        expires: DateTime<Utc>,
+        user_context: serde_json::Value,
+    },
 }
 
 fn existing(state: &WorkspaceState) -> Result<(), IamError> {
@@ -345,6 +354,20 @@ pub fn decide(
                 _ => Err(IamError::not_found("api key not found")),
             }
         }
+        C::RecordMintedToken { user_id, workspace, token_id, expires, user_context } => {
+            existing(state)?;
+            let u = user(state, user_id)?;
+            if !u.enabled || !state.enabled {
+                return Err(IamError::not_permitted("user is disabled"));
+            }
+            Ok(vec![Event::TokenMinted {
+                user_id: u.id.clone(),
+                workspace: workspace.clone(),
+                token_id: token_id.clone(),
+                expires: *expires,
+                user_context: user_context.clone(),
+            }])
+        }
     }
 }
 
@@ -364,7 +387,8 @@ pub fn reply(state: &WorkspaceState, command: &WorkspaceCommand) -> IamResponse 
         | C::DeleteUser { .. }
         | C::ChangePassword { .. }
         | C::ResetPassword { .. }
-        | C::RevokeApiKey { .. } => {}
+        | C::RevokeApiKey { .. }
+        | C::RecordMintedToken { .. } => {}
     }
     r
 }

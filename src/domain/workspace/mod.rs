@@ -212,6 +212,7 @@ pub fn apply(state: &mut WorkspaceState, event: &Event) {
         }
         Event::SigningKeyCreated { .. }
         | Event::SigningKeyRetired { .. }
-        | Event::SystemBootstrapped { .. } => {}
+        | Event::SystemBootstrapped { .. }
+        | Event::TokenMinted { .. } => {}
     }
 }
