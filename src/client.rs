@@ -125,7 +125,9 @@ impl KafkaClient {
             .unwrap_or_else(|_| IamResponse::error(crate::protocol::IamError::internal())))
     }
 
-    /// Sends `payload` under `id` and waits for the value of the reply carrying that `id`.
+    /// Sends `payload` under `id` and waits for the value of the reply carrying that `id`;
+    /// `timeout` bounds both (a broker that is down fails the call in time, not after
+    /// librdkafka's delivery timeout).
     pub async fn exchange(
         &self,
         id: Option<&[u8]>,
@@ -141,18 +143,26 @@ impl KafkaClient {
             }
             None => None,
         };
-        let sent = self.send(id, key, payload).await;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let sent = tokio::time::timeout_at(deadline, self.send(id, key, payload)).await;
         let forget = || {
             if let Some(id) = id {
                 self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
             }
         };
-        if let Err(e) = sent {
-            forget();
-            return Err(e);
+        match sent {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                forget();
+                return Err(e);
+            }
+            Err(_) => {
+                forget();
+                return Err(CallError::Timeout(timeout));
+            }
         }
         let Some(rx) = rx else { return Err(CallError::Timeout(Duration::ZERO)) };
-        match tokio::time::timeout(timeout, rx).await {
+        match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(reply)) => Ok(reply),
             _ => {
                 forget();

@@ -50,6 +50,18 @@ enum Command {
         #[command(subcommand)]
         command: SnapshotsCommand,
     },
+    /// A TrustGraph deployment's side of things (docs/trustgraph.md).
+    Trustgraph {
+        #[command(subcommand)]
+        command: TrustGraphCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TrustGraphCommand {
+    /// Register every enabled workspace with TrustGraph's config service (a put each, waiting
+    /// for its answer), e.g. after the config service lost its state.
+    Sync,
 }
 
 #[derive(Subcommand)]
@@ -241,6 +253,7 @@ fn main() {
             Command::Snapshots { command: SnapshotsCommand::Verify { workspace } } => {
                 snapshots_verify(settings, workspace).await
             }
+            Command::Trustgraph { command: TrustGraphCommand::Sync } => trustgraph_sync(settings).await,
         }
     });
     if let Err(e) = result {
@@ -274,6 +287,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     } else {
         None
     };
+    let registration = if settings.trustgraph.registers() {
+        let counters = app.service.metrics().registrations().clone();
+        Some(iamd::adapters::trustgraph::registration::spawn(&settings, counters)?)
+    } else {
+        None
+    };
     tracing::info!(listen = %settings.http.listen, port = app.port, kafka = kafka.is_some(), "iamd serving HTTP");
     let http = app.handle();
     let service = app.service.clone();
@@ -294,6 +313,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Some(ended) => tracing::warn!(?ended, "the HTTP server stopped by itself"),
     }
     kafka.await?;
+    if let Some(registration) = registration {
+        actix_web::rt::task::spawn_blocking(move || registration.stop()).await?;
+    }
     // Best effort, bounded: what is still queued for the authentication audit.
     if !service.authentications().flush(std::time::Duration::from_secs(5)).await {
         tracing::warn!("authentication audit: records still queued at exit were not all written");
@@ -656,5 +678,25 @@ async fn projections(settings: Settings, command: ProjectionsCommand) -> anyhow:
             );
         }
     }
+    Ok(())
+}
+
+async fn trustgraph_sync(settings: Settings) -> anyhow::Result<()> {
+    if !settings.trustgraph.registers() {
+        anyhow::bail!(
+            "trustgraph sync: set trustgraph.config_request_topic and trustgraph.config_response_topic (and kafka.brokers)"
+        );
+    }
+    let pool = iamd::db::connect(settings.database.url.expose(), 2).await?;
+    let queries = iamd::service::Queries::new(pool);
+    let (workspaces, _) = queries
+        .workspaces(&iamd::service::page::Page::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("trustgraph sync: reading the workspaces: {e}"))?;
+    let enabled: Vec<String> = workspaces.into_iter().filter(|w| w.enabled).map(|w| w.id).collect();
+    let n = iamd::adapters::trustgraph::sync(&settings, &enabled)
+        .await
+        .map_err(|e| anyhow::anyhow!("trustgraph sync: {e:#}"))?;
+    println!("trustgraph sync: {n} enabled workspaces registered with the config service");
     Ok(())
 }

@@ -102,6 +102,18 @@ pub struct KeyCacheCounters {
     pub misses: Counter,
 }
 
+/// Workspace registration with TrustGraph's config service
+/// ([`crate::adapters::trustgraph::registration`]): registrations the config service accepted,
+/// attempts that failed (timeout, refusal, broker down), and how far behind the log it is.
+/// Clones share values.
+#[derive(Debug, Clone, Default)]
+pub struct RegistrationCounters {
+    pub registered: Counter,
+    pub failures: Counter,
+    /// Seconds since the oldest event still to register was recorded; 0 when caught up.
+    pub lag_seconds: Gauge,
+}
+
 /// What the gauges read at scrape time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Population {
@@ -120,6 +132,7 @@ struct Inner {
     api_keys: Gauge,
     workspace_actors: Gauge,
     authentications: AuthenticationCounters,
+    registrations: RegistrationCounters,
 }
 
 /// The registry and its metrics. Cheap to clone.
@@ -192,6 +205,23 @@ impl Metrics {
             "Authentication audit records waiting to be written",
             authentications.queued.clone(),
         );
+        let registrations = RegistrationCounters::default();
+        registry.register(
+            "trustgraph_registrations",
+            "Workspace registrations (put or delete) TrustGraph's config service accepted",
+            registrations.registered.clone(),
+        );
+        registry.register(
+            "trustgraph_registration_failures",
+            "Workspace registration attempts that failed and will be retried",
+            registrations.failures.clone(),
+        );
+        registry.register_with_unit(
+            "trustgraph_registration_lag",
+            "Age of the oldest workspace change not yet registered with TrustGraph (0: caught up)",
+            Unit::Seconds,
+            registrations.lag_seconds.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -202,6 +232,7 @@ impl Metrics {
                 api_keys,
                 workspace_actors,
                 authentications,
+                registrations,
             }),
         }
     }
@@ -209,6 +240,11 @@ impl Metrics {
     /// The authentication audit's counters (shared with its recorder and writer).
     pub fn authentications(&self) -> &AuthenticationCounters {
         &self.inner.authentications
+    }
+
+    /// The TrustGraph registration's counters (shared with its subscriber).
+    pub fn registrations(&self) -> &RegistrationCounters {
+        &self.inner.registrations
     }
 
     /// Records one answered request.
@@ -286,6 +322,9 @@ mod tests {
             "iamd_authentications_queued 0",
             "iamd_api_key_cache_hits_total 0",
             "iamd_api_key_cache_misses_total 0",
+            "iamd_trustgraph_registrations_total 0",
+            "iamd_trustgraph_registration_failures_total 0",
+            "iamd_trustgraph_registration_lag_seconds 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
         }

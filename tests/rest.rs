@@ -17,8 +17,18 @@ const PASSWORD: &str = "a long enough passphrase";
 const NEW_PASSWORD: &str = "a brand new long passphrase";
 
 /// The fields of a user record, exactly.
-const USER_FIELDS: [&str; 9] =
-    ["id", "workspace", "username", "name", "email", "roles", "enabled", "must_change_password", "created"];
+const USER_FIELDS: [&str; 10] = [
+    "id",
+    "workspace",
+    "default_workspace",
+    "username",
+    "name",
+    "email",
+    "roles",
+    "enabled",
+    "must_change_password",
+    "created",
+];
 /// The fields of a workspace record, exactly.
 const WORKSPACE_FIELDS: [&str; 4] = ["id", "name", "enabled", "created"];
 /// The fields an API key record always has, and those it may have.
@@ -126,6 +136,7 @@ fn assert_user_record(v: &Value) {
     let expected: BTreeSet<String> = USER_FIELDS.iter().map(|s| s.to_string()).collect();
     assert_eq!(keys_of(v), expected, "a user record: {v}");
     assert!(v["roles"].is_array() && v["enabled"].is_boolean(), "{v}");
+    assert_eq!(v["default_workspace"], v["workspace"], "TrustGraph's alias equals the workspace: {v}");
 }
 
 #[track_caller]
@@ -262,7 +273,7 @@ async fn every_endpoint_answers_its_status_and_shape_to_an_admin_and_its_effect_
 
     // GET /api/v1/auth/bootstrap-status.
     let status = get(s, "/api/v1/auth/bootstrap-status", a).await;
-    assert_eq!(status, (200, json!({"bootstrap_available": true})), "nothing bootstrapped yet");
+    assert_eq!(status, (200, json!({"bootstrap_available": false})), "an admin exists: bootstrapped");
 
     // GET /api/v1/workspaces.
     let listed = items(&get(s, "/api/v1/workspaces", a).await, "list-workspaces");
@@ -419,7 +430,7 @@ async fn every_endpoint_answers_its_status_and_shape_to_an_admin_and_its_effect_
     let initech = listed.iter().find(|w| w["id"] == "initech").expect("still listed");
     assert_eq!(initech["enabled"], false);
 
-    // bootstrap-status answers a boolean also when it is false (workspace `default` exists).
+    // Workspace `default` changes nothing: bootstrapped means an admin exists.
     let (status, _) = post(s, "/api/v1/workspaces", a, json!({"id": "default"})).await;
     assert_eq!(status, 201);
     let status = get(s, "/api/v1/auth/bootstrap-status", a).await;
@@ -462,7 +473,7 @@ async fn bearers_are_required_and_a_reader_may_only_read_itself_and_manage_its_o
     assert_eq!(login.0, 200, "login without a bearer: {}", login.1);
     let reader = login.1["jwt"].as_str().unwrap().to_owned();
     let status = rest(s, Method::GET, "/api/v1/auth/bootstrap-status", None, None, &[]).await;
-    assert_eq!(status, (200, json!({"bootstrap_available": true})), "bootstrap-status without a bearer");
+    assert_eq!(status, (200, json!({"bootstrap_available": false})), "bootstrap-status without a bearer");
 
     // A reader: its own record, …
     let (status, me) = get(s, "/api/v1/auth/whoami", &reader).await;

@@ -40,8 +40,13 @@ CHECKS = 0
 def check(cond, what):
     global CHECKS
     CHECKS += 1
+    if VERBOSE:
+        print(f"check: {what}", file=sys.stderr, flush=True)
     if not cond:
         raise AssertionError(what)
+
+
+VERBOSE = False
 
 
 async def refused(coro, error_type):
@@ -254,7 +259,7 @@ async def policy(iam):
     compared = 0
     for role, user in people.items():
         identity = type("Identity", (), {"default_workspace": "acme", "handle": user.id})()
-        checks, expected = [], []
+        cases = []
         for op in registry.all_operations():
             if op.capability in (registry.PUBLIC, registry.AUTHENTICATED):
                 continue
@@ -266,14 +271,19 @@ async def policy(iam):
                 resource, parameters = op.extract_resource(ctx), op.extract_parameters(ctx)
                 want, _ = IamService._decide(None, upstream_row(user.id, "acme", role),
                                              op.capability, resource, parameters)
-                allow, ttl = await iam.authorise(user.id, op.capability, resource, parameters)
-                check((allow, ttl) == (want, 60),
-                      f"authorise {role} {op.name} in {target}: iamd {allow}/{ttl}, upstream {want}/60")
-                checks.append({"capability": op.capability, "resource": resource, "parameters": parameters})
-                expected.append((want, 60))
-                compared += 1
+                cases.append((op, target, resource, parameters, want))
+        # One authorise per case, all in flight at once (the client correlates by id).
+        answers = await asyncio.gather(*(
+            iam.authorise(user.id, op.capability, resource, parameters)
+            for op, _, resource, parameters, _ in cases
+        ))
+        for (op, target, _, _, want), (allow, ttl) in zip(cases, answers):
+            check((allow, ttl) == (want, 60),
+                  f"authorise {role} {op.name} in {target}: iamd {allow}/{ttl}, upstream {want}/60")
+            compared += 1
+        checks = [{"capability": op.capability, "resource": r, "parameters": p} for op, _, r, p, _ in cases]
         got = await iam.authorise_many(user.id, checks)
-        check(got == expected, f"authorise-many for {role} differs from upstream")
+        check(got == [(want, 60) for *_, want in cases], f"authorise-many for {role} differs from upstream")
     return compared
 
 
@@ -284,7 +294,10 @@ async def main():
     parser.add_argument("--secret", default="")
     parser.add_argument("--brokers", default="")
     parser.add_argument("--expired-jwt", required=True)
+    parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
+    global VERBOSE
+    VERBOSE = args.verbose
     backend = transport.backend(args.mode, args.url, args.secret, args.brokers)
     iam = await open_client(backend)
     try:
