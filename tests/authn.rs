@@ -392,3 +392,119 @@ async fn authorise_answers_for_a_user_and_bootstrap_status_for_the_system() {
     let status = ok(server.call(json!({"operation": "bootstrap-status"})).await);
     assert!(status.get("bootstrap_available").is_none(), "{status}");
 }
+
+/// The claims of a token, unverified (the test checks the signature separately).
+fn claims_of(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mint_token_issues_an_audited_token_that_jwks_and_iamd_verify_and_a_password_reset_kills() {
+    let db = TestDb::new().await;
+    let (server, ids) = world(&db).await;
+    let mint = |extra: Value| {
+        let mut request = json!({"operation": "mint-token", "workspace": "globex",
+            "user_context_json": json!({"tenant": "t-1"}).to_string()});
+        request.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        request
+    };
+    let reply = ok(server.call(mint(json!({"user_id": ids["reader"]}))).await);
+    let token = reply["jwt"].as_str().unwrap().to_owned();
+    assert!(reply["jwt_expires"].as_str().is_some_and(|e| e.ends_with('Z')), "{reply}");
+    let claims = claims_of(&token);
+    assert_eq!(
+        (&claims["sub"], &claims["workspace"], &claims["default_workspace"], &claims["user_context"]),
+        (&json!(ids["reader"]), &json!("globex"), &json!("globex"), &json!({"tenant": "t-1"})),
+        "{claims}"
+    );
+
+    // Verifiable with the JWKS alone, as a service would.
+    let (status, jwks) = server.get("/.well-known/jwks.json").await;
+    assert_eq!(status, 200);
+    let kid = jsonwebtoken::decode_header(&token).unwrap().kid.unwrap();
+    let jwk = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid.as_str())
+        .expect("the kid is in the JWKS");
+    let key = jsonwebtoken::DecodingKey::from_ed_components(jwk["x"].as_str().unwrap()).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+    validation.set_issuer(&["iamd"]);
+    jsonwebtoken::decode::<Value>(&token, &key, &validation)
+        .expect("the minted token verifies against the JWKS");
+
+    // iamd takes it as the user's bearer, until the user's account version moves on.
+    let whoami = json!({"operation": "whoami"});
+    let (status, me) = status_as(&server, &token, whoami.clone()).await;
+    assert_eq!((status, &me["user"]["id"]), (200, &json!(ids["reader"])), "{me}");
+    ok(server
+        .call(json!({"operation": "reset-password", "workspace": "acme", "user_id": ids["reader"]}))
+        .await);
+    assert_eq!(status_as(&server, &token, whoami).await.0, 401, "a reset kills minted tokens too");
+
+    // Audited: one token.minted event naming the token's id, never the token.
+    let client = db.pool().get().await.unwrap();
+    let rows = client
+        .query("SELECT payload, metadata FROM events WHERE event_type = 'token.minted'", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let payload: Value = rows[0].get(0);
+    assert_eq!(
+        (&payload["token_id"], &payload["workspace"]),
+        (&claims["jti"], &json!("globex")),
+        "{payload}"
+    );
+    assert!(!payload.to_string().contains(&token) && !payload.to_string().contains("eyJ"), "{payload}");
+
+    // By username; and the caller itself when neither is given (an admin minting for itself).
+    let by_name = ok(server.call(mint(json!({"username": "WRITER"}))).await);
+    assert_eq!(claims_of(by_name["jwt"].as_str().unwrap())["sub"], json!(ids["writer"]));
+    let admin = jwt_of(&server, "admin").await;
+    let (status, own) = status_as(&server, &admin, mint(json!({}))).await;
+    assert_eq!(status, 200, "{own}");
+    assert_eq!(claims_of(own["jwt"].as_str().unwrap())["sub"], json!(ids["admin"]));
+    // A writer may not mint.
+    let writer = jwt_of(&server, "writer").await;
+    assert_eq!(status_as(&server, &writer, mint(json!({}))).await.0, 403);
+
+    // Upstream's argument rules.
+    ok(server
+        .call(json!({"operation": "disable-user", "workspace": "acme", "user_id": ids["target"]}))
+        .await);
+    ok(server.call(json!({"operation": "create-workspace", "workspace_record": {"id": "initech"}})).await);
+    ok(server.call(json!({"operation": "disable-workspace", "workspace_record": {"id": "initech"}})).await);
+    for (request, expected) in [
+        (
+            json!({"operation": "mint-token", "user_id": ids["reader"], "user_context_json": "{}"}),
+            "invalid-argument",
+        ),
+        (
+            json!({"operation": "mint-token", "workspace": "globex", "user_id": ids["reader"]}),
+            "invalid-argument",
+        ),
+        (mint(json!({"user_id": ids["reader"], "username": "reader"})), "invalid-argument"),
+        (mint(json!({})), "invalid-argument"),
+        (mint(json!({"user_id": ids["reader"], "user_context_json": "{not json"})), "invalid-argument"),
+        (
+            mint(json!({"user_id": ids["reader"], "user_context_json": "{\"a\":\"\\u0000\"}"})),
+            "invalid-argument",
+        ),
+        (mint(json!({"user_id": "no-such-user"})), "not-found"),
+        (mint(json!({"username": "nobody"})), "not-found"),
+        (mint(json!({"user_id": ids["target"]})), "operation-not-permitted"),
+        (mint(json!({"user_id": ids["reader"], "workspace": "nowhere"})), "not-found"),
+        (mint(json!({"user_id": ids["reader"], "workspace": "initech"})), "not-found"),
+    ] {
+        assert_eq!(error_type(&server.call(request.clone()).await), expected, "{request}");
+    }
+    let minted: i64 = client
+        .query_one("SELECT count(*) FROM events WHERE event_type = 'token.minted'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(minted, 3, "refusals record nothing");
+}

@@ -146,4 +146,25 @@ mod tests {
             assert!(doc["components"]["schemas"].get(schema).is_some(), "schema {schema} missing");
         }
     }
+
+    #[test]
+    fn trustgraphs_spellings_are_documented_as_aliases() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        for (schema, field, of) in [
+            ("UserRecord", "default_workspace", "workspace"),
+            ("IamResponse", "resolved_default_workspace", "resolved_workspace"),
+        ] {
+            assert!(schemas[schema]["properties"].get(of).is_some(), "{schema}.{of} missing");
+            let description =
+                schemas[schema]["properties"][field]["description"].as_str().unwrap_or_default();
+            assert!(
+                description.starts_with(&format!("Alias of `{of}`")),
+                "{schema}.{field}: {description:?}"
+            );
+        }
+        for field in ["client_ip", "user_context_json", "capability", "resource_json", "authorise_checks"] {
+            assert!(schemas["IamRequest"]["properties"].get(field).is_some(), "IamRequest.{field} missing");
+        }
+    }
 }
