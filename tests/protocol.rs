@@ -370,6 +370,44 @@ async fn with_a_bootstrap_token_no_secret_travels_in_a_response() {
     assert_eq!(server.post(Some(token), &json!({"operation": "list-workspaces"}).to_string()).await.0, 200);
 }
 
+/// TrustGraph's order: its bootstrapper creates workspace `default` before iamd bootstraps.
+/// Start-up bootstrap and `iamd bootstrap` still create the admin then, once.
+#[tokio::test]
+async fn start_up_and_cli_bootstrap_create_the_admin_in_a_default_workspace_made_first() {
+    for how in ["on_start", "cli"] {
+        let db = TestDb::new().await;
+        let server = TestServer::spawn(db.url(), &[("IAMD_BOOTSTRAP_ON_START", "false")]);
+        ok(server
+            .call(json!({"operation": "create-workspace", "workspace_record": {"id": "default"}}))
+            .await);
+        drop(server);
+        let key = if how == "on_start" {
+            let server = TestServer::spawn(db.url(), &[]);
+            let said = server.stdout.join("\n");
+            let status = ok(server.call(json!({"operation": "bootstrap-status"})).await);
+            assert!(status.get("bootstrap_available").is_none(), "{how}: {status}");
+            said
+        } else {
+            let (code, stdout, stderr) = common::server::run_iamd(db.url(), &["bootstrap"]);
+            assert_eq!(code, 0, "{stderr}");
+            let (code, again, _) = common::server::run_iamd(db.url(), &["bootstrap"]);
+            assert_eq!(code, 0);
+            assert!(again.contains("already bootstrapped"), "{again}");
+            stdout
+        };
+        let key =
+            key.split_whitespace().find(|w| w.starts_with("tg_")).unwrap_or_else(|| panic!("{how}: {key}"));
+        let server = TestServer::spawn(db.url(), &[("IAMD_BOOTSTRAP_ON_START", "false")]);
+        let r = ok(server.call(json!({"operation": "resolve-api-key", "api_key": key})).await);
+        assert_eq!(
+            (&r["resolved_default_workspace"], &r["resolved_roles"]),
+            (&json!("default"), &json!(["admin"]))
+        );
+        let users = ok(server.call(json!({"operation": "list-users", "workspace": "default"})).await);
+        assert_eq!(users["users"].as_array().unwrap().len(), 1, "{how}: one admin");
+    }
+}
+
 #[test]
 fn start_up_failures_are_one_readable_line() {
     // No database listening.
