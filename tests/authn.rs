@@ -39,16 +39,6 @@ async fn jwt_of(server: &TestServer, username: &str) -> String {
     server.jwt(username, PASSWORD).await
 }
 
-/// The server's active signing key, read from its table (what only iamd should hold).
-async fn active_key(db: &TestDb) -> SigningKey {
-    let client = db.pool().get().await.unwrap();
-    let row = client
-        .query_one("SELECT kid, created, private_key FROM signing_keys WHERE valid_until IS NULL", &[])
-        .await
-        .unwrap();
-    SigningKey::from_parts(row.get(0), row.get(1), row.get(2)).unwrap()
-}
-
 fn claims(sub: &str, version: i64) -> Claims {
     let now = Utc::now();
     Claims::new(
@@ -85,7 +75,7 @@ async fn a_jwt_is_a_bearer_only_while_signature_expiry_version_and_state_all_hol
     let (_, me) = status_as(&server, &token, json!({"operation": "whoami", "actor": ids["admin"]})).await;
     assert_eq!(me["user"]["id"], ids["writer"].as_str());
 
-    let key = active_key(&db).await;
+    let key = db.active_signing_key().await;
     let signer = TokenSigner::new(key.clone(), vec![]);
     // Roles come from the database, not the token: claims saying admin change nothing.
     let forged_roles = signer.sign(&claims(&ids["writer"], 1)).unwrap();
@@ -177,7 +167,7 @@ async fn after_a_rotation_old_tokens_verify_during_the_grace_period_and_not_afte
     let before = jwks(&server).await;
     let keys = before["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 1);
-    let key = active_key(&db).await;
+    let key = db.active_signing_key().await;
     assert_eq!(keys[0]["kid"], key.kid.as_str());
     assert_eq!((keys[0]["kty"].as_str(), keys[0]["crv"].as_str()), (Some("OKP"), Some("Ed25519")));
     assert_eq!((keys[0]["alg"].as_str(), keys[0]["use"].as_str()), (Some("EdDSA"), Some("sig")));

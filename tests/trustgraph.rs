@@ -11,7 +11,7 @@ mod common;
 use common::broker::Broker;
 use common::server::{ok, TestServer, GATEWAY_SECRET};
 use common::TestDb;
-use iamd::crypto::{Claims, SigningKey, TokenSigner};
+use iamd::crypto::{Claims, TokenSigner};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
@@ -40,12 +40,7 @@ fn python() -> PathBuf {
 
 /// A token iamd signed (with its active key, read from the database) that expired a minute ago.
 async fn expired_jwt(db: &TestDb) -> String {
-    let client = db.pool().get().await.unwrap();
-    let row = client
-        .query_one("SELECT kid, created, private_key FROM signing_keys WHERE valid_until IS NULL", &[])
-        .await
-        .unwrap();
-    let key = SigningKey::from_parts(row.get(0), row.get(1), row.get(2)).unwrap();
+    let key = db.active_signing_key().await;
     let now = chrono::Utc::now().timestamp();
     let claims = Claims::new("iamd", "someone", "acme", vec!["admin".into()], 1, now - 3600, now - 60);
     TokenSigner::new(key, Vec::new()).sign(&claims).unwrap()

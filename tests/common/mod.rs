@@ -90,6 +90,17 @@ impl TestDb {
         self.pool.clone()
     }
 
+    /// iamd's active signing key, read from its table (what only iamd should hold): the tests
+    /// sign tokens with it that iamd could have signed (expired ones, foreign claims).
+    pub async fn active_signing_key(&self) -> iamd::crypto::SigningKey {
+        let client = self.pool.get().await.unwrap();
+        let row = client
+            .query_one("SELECT kid, created, private_key FROM signing_keys WHERE valid_until IS NULL", &[])
+            .await
+            .unwrap();
+        iamd::crypto::SigningKey::from_parts(row.get(0), row.get(1), row.get(2)).unwrap()
+    }
+
     /// An event store on this database.
     pub fn store(&self) -> iamd::events::EventStore {
         iamd::events::EventStore::new(self.pool())
