@@ -47,28 +47,33 @@ impl Service {
         self.command(&ws.id, command, ctx).await
     }
 
+    /// The users of `workspace`; without one (upstream's system-level listing, for a trusted
+    /// caller or an admin), every user.
     pub(super) async fn list_users(&self, req: IamRequest) -> Result<IamResponse, IamError> {
-        let ws = self.existing_workspace(&req.workspace).await?;
         let page = Page::from_request(req.limit, &req.cursor)?;
-        let (users, next_cursor) = self.inner.queries.users(&ws.id, &page).await?;
+        let ws = match req.workspace.as_str() {
+            "" => None,
+            id => Some(self.existing_workspace(id).await?.id),
+        };
+        let (users, next_cursor) = self.inner.queries.users(ws.as_deref(), &page).await?;
         Ok(IamResponse { users, next_cursor, ..Default::default() })
     }
 
+    // The operations on one user take `workspace` as upstream does, as an optional check:
+    // given, it must own the user (`operation-not-permitted` otherwise).
+
     pub(super) async fn get_user(&self, req: IamRequest) -> Result<IamResponse, IamError> {
-        required("workspace", &req.workspace)?;
         let user = self.owned_user(&req.workspace, &req.user_id).await?;
         Ok(IamResponse { user: Some(user), ..Default::default() })
     }
 
     pub(super) async fn update_user(&self, req: IamRequest, ctx: Ctx) -> Result<IamResponse, IamError> {
-        required("workspace", &req.workspace)?;
         let input = req.user.ok_or_else(|| IamError::invalid("user is required"))?;
         let user = self.owned_user(&req.workspace, &req.user_id).await?;
         self.command(&user.workspace, update_command(user.id, input), ctx).await
     }
 
     pub(super) async fn disable_user(&self, req: IamRequest, ctx: Ctx) -> Result<IamResponse, IamError> {
-        required("workspace", &req.workspace)?;
         let user = self.owned_user(&req.workspace, &req.user_id).await?;
         self.command(&user.workspace, WorkspaceCommand::DisableUser { user_id: user.id }, ctx).await
     }
@@ -133,7 +138,6 @@ impl Service {
     }
 
     pub(super) async fn create_api_key(&self, req: IamRequest, ctx: Ctx) -> Result<IamResponse, IamError> {
-        required("workspace", &req.workspace)?;
         let input = req.key.ok_or_else(|| IamError::invalid("key is required"))?;
         let user_id = if input.user_id.is_empty() { &req.user_id } else { &input.user_id };
         required("key.name", &input.name)?;
@@ -156,7 +160,6 @@ impl Service {
     }
 
     pub(super) async fn list_api_keys(&self, req: IamRequest) -> Result<IamResponse, IamError> {
-        required("workspace", &req.workspace)?;
         let user = self.owned_user(&req.workspace, &req.user_id).await?;
         let page = Page::from_request(req.limit, &req.cursor)?;
         let (api_keys, next_cursor) = self.inner.queries.api_keys(&user.id, &page).await?;

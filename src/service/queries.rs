@@ -64,6 +64,12 @@ const LIST_USERS: &str = concat!(
     " FROM users u WHERE u.workspace = $1",
     after_page!("u.created", "u.id", "2", "3", "4")
 );
+const LIST_ALL_USERS: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM users u WHERE true",
+    after_page!("u.created", "u.id", "1", "2", "3")
+);
 const CREDENTIALS_BY_USERNAME: &str = select_credentials!("lower(u.username) = lower($1)");
 const CREDENTIALS_BY_ID: &str = select_credentials!("u.id = $1");
 
@@ -178,9 +184,18 @@ impl Queries {
     }
 
     /// A page of a workspace's users, and the cursor of the next page (empty on the last).
-    pub async fn users(&self, workspace: &str, page: &Page) -> Result<(Vec<UserRecord>, String), IamError> {
+    /// A page of the users of `workspace`, or of every workspace (`None`), and the cursor of
+    /// the next page (empty on the last).
+    pub async fn users(
+        &self,
+        workspace: Option<&str>,
+        page: &Page,
+    ) -> Result<(Vec<UserRecord>, String), IamError> {
         let (at, id) = page_params(page);
-        let rows = self.query("users", LIST_USERS, &[&workspace, &at, &id, &page.fetch()]).await?;
+        let rows = match workspace {
+            Some(ws) => self.query("users", LIST_USERS, &[&ws, &at, &id, &page.fetch()]).await?,
+            None => self.query("all_users", LIST_ALL_USERS, &[&at, &id, &page.fetch()]).await?,
+        };
         let (rows, next) = page.cut(rows, row_key);
         Ok((rows.iter().map(user_record).collect(), next))
     }

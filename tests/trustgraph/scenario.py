@@ -135,6 +135,12 @@ async def lifecycle(iam, backend, expired_jwt):
           f"list-users: {users}")
     check((await iam.get_user("acme", alice.id)).username == "alice", "get-user")
     await refused(iam.get_user("globex", alice.id), "operation-not-permitted")
+    # What the gateway forwards from a body without a workspace: upstream's system-level forms.
+    everyone = await iam.request(IamRequest(operation="list-users"))
+    check(everyone.error is None and {"admin", "alice", "bob"} <= {u.username for u in everyone.users},
+          f"list-users without a workspace lists every user: {everyone.error}")
+    found = await iam.request(IamRequest(operation="get-user", user_id=alice.id))
+    check(found.error is None and found.user.default_workspace == "acme", "get-user without a workspace")
 
     renamed = await iam.update_user("acme", alice.id, UserInput(name="Alice B"))
     check(renamed.name == "Alice B" and renamed.roles == ["writer"],

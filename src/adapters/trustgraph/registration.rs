@@ -133,9 +133,9 @@ async fn session(
             }
             for event in &page {
                 if let Some(registration) = registration(event) {
-                    let lag = (chrono::Utc::now() - event.event.recorded_at).num_seconds().max(0);
-                    counters.lag_seconds.set(lag);
                     loop {
+                        let lag = (chrono::Utc::now() - event.event.recorded_at).num_seconds().max(0);
+                        counters.lag_seconds.set(lag);
                         match service.send(&registration).await {
                             Ok(()) => break,
                             Err(e) => {
