@@ -270,6 +270,32 @@ fn registering(brokers: &str) -> Vec<(String, String)> {
     .collect()
 }
 
+/// Waits until the registration's checkpoint is past `workspace`'s creation: the config
+/// service's acceptance is recorded (a stub that has seen the put may still be answering a
+/// retry of it).
+async fn checkpoint_past(db: &TestDb, workspace: &str) {
+    let client = db.pool().get().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let past: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM subscriber_checkpoints c, events e \
+                 WHERE c.name = 'trustgraph-registration' AND e.stream = 'workspace:' || $1 \
+                   AND e.event_type = 'workspace.created' \
+                   AND (c.transaction_id, c.position) >= (e.transaction_id, e.position))",
+                &[&workspace],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if past {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the checkpoint never passed {workspace}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn create_workspace(server: &TestServer, id: &str) {
     ok(server.call(json!({"operation": "create-workspace", "workspace_record": {"id": id}})).await);
 }
@@ -316,13 +342,16 @@ async fn workspaces_are_registered_with_trustgraphs_config_service_through_outag
     stub.wait_for("put", "hooli").await;
 
     // A restart sends nothing that was already accepted: only what is new.
+    checkpoint_past(&db, "hooli").await;
     let before = stub.requests().len();
     let server = server.restart();
     create_workspace(&server, "initech").await;
     stub.wait_for("put", "initech").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
+    // (A put of initech may come twice: a retry after an answer slower than the timeout.)
     let after: Vec<_> = stub.requests().split_off(before);
-    assert_eq!(after, [("put".to_string(), "initech".to_string())], "after a restart");
+    let initech = ("put".to_string(), "initech".to_string());
+    assert!(!after.is_empty() && after.iter().all(|r| *r == initech), "after a restart: {after:?}");
 
     // The registration's progress is in the metrics, and its checkpoint in the database.
     let users = ok(server.call(json!({"operation": "list-users", "workspace": "default"})).await);
@@ -353,6 +382,8 @@ async fn workspaces_are_registered_with_trustgraphs_config_service_through_outag
     for (k, v) in &env {
         sync.env(k, v);
     }
+    // One attempt per workspace: give the config service time to answer.
+    sync.env("IAMD_TRUSTGRAPH_TIMEOUT", "10s");
     let out = tokio::task::spawn_blocking(move || sync.output().unwrap()).await.unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let said = String::from_utf8_lossy(&out.stdout);
