@@ -217,3 +217,32 @@ mod tests {
         assert_eq!(preflight(&["*"], "https://evil.example").await, (Some("*".into()), None));
     }
 }
+
+/// The log filter for `log_level`. actix-http logs every request its parser refuses (a bad
+/// header, a malformed request line) at ERROR: any client could write ERROR lines. Those are
+/// the client's mistakes, so they show only when debug logging is asked for.
+pub fn log_filter(log_level: &str) -> tracing_subscriber::EnvFilter {
+    use tracing_subscriber::filter::LevelFilter;
+    let filter = tracing_subscriber::EnvFilter::try_new(log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if filter.max_level_hint().is_some_and(|max| max >= LevelFilter::DEBUG) {
+        return filter;
+    }
+    match "actix_http::h1::dispatcher=off".parse() {
+        Ok(quiet) => filter.add_directive(quiet),
+        Err(_) => filter,
+    }
+}
+
+#[cfg(test)]
+mod log_filter_tests {
+    use super::log_filter;
+
+    #[test]
+    fn client_parse_errors_are_quiet_unless_debug_is_asked_for() {
+        assert!(log_filter("info").to_string().contains("actix_http::h1::dispatcher=off"));
+        assert!(log_filter("warn,iamd=info").to_string().contains("actix_http::h1::dispatcher=off"));
+        assert!(!log_filter("debug").to_string().contains("actix_http::h1::dispatcher=off"));
+        assert!(!log_filter("info,actix_http=debug").to_string().contains("=off"));
+    }
+}

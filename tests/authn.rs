@@ -89,6 +89,18 @@ async fn a_jwt_is_a_bearer_only_while_signature_expiry_version_and_state_all_hol
     foreign.iss = "someone-else".into();
     assert_eq!(status_as(&server, &signer.sign(&foreign).unwrap(), whoami.clone()).await, denied);
 
+    // Times iamd never issues: issued, or valid only, in the future; a life past `jwt.ttl`.
+    let now = Utc::now().timestamp();
+    let mut future = claims(&ids["writer"], 1);
+    (future.iat, future.exp) = (now + 600, now + 1200);
+    let mut not_yet = claims(&ids["writer"], 1);
+    not_yet.nbf = Some(now + 600);
+    let mut long_lived = claims(&ids["writer"], 1);
+    long_lived.exp = now + 2 * 3600;
+    for (what, c) in [("future iat", future), ("future nbf", not_yet), ("2 h lifetime", long_lived)] {
+        assert_eq!(status_as(&server, &signer.sign(&c).unwrap(), whoami.clone()).await, denied, "{what}");
+    }
+
     // Another key under the active key's kid.
     let mut impostor = SigningKey::generate(Utc::now()).unwrap();
     impostor.kid = key.kid.clone();

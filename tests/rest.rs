@@ -884,3 +884,93 @@ async fn a_user_changes_its_own_password_and_its_old_token_dies() {
     assert_eq!((status, me["username"].as_str()), (200, Some("writer")), "{me}");
     assert_error(&login(PASSWORD).await, 401, "auth-failed", "login with the old password");
 }
+
+// ----------------------------------------------------------------------------------------
+// Findings of the security probe (issue 15)
+
+/// A body that a browser may post across sites without a preflight (`text/plain`, a form,
+/// multipart) is refused with 415 on login and on the protocol endpoint: no login CSRF. JSON,
+/// declared or not, is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_a_browser_may_post_across_sites_are_refused() {
+    let db = TestDb::new().await;
+    let World { server, .. } = world(&db).await;
+    let http = reqwest::Client::new();
+    let login = json!({"username": "reader", "password": PASSWORD}).to_string();
+    let iam = json!({"operation": "login", "username": "reader", "password": PASSWORD}).to_string();
+    for (path, bearer, body) in
+        [("/api/v1/auth/login", None, &login), ("/api/v1/iam", Some(GATEWAY_SECRET), &iam)]
+    {
+        let send = |content_type: Option<&'static str>| {
+            let mut req = http.post(format!("{}{path}", server.base)).body(body.clone());
+            if let Some(t) = content_type {
+                req = req.header("content-type", t);
+            }
+            if let Some(b) = bearer {
+                req = req.bearer_auth(b);
+            }
+            async move {
+                let resp = req.send().await.unwrap();
+                let status = resp.status().as_u16();
+                (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+            }
+        };
+        for refused in [
+            "text/plain",
+            "text/plain; charset=utf-8",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+        ] {
+            let reply = send(Some(refused)).await;
+            assert_error(&reply, 415, "invalid-argument", &format!("{path} as {refused}"));
+        }
+        for taken in [None, Some("application/json"), Some("application/json; charset=utf-8")] {
+            let (status, reply) = send(taken).await;
+            assert_eq!(status, 200, "{path} as {taken:?}: {reply}");
+            assert!(reply["jwt"].is_string(), "{path} as {taken:?}: {reply}");
+        }
+    }
+}
+
+/// Revoking a key twice is not-found for its owner and for an admin alike (it was 403 for the
+/// owner); an id no key can have is invalid-argument, not a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_revoked_key_is_not_found_for_everyone() {
+    let db = TestDb::new().await;
+    let World { server, ids, admin_key } = world(&db).await;
+    let s = &server;
+    let reader = jwt_of(s, "reader", PASSWORD).await;
+    let own = format!("/api/v1/workspaces/acme/users/{}/api-keys", ids["reader"]);
+    let (status, created) = post(s, &own, &reader, json!({"name": "once"})).await;
+    assert_eq!(status, 201, "{created}");
+    let path = format!("/api/v1/api-keys/{}", created["api_key"]["id"].as_str().unwrap());
+    assert_no_content(&delete(s, &path, &reader).await, "the owner revokes its key");
+    assert_error(&delete(s, &path, &reader).await, 404, "not-found", "the owner, again");
+    assert_error(&delete(s, &path, &admin_key).await, 404, "not-found", "an admin, again");
+    assert_error(&delete(s, "/api/v1/api-keys/%00", &reader).await, 400, "invalid-argument", "a NUL id");
+}
+
+/// A request the HTTP parser refuses is the client's mistake: 400, and no ERROR line (any
+/// client could write them) unless debug logging is on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_the_parser_refuses_write_no_error_lines() {
+    use std::io::{Read, Write};
+    let db = TestDb::new().await;
+    let server = TestServer::spawn(db.url(), &[("IAMD_BOOTSTRAP_ON_START", "false")]);
+    for raw in [
+        &b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"[..],
+        &b"BLAH\x01 / HTTP/1.1\r\n\r\n"[..],
+    ] {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        stream.write_all(raw).unwrap();
+        let mut reply = [0u8; 12];
+        stream.read_exact(&mut reply).unwrap();
+        assert_eq!(&reply, b"HTTP/1.1 400", "{}", String::from_utf8_lossy(raw));
+    }
+    // What the server logs arrives asynchronously: a served request after them comes later.
+    assert_eq!(server.get("/healthz").await.0, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let errors = server.logged("\"ERROR\"");
+    assert!(errors.is_empty(), "{errors:?}");
+}

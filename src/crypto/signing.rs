@@ -82,6 +82,9 @@ pub struct Claims {
     /// mint-token: the token's id, recorded in its `token.minted` event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
+    /// Not before (iamd never sets it; a token that carries one is held to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
     pub roles: Vec<String>,
     pub is_admin: bool,
     /// The account version: a token whose version is below the user's current one is dead.
@@ -109,12 +112,27 @@ impl Claims {
             default_workspace: workspace.to_owned(),
             user_context: None,
             jti: None,
+            nbf: None,
             is_admin: roles.iter().any(|r| r == "admin"),
             roles,
             version,
             iat,
             exp,
         }
+    }
+}
+
+/// Clock skew tolerated on `iat` and `nbf`, in seconds.
+pub const CLOCK_LEEWAY_SECONDS: i64 = 30;
+
+impl Claims {
+    /// Whether the token's times are ones iamd could have issued at `now` (Unix seconds): not
+    /// issued nor valid only in the future (beyond [`CLOCK_LEEWAY_SECONDS`]), and living no
+    /// longer than `max_lifetime` seconds, the longest iamd issues. Expiry is checked apart.
+    pub fn times_plausible(&self, now: i64, max_lifetime: i64) -> bool {
+        self.iat <= now + CLOCK_LEEWAY_SECONDS
+            && self.nbf.is_none_or(|nbf| nbf <= now + CLOCK_LEEWAY_SECONDS)
+            && self.exp.saturating_sub(self.iat) <= max_lifetime
     }
 }
 
@@ -196,6 +214,21 @@ mod tests {
             now.timestamp(),
             (now + Duration::hours(1)).timestamp(),
         )
+    }
+
+    #[test]
+    fn times_from_the_future_or_lifetimes_longer_than_issued_are_implausible() {
+        let now = Utc::now().timestamp();
+        let c = claims(Utc::now());
+        assert!(c.times_plausible(now, 3600));
+        assert!(!c.times_plausible(now, 3599), "longer than the longest iamd issues");
+        let future = Claims { iat: now + 120, exp: now + 3720, ..c.clone() };
+        assert!(!future.times_plausible(now, 3600), "issued in the future");
+        let skewed = Claims { iat: now + 20, exp: now + 3620, ..c.clone() };
+        assert!(skewed.times_plausible(now, 3600), "within the leeway");
+        let not_yet = Claims { nbf: Some(now + 600), ..c.clone() };
+        assert!(!not_yet.times_plausible(now, 3600), "not valid before a future instant");
+        assert!(Claims { nbf: Some(now - 5), ..c }.times_plausible(now, 3600));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Who is calling: a bearer credential — an API key (`tg_…`) or a JWT — becomes a
 //! [`Principal`], or nothing. A JWT must be EdDSA, signed by the active key or one still in
-//! its grace period (chosen by `kid`), unexpired, issued by us, and carry the user's current
+//! its grace period (chosen by `kid`), unexpired, issued by us, not issued nor valid only in the
+//! future, living no longer than `jwt.ttl`, and carry the user's current
 //! account version; the user and its workspace must be enabled. Roles always come from the
 //! read tables, never from the token, so a role change or a disable takes effect at once.
 
@@ -109,7 +110,8 @@ impl Service {
         let Some(claims) = signer.verify(token, issuer, now) else {
             return refuse(attempt, Reason::InvalidToken);
         };
-        if claims.sub.is_empty() {
+        let max_lifetime = self.inner.settings.jwt_ttl.num_seconds();
+        if claims.sub.is_empty() || !claims.times_plausible(now.timestamp(), max_lifetime) {
             return refuse(attempt, Reason::InvalidToken);
         }
         attempt.user_id = clip(&claims.sub);

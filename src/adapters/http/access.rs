@@ -70,13 +70,13 @@ pub async fn permits(
     Ok(match need(op) {
         Need::Authenticated => true,
         Need::Capability(capability) => allows(capability),
-        Need::OwnOr(own, others) => {
-            if target_user(op, req, service).await?.as_deref() == Some(caller.user_id.as_str()) {
-                own.is_none_or(allows)
-            } else {
-                allows(others)
-            }
-        }
+        Need::OwnOr(own, others) => match target_user(op, req, service).await? {
+            // No such key (never issued, or revoked already): whoever asks, the service
+            // answers not-found, so an owner and an admin get the same answer.
+            None if op == Operation::RevokeApiKey => true,
+            Some(user) if user == caller.user_id => own.is_none_or(allows),
+            _ => allows(others),
+        },
     })
 }
 
@@ -114,6 +114,12 @@ fn target_workspace(op: Operation, req: &IamRequest) -> Option<String> {
 async fn target_user(op: Operation, req: &IamRequest, service: &Service) -> Result<Option<String>, IamError> {
     Ok(match op {
         Operation::CreateApiKey => req.key.as_ref().map(|k| k.user_id.clone()),
+        // An id no key can have is no key (the service refuses it as invalid-argument).
+        Operation::RevokeApiKey
+            if req.key_id.contains('\0') || req.key_id.len() > crate::service::MAX_ID_FIELD =>
+        {
+            None
+        }
         Operation::RevokeApiKey => service.queries().key_owner(&req.key_id).await?.map(|(_, user)| user),
         _ => Some(req.user_id.clone()),
     })

@@ -65,7 +65,7 @@ pub async fn iam(req: HttpRequest, payload: web::Payload, state: web::Data<HttpS
         Ok(None) => return auth::unauthorized(),
         Err(e) => return error_body(StatusCode::SERVICE_UNAVAILABLE, e),
     };
-    let body = match read_body(payload, state.max_body_bytes).await {
+    let body = match read_body(&req, payload, state.max_body_bytes).await {
         Ok(b) => b,
         Err(response) => return response,
     };
@@ -121,7 +121,31 @@ pub async fn jwks(state: web::Data<HttpState>) -> HttpResponse {
 }
 
 /// Reads at most `limit` bytes; more is 413 without reading the rest.
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, HttpResponse> {
+/// Whether a body declared with `content_type` may be read as JSON: JSON (`application/json`,
+/// `application/…+json`) or no declaration at all. Anything else — `text/plain`, a form,
+/// multipart — is what a browser may post across sites without a preflight, so taking it
+/// would let any page log a visitor in or call iamd with their cookie-less credentials.
+pub fn json_declared(content_type: Option<&str>) -> bool {
+    let Some(value) = content_type else { return true };
+    let media = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    media == "application/json" || (media.starts_with("application/") && media.ends_with("+json"))
+}
+
+/// The request's body, at most `limit` bytes, when it is declared as JSON (or not declared):
+/// else 415, 413 when too large.
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, HttpResponse> {
+    let declared =
+        req.headers().get(actix_web::http::header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("?"));
+    if !json_declared(declared) {
+        return Err(error_body(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IamError::invalid("the request body must be JSON (Content-Type: application/json)"),
+        ));
+    }
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|_| {

@@ -127,10 +127,11 @@ fn request(op: Operation) -> IamRequest {
 
 /// A JSON body of type `T`; malformed is `invalid-argument` (400), too large 413.
 async fn body<T: serde::de::DeserializeOwned + Default>(
+    http: &HttpRequest,
     payload: web::Payload,
     state: &HttpState,
 ) -> Result<T, HttpResponse> {
-    let bytes = read_body(payload, state.max_body_bytes).await?;
+    let bytes = read_body(http, payload, state.max_body_bytes).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
@@ -193,7 +194,7 @@ macro_rules! try_or_respond {
         (status = 401, description = "auth-failed: unknown user, wrong password, disabled user or workspace — one answer for all", body = ErrorReply),
     ))]
 pub async fn login(http: HttpRequest, payload: web::Payload, state: web::Data<HttpState>) -> HttpResponse {
-    let b: LoginBody = try_or_respond!(body(payload, &state).await);
+    let b: LoginBody = try_or_respond!(body(&http, payload, &state).await);
     let req = IamRequest {
         username: b.username,
         password: b.password,
@@ -218,7 +219,7 @@ pub async fn change_password(
     payload: web::Payload,
     state: web::Data<HttpState>,
 ) -> HttpResponse {
-    let b: ChangePasswordBody = try_or_respond!(body(payload, &state).await);
+    let b: ChangePasswordBody = try_or_respond!(body(&http, payload, &state).await);
     let req = IamRequest {
         password: b.password,
         new_password: b.new_password,
@@ -288,7 +289,7 @@ pub async fn create_workspace(
     payload: web::Payload,
     state: web::Data<HttpState>,
 ) -> HttpResponse {
-    let record: WorkspaceInput = try_or_respond!(body(payload, &state).await);
+    let record: WorkspaceInput = try_or_respond!(body(&http, payload, &state).await);
     let req = IamRequest { workspace_record: Some(record), ..request(Operation::CreateWorkspace) };
     run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::CREATED, workspace)).await
 }
@@ -331,7 +332,7 @@ pub async fn update_workspace(
     payload: web::Payload,
     state: web::Data<HttpState>,
 ) -> HttpResponse {
-    let mut record: WorkspaceInput = try_or_respond!(body(payload, &state).await);
+    let mut record: WorkspaceInput = try_or_respond!(body(&http, payload, &state).await);
     record.id = path.into_inner();
     let req = IamRequest { workspace_record: Some(record), ..request(Operation::UpdateWorkspace) };
     run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, workspace)).await
@@ -395,7 +396,7 @@ pub async fn create_user(
     payload: web::Payload,
     state: web::Data<HttpState>,
 ) -> HttpResponse {
-    let input: UserInput = try_or_respond!(body(payload, &state).await);
+    let input: UserInput = try_or_respond!(body(&http, payload, &state).await);
     let req =
         IamRequest { workspace: path.into_inner(), user: Some(input), ..request(Operation::CreateUser) };
     run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::CREATED, user)).await
@@ -442,7 +443,7 @@ pub async fn update_user(
     payload: web::Payload,
     state: web::Data<HttpState>,
 ) -> HttpResponse {
-    let input: UserInput = try_or_respond!(body(payload, &state).await);
+    let input: UserInput = try_or_respond!(body(&http, payload, &state).await);
     let req = IamRequest { user: Some(input), ..user_request(Operation::UpdateUser, path.into_inner()) };
     run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, user)).await
 }
@@ -568,7 +569,7 @@ pub async fn create_api_key(
     payload: web::Payload,
     state: web::Data<HttpState>,
 ) -> HttpResponse {
-    let mut input: ApiKeyInput = try_or_respond!(body(payload, &state).await);
+    let mut input: ApiKeyInput = try_or_respond!(body(&http, payload, &state).await);
     let (workspace, user_id) = path.into_inner();
     input.user_id = user_id;
     let req = IamRequest { workspace, key: Some(input), ..request(Operation::CreateApiKey) };
