@@ -974,3 +974,56 @@ async fn requests_the_parser_refuses_write_no_error_lines() {
     let errors = server.logged("\"ERROR\"");
     assert!(errors.is_empty(), "{errors:?}");
 }
+
+/// After reset-password, a login with the temporary password gives a token that may change
+/// that password and read itself, nothing else, over the protocol and REST alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_temporary_password_only_lets_its_user_change_it() {
+    let db = TestDb::new().await;
+    let World { server, ids, .. } = world(&db).await;
+    let s = &server;
+    let reset = ok(s
+        .call(json!({"operation": "reset-password", "workspace": "acme", "user_id": ids["admin"]}))
+        .await);
+    let temporary = reset["temporary_password"].as_str().unwrap().to_owned();
+    let token = jwt_of(s, "admin", &temporary).await;
+    let keys = format!("/api/v1/workspaces/acme/users/{}/api-keys", ids["admin"]);
+
+    // Everything else: operation-not-permitted, "password change required" — even for an admin.
+    let refused = post(s, &keys, &token, json!({"name": "sneaky"})).await;
+    assert_error(&refused, 403, "operation-not-permitted", "REST create-api-key");
+    assert_eq!(refused.1["error"]["message"], "password change required");
+    let listed = get(s, "/api/v1/workspaces", &token).await;
+    assert_error(&listed, 403, "operation-not-permitted", "REST list-workspaces");
+    let reply = s
+        .call_as(
+            &token,
+            json!({"operation": "create-api-key", "key": {"user_id": ids["admin"], "name": "x"}}),
+        )
+        .await;
+    assert_eq!(error_type(&reply), "operation-not-permitted", "{reply}");
+    let other = s
+        .call_as(
+            &token,
+            json!({"operation": "change-password", "user_id": ids["reader"],
+            "password": PASSWORD, "new_password": "someone else's new one"}),
+        )
+        .await;
+    assert_eq!(error_type(&other), "operation-not-permitted", "nobody else's password: {other}");
+
+    // Reading itself and changing its password: yes.
+    let (status, me) = get(s, "/api/v1/auth/whoami", &token).await;
+    assert_eq!((status, &me["must_change_password"]), (200, &json!(true)), "{me}");
+    assert!(ok(s.call_as(&token, json!({"operation": "whoami"})).await)["user"].is_object());
+    let changed = post(
+        s,
+        "/api/v1/auth/change-password",
+        &token,
+        json!({"password": temporary, "new_password": "a brand new passphrase"}),
+    )
+    .await;
+    assert_no_content(&changed, "change-password with the temporary token");
+    let token = jwt_of(s, "admin", "a brand new passphrase").await;
+    let (status, created) = post(s, &keys, &token, json!({"name": "now"})).await;
+    assert_eq!(status, 201, "after the change, the user acts again: {created}");
+}

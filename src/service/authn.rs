@@ -31,6 +31,10 @@ pub struct Principal {
     pub workspace: String,
     pub roles: Vec<String>,
     pub credential: Credential,
+    /// A login token of a user who must change its password (after reset-password, or as
+    /// created): it may only change that password and read itself. API keys are not held to
+    /// it: they were issued for automation, not typed.
+    pub password_change_required: bool,
 }
 
 impl Principal {
@@ -82,6 +86,7 @@ impl Service {
             workspace: k.workspace,
             roles: k.roles,
             credential: Credential::ApiKey { key_id: k.key_id },
+            password_change_required: false,
         }))
     }
 
@@ -127,6 +132,7 @@ impl Service {
         }
         attempt.reason = Reason::Ok;
         Ok(Some(Principal {
+            password_change_required: user.record.must_change_password,
             user_id: user.record.id,
             workspace: user.record.workspace,
             roles: user.record.roles,

@@ -61,6 +61,9 @@ pub async fn permits(
     service: &Service,
 ) -> Result<bool, IamError> {
     req.actor = caller.user_id.clone();
+    if caller.password_change_required && !password_change(caller, op, req) {
+        return Err(IamError::not_permitted("password change required"));
+    }
     if req.workspace.is_empty() && !caller.is_admin() && op_has_workspace(op) {
         req.workspace = caller.workspace.clone();
     }
@@ -78,6 +81,16 @@ pub async fn permits(
             _ => allows(others),
         },
     })
+}
+
+/// What a token that must first change its password may do: read itself, change its own
+/// password (nobody else's, whatever its roles).
+fn password_change(caller: &Principal, op: Operation, req: &IamRequest) -> bool {
+    match op {
+        Operation::Whoami => true,
+        Operation::ChangePassword => req.user_id == caller.user_id,
+        _ => false,
+    }
 }
 
 /// Operations addressed to a workspace through `workspace` (the others name it in
