@@ -485,3 +485,124 @@ async fn enable_user_restores_login_not_keys_and_delete_user_frees_the_username(
         .get(0);
     assert_eq!(deleted_events, 1);
 }
+
+/// A cursor as iamd encodes them, naming a time and an id it never gave out.
+fn forged_cursor(micros: i64, id: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&(micros, id)).unwrap())
+}
+
+/// Every text field of every operation (nested ones too), and REST path parameters, fed with
+/// hostile text: a NUL character and a lone surrogate are refused wherever they stand
+/// (`invalid-argument`, or 400 for JSON that is not text) and change nothing; 64 KiB and
+/// control characters may be refused or taken, but never answer 5xx or `internal-error`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_text_in_any_field_is_refused_without_a_5xx_and_changes_nothing() {
+    let db = TestDb::new().await;
+    let (server, alice) = with_alice(&db, &[]).await;
+    let (_, key_id) = new_key(&server, "acme", &alice, "k").await;
+    const FIELDS: [&str; 27] = [
+        "workspace",
+        "actor",
+        "user_id",
+        "username",
+        "key_id",
+        "api_key",
+        "password",
+        "new_password",
+        "request_id",
+        "client_ip",
+        "user_context_json",
+        "capability",
+        "resource_json",
+        "parameters_json",
+        "authorise_checks",
+        "cursor",
+        "user.username",
+        "user.name",
+        "user.email",
+        "user.password",
+        "user.workspace",
+        "user.roles",
+        "workspace_record.id",
+        "workspace_record.name",
+        "key.user_id",
+        "key.name",
+        "key.expires",
+    ];
+    // A request each operation could carry out, before one field is spoiled.
+    let template = |op: &str| {
+        json!({"operation": op, "workspace": "acme", "user_id": alice, "username": "alice",
+            "key_id": key_id, "password": "alice long passphrase", "new_password": "a new long passphrase",
+            "capability": "graph:read", "user_context_json": "{}", "authorise_checks": "[]",
+            "user": {"username": "zed", "name": "Zed", "password": "zed long passphrase", "roles": ["reader"]},
+            "workspace_record": {"id": "fresh", "name": "Fresh"},
+            "key": {"user_id": alice, "name": "another"}})
+    };
+    let spoil = |request: &mut Value, field: &str, value: Value| match field.split_once('.') {
+        Some(("user", "roles")) => request["user"]["roles"] = json!([value]),
+        Some((outer, inner)) => request[outer][inner] = value,
+        None => request[field] = value,
+    };
+    let events = || async { count(&db, "events").await };
+    let before = events().await;
+    let mut sent = 0;
+    for op in iamd::protocol::Operation::ALL.map(|op| op.as_str()) {
+        for field in FIELDS {
+            for hostile in ["a\u{0}b", "@@SURROGATE@@"] {
+                let mut request = template(op);
+                spoil(&mut request, field, json!(hostile));
+                let body = request.to_string().replace("@@SURROGATE@@", "\\ud800x");
+                let (status, reply) = server.post(Some(GATEWAY_SECRET), &body).await;
+                let kind = error_type(&reply);
+                assert!(
+                    (status == 200 || status == 400) && kind == "invalid-argument",
+                    "{op} {field} {hostile:?}: {status} {reply}"
+                );
+                sent += 1;
+            }
+            for hostile in ["x".repeat(64 * 1024), "\u{1}\u{1f}\u{7f}\u{202e}".to_string()] {
+                let mut request = template(op);
+                spoil(&mut request, field, json!(hostile));
+                let (status, reply) = server.post(Some(GATEWAY_SECRET), &request.to_string()).await;
+                assert!(
+                    status < 500 && error_type(&reply) != "internal-error",
+                    "{op} {field}: {status} {reply}"
+                );
+                sent += 1;
+            }
+        }
+    }
+    assert_eq!(sent, 29 * 27 * 4);
+    // The NUL and surrogate rounds ran first for each field, but a 64 KiB or control-character
+    // round may have been taken; what must hold is that no NUL ever reached the log.
+    let client = db.pool().get().await.unwrap();
+    let nul: i64 = client
+        .query_one("SELECT count(*) FROM events WHERE payload::text LIKE '%\\u0000%'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(nul, 0);
+    assert!(events().await >= before);
+
+    // REST path parameters.
+    let before = events().await;
+    for path in [
+        "/api/v1/workspaces/wsa%00",
+        "/api/v1/workspaces/acme%00/users",
+        &format!("/api/v1/workspaces/acme/users/{alice}%00"),
+        &format!("/api/v1/workspaces/acme/users/{alice}%00/api-keys"),
+        "/api/v1/api-keys/%00",
+        &format!("/api/v1/workspaces/acme/users?cursor={}", forged_cursor(-219_000_000_000_000_000, "u")),
+        &format!("/api/v1/workspaces/acme/users?cursor={}", forged_cursor(1_764_000_000_000_000, "a\0b")),
+    ] {
+        for method in
+            [reqwest::Method::GET, reqwest::Method::DELETE, reqwest::Method::PATCH, reqwest::Method::POST]
+        {
+            let (status, reply) =
+                server.request(method.clone(), path, Some(GATEWAY_SECRET), Some("{}".into()), &[]).await;
+            assert!(status < 500, "{method} {path}: {status} {reply}");
+        }
+    }
+    assert_eq!(events().await, before, "hostile paths change nothing");
+}

@@ -242,6 +242,52 @@ impl IamRequest {
         }
     }
 
+    /// Every text field of the request, nested ones included, with its name: what input
+    /// validation walks (no PostgreSQL text can hold a NUL character, so none may reach a
+    /// query).
+    pub fn text_fields(&self) -> Vec<(&'static str, &str)> {
+        let mut fields = vec![
+            ("operation", self.operation.as_str()),
+            ("workspace", &self.workspace),
+            ("actor", &self.actor),
+            ("user_id", &self.user_id),
+            ("username", &self.username),
+            ("key_id", &self.key_id),
+            ("api_key", &self.api_key),
+            ("password", &self.password),
+            ("new_password", &self.new_password),
+            ("request_id", &self.request_id),
+            ("client_ip", &self.client_ip),
+            ("user_context_json", &self.user_context_json),
+            ("capability", &self.capability),
+            ("resource_json", &self.resource_json),
+            ("parameters_json", &self.parameters_json),
+            ("authorise_checks", &self.authorise_checks),
+            ("cursor", &self.cursor),
+        ];
+        if let Some(u) = &self.user {
+            fields.extend([
+                ("user.username", u.username.as_str()),
+                ("user.name", &u.name),
+                ("user.email", &u.email),
+                ("user.password", &u.password),
+                ("user.workspace", &u.workspace),
+            ]);
+            fields.extend(u.roles.iter().flatten().map(|r| ("user.roles", r.as_str())));
+        }
+        if let Some(w) = &self.workspace_record {
+            fields.extend([("workspace_record.id", w.id.as_str()), ("workspace_record.name", &w.name)]);
+        }
+        if let Some(k) = &self.key {
+            fields.extend([
+                ("key.user_id", k.user_id.as_str()),
+                ("key.name", &k.name),
+                ("key.expires", &k.expires),
+            ]);
+        }
+        fields
+    }
+
     /// Decodes a request body (see [`decode_json`]).
     pub fn from_json(bytes: &[u8]) -> Result<IamRequest, IamError> {
         decode_json(bytes)

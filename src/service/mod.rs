@@ -258,9 +258,13 @@ fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, IamError> {
     Ok(value)
 }
 
-/// Refuses oversized identifier fields, and NUL characters (which no PostgreSQL text or jsonb
-/// value can hold), before any work is done.
+/// Refuses oversized identifier fields, and NUL characters in any text field (no PostgreSQL
+/// text or jsonb value can hold one), before any work is done. The message names the field,
+/// never its value.
 fn check_sizes(req: &IamRequest) -> Result<(), IamError> {
+    if let Some((field, _)) = req.text_fields().into_iter().find(|(_, v)| v.contains('\0')) {
+        return Err(IamError::invalid(format!("{field} contains a NUL character")));
+    }
     for (field, value) in [
         ("workspace", &req.workspace),
         ("actor", &req.actor),

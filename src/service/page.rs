@@ -58,6 +58,12 @@ fn decode(cursor: &str) -> Result<(DateTime<Utc>, String), IamError> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
     let (micros, id): (i64, String) = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
     let created = DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?;
+    // Every cursor iamd gives out names a creation time and an id it wrote: a time PostgreSQL
+    // cannot hold, or an id no row can have, is a forgery, refused before any query.
+    use chrono::Datelike;
+    if !(1970..=9999).contains(&created.year()) || id.contains('\0') || id.len() > super::MAX_ID_FIELD {
+        return Err(invalid());
+    }
     Ok((created, id))
 }
 
@@ -87,9 +93,21 @@ mod tests {
             Page::from_request(MAX_LIMIT + 1, "").unwrap_err().message,
             "limit must be between 1 and 500"
         );
-        for garbage in ["%%%", "bm90IGpzb24", "WzEsMl0"] {
+        let forged = |micros: i64, id: &str| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(serde_json::to_vec(&(micros, id)).unwrap())
+        };
+        let year_minus_5000 = -219_000_000_000_000_000;
+        for garbage in [
+            "%%%".to_string(),
+            "bm90IGpzb24".into(),
+            "WzEsMl0".into(),
+            forged(year_minus_5000, "u"),
+            forged(1_764_000_000_000_000, "a\0b"),
+            forged(1_764_000_000_000_000, &"x".repeat(300)),
+        ] {
             assert_eq!(
-                Page::from_request(5, garbage).unwrap_err().message,
+                Page::from_request(5, &garbage).unwrap_err().message,
                 "cursor is not one iamd gave out"
             );
         }
