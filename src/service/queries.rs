@@ -126,9 +126,21 @@ pub struct SigningKeyRow {
 /// Logs the cause and returns the generic internal error.
 fn db_error(what: &'static str) -> impl Fn(tokio_postgres::Error) -> IamError {
     move |e| {
+        if e.code().is_some_and(is_data_exception) {
+            // A value the request carried that PostgreSQL cannot hold or compare (validation
+            // should have caught it first): the caller's mistake, not iamd's.
+            tracing::warn!(query = what, error = %e, "a request value PostgreSQL refused");
+            return IamError::invalid("a value in the request cannot be stored or compared");
+        }
         tracing::error!(query = what, error = %e, "read query failed");
         IamError::internal()
     }
+}
+
+/// SQLSTATE class 22, "data exception": a value out of range, an invalid character (a NUL),
+/// an impossible date — errors about data, which in a read query comes from the request.
+fn is_data_exception(code: &tokio_postgres::error::SqlState) -> bool {
+    code.code().starts_with("22")
 }
 
 #[derive(Clone)]
@@ -355,4 +367,26 @@ fn page_params(page: &Page) -> (Option<DateTime<Utc>>, Option<String>) {
 /// A listed row's (created, id): what a cursor names.
 fn row_key(row: &Row) -> (DateTime<Utc>, String) {
     (row.get("created"), row.get("id"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_data_exception;
+    use tokio_postgres::error::SqlState;
+
+    #[test]
+    fn data_exceptions_are_the_callers_and_the_rest_are_ours() {
+        for code in [
+            SqlState::CHARACTER_NOT_IN_REPERTOIRE,
+            SqlState::UNTRANSLATABLE_CHARACTER,
+            SqlState::DATETIME_FIELD_OVERFLOW,
+            SqlState::NUMERIC_VALUE_OUT_OF_RANGE,
+            SqlState::INVALID_TEXT_REPRESENTATION,
+        ] {
+            assert!(is_data_exception(&code), "{code:?}");
+        }
+        for code in [SqlState::UNIQUE_VIOLATION, SqlState::CONNECTION_FAILURE, SqlState::UNDEFINED_TABLE] {
+            assert!(!is_data_exception(&code), "{code:?}");
+        }
+    }
 }
