@@ -1027,3 +1027,25 @@ async fn a_temporary_password_only_lets_its_user_change_it() {
     let (status, created) = post(s, &keys, &token, json!({"name": "now"})).await;
     assert_eq!(status, 201, "after the change, the user acts again: {created}");
 }
+
+/// A reply served from the record of an earlier request with the same `Idempotency-Key` says
+/// so with `Idempotent-Replayed: true` (as the protocol says `"replayed": true`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_reply_says_so_in_a_header() {
+    let db = TestDb::new().await;
+    let World { server, admin_key, .. } = world(&db).await;
+    let http = reqwest::Client::new();
+    let send = || {
+        http.post(format!("{}/api/v1/workspaces", server.base))
+            .bearer_auth(&admin_key)
+            .header("Idempotency-Key", "idem-initech")
+            .json(&json!({"id": "initech"}))
+            .send()
+    };
+    let first = send().await.unwrap();
+    assert_eq!(first.status().as_u16(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none(), "{:?}", first.headers());
+    let again = send().await.unwrap();
+    assert!(again.status().is_success(), "{}", again.status());
+    assert_eq!(again.headers().get("idempotent-replayed").map(|v| v.to_str().unwrap()), Some("true"));
+}

@@ -115,11 +115,24 @@ async fn run(
     if let Some(e) = response.error {
         return error(e);
     }
-    match success {
+    let replayed = response.replayed;
+    let mut reply = match success {
         Success::Json(status, render) => HttpResponse::build(status).json(render(response)),
         Success::NoContent => HttpResponse::NoContent().finish(),
+    };
+    if replayed {
+        // The answer of an earlier request with the same Idempotency-Key, which applied nothing
+        // this time (the header of the IETF Idempotency-Key draft's implementations).
+        reply.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static(REPLAYED_HEADER),
+            actix_web::http::header::HeaderValue::from_static("true"),
+        );
     }
+    reply
 }
+
+/// Set on a reply served from the record of an earlier request with the same Idempotency-Key.
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
 fn request(op: Operation) -> IamRequest {
     IamRequest { operation: op.as_str().into(), ..Default::default() }
