@@ -112,56 +112,57 @@ async fn session(
     // One connection of its own, held for the session: the advisory lock lives in it.
     let pool = crate::db::connect(settings.database.url.expose(), 1).await?;
     let db = pool.get().await?;
-    async {
-        while !db.query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY]).await?.get::<_, bool>(0) {
-            // Another process registers.
-            if stopped_during(stopping, Duration::from_secs(2)).await {
+    while !db.query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY]).await?.get::<_, bool>(0) {
+        // Another process registers.
+        if stopped_during(stopping, Duration::from_secs(2)).await {
+            return Ok(());
+        }
+    }
+    let mut cursor = load_checkpoint(&db).await?;
+    let service = ConfigService::connect(settings).await?;
+    tracing::info!(subscriber = SUBSCRIBER, "TrustGraph registration running");
+    loop {
+        let page = tail::read_after(&db, cursor, PAGE).await?;
+        if page.is_empty() {
+            counters.lag_seconds.set(0);
+            if stopped_during(stopping, POLL).await {
                 return Ok(());
             }
+            continue;
         }
-        let mut cursor = load_checkpoint(&db).await?;
-        let service = ConfigService::connect(settings).await?;
-        tracing::info!(subscriber = SUBSCRIBER, "TrustGraph registration running");
-        loop {
-            let page = tail::read_after(&db, cursor, PAGE).await?;
-            if page.is_empty() {
-                counters.lag_seconds.set(0);
-                if stopped_during(stopping, POLL).await {
-                    return Ok(());
-                }
-                continue;
-            }
-            for event in &page {
-                if let Some(registration) = registration(event) {
-                    loop {
-                        let lag = (chrono::Utc::now() - event.event.recorded_at).num_seconds().max(0);
-                        counters.lag_seconds.set(lag);
-                        match service.send(&registration).await {
-                            Ok(()) => break,
-                            Err(e) => {
-                                counters.failures.inc();
-                                tracing::warn!(error = %format!("{e:#}"), "TrustGraph registration: retrying");
-                                if stopped_during(stopping, backoff.next()).await {
-                                    return Ok(());
-                                }
-                            }
+        let mut saved = cursor;
+        for event in &page {
+            cursor = event.cursor;
+            let Some(registration) = registration(event) else { continue };
+            loop {
+                let lag = (chrono::Utc::now() - event.event.recorded_at).num_seconds().max(0);
+                counters.lag_seconds.set(lag);
+                match service.send(&registration).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        counters.failures.inc();
+                        tracing::warn!(error = %format!("{e:#}"), "TrustGraph registration: retrying");
+                        if stopped_during(stopping, backoff.next()).await {
+                            return Ok(());
                         }
                     }
-                    backoff.reset();
-                    counters.registered.inc();
-                    tracing::info!(
-                        workspace = registration.workspace(),
-                        operation = registration.operation(),
-                        "registered with TrustGraph's config service"
-                    );
-                    save_checkpoint(&db, event.cursor).await?;
                 }
-                cursor = event.cursor;
             }
+            backoff.reset();
+            counters.registered.inc();
+            tracing::info!(
+                workspace = registration.workspace(),
+                operation = registration.operation(),
+                "registered with TrustGraph's config service"
+            );
+            save_checkpoint(&db, cursor).await?;
+            saved = cursor;
+        }
+        // Past the page's other events too, unless the last one was just saved.
+        if saved != cursor {
             save_checkpoint(&db, cursor).await?;
         }
     }
-    .await
 }
 
 async fn load_checkpoint(db: &Client) -> Result<Cursor, tokio_postgres::Error> {
