@@ -279,9 +279,6 @@ fn check_sizes(req: &IamRequest) -> Result<(), IamError> {
         if value.len() > MAX_ID_FIELD {
             return Err(IamError::invalid(format!("{field} is longer than {MAX_ID_FIELD} bytes")));
         }
-        if value.contains('\0') {
-            return Err(IamError::invalid(format!("{field} contains a NUL character")));
-        }
     }
     Ok(())
 }
