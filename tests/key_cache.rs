@@ -5,9 +5,9 @@
 mod common;
 
 use common::server::{error_type, ok, TestServer};
-use common::TestDb;
+use common::{eventually, TestDb};
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PASSWORD: &str = "correct horse battery";
 /// How long a change may take to reach the other process (it normally takes milliseconds).
@@ -35,15 +35,6 @@ async fn metric(server: &TestServer, admin_jwt: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("{name} missing from\n{text}"))
         .parse()
         .unwrap()
-}
-
-/// Polls `check` on `server` until it holds or [`PROPAGATION`] passes.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < PROPAGATION, "{what}: not seen within {PROPAGATION:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Two servers on one database, a workspace with an admin (for `/metrics`) and a writer.
@@ -75,7 +66,7 @@ async fn changes_through_one_server_reach_the_cache_of_the_other() {
     ok(a.call(json!({"operation": "update-user", "workspace": "acme", "user_id": writer,
         "user": {"roles": ["reader"]}}))
         .await);
-    eventually("the new roles on b", async || {
+    eventually("the new roles on b", PROPAGATION, async || {
         ok(resolve(&b, &key).await)["resolved_roles"] == json!(["reader"])
     })
     .await;
@@ -86,7 +77,10 @@ async fn changes_through_one_server_reach_the_cache_of_the_other() {
     ok(resolve(&b, &other).await);
     ok(a.call(json!({"operation": "revoke-api-key", "workspace": "acme", "key_id": key_id})).await);
     assert_eq!(error_type(&resolve(&a, &key).await), "auth-failed");
-    eventually("the revocation on b", async || error_type(&resolve(&b, &key).await) == "auth-failed").await;
+    eventually("the revocation on b", PROPAGATION, async || {
+        error_type(&resolve(&b, &key).await) == "auth-failed"
+    })
+    .await;
     assert_eq!(ok(resolve(&b, &other).await)["resolved_user_id"], writer.as_str(), "other keys stay");
 
     // The owner disabled through b this time: b refuses at once, a (which cached the other
@@ -95,8 +89,10 @@ async fn changes_through_one_server_reach_the_cache_of_the_other() {
     ok(resolve(&a, &other).await);
     ok(b.call(json!({"operation": "disable-user", "workspace": "acme", "user_id": writer})).await);
     assert_eq!(error_type(&resolve(&b, &other).await), "auth-failed");
-    eventually("the disabled owner on a", async || error_type(&resolve(&a, &other).await) == "auth-failed")
-        .await;
+    eventually("the disabled owner on a", PROPAGATION, async || {
+        error_type(&resolve(&a, &other).await) == "auth-failed"
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -122,14 +118,14 @@ async fn a_lost_listener_turns_the_cache_off_until_it_is_back() {
     ok(a.call(json!({"operation": "revoke-api-key", "workspace": "acme", "key_id": key_id})).await);
     // b held the key in its cache and missed the notification; it must not go on answering
     // from that cache (the TTL is 60 s, far beyond this wait).
-    eventually("the revocation on b without its notification", async || {
+    eventually("the revocation on b without its notification", PROPAGATION, async || {
         error_type(&resolve(&b, &key).await) == "auth-failed"
     })
     .await;
 
     // The listener comes back and the cache is used again.
     let (fresh, _) = new_key(&a, &writer, "key-4").await;
-    eventually("the cache back in use on b", async || {
+    eventually("the cache back in use on b", PROPAGATION, async || {
         let before = metric(&b, &admin_jwt, "iamd_api_key_cache_hits_total").await;
         ok(resolve(&b, &fresh).await);
         ok(resolve(&b, &fresh).await);
@@ -174,7 +170,7 @@ async fn a_projection_rebuild_empties_every_running_cache() {
     let (code, stdout, stderr) = common::server::run_iamd(db.url(), &["projections", "rebuild"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     // The swapped-in tables are read again (a miss), not the cache kept for its TTL.
-    eventually("a read of the rebuilt tables on b", async || {
+    eventually("a read of the rebuilt tables on b", PROPAGATION, async || {
         ok(resolve(&b, &key).await);
         metric(&b, &admin_jwt, "iamd_api_key_cache_misses_total").await > misses
     })

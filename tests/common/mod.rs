@@ -136,6 +136,16 @@ impl Drop for TestDb {
     }
 }
 
+/// Polls `check` until it holds, failing the test with `what` once `within` has passed.
+#[allow(dead_code)]
+pub async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < within, "{what}: not seen within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The admin URL from the environment, or the default.
 #[allow(dead_code)]
 pub fn admin_url() -> String {
