@@ -215,16 +215,18 @@ fn assign_at_end<C: rdkafka::consumer::ConsumerContext>(
     Ok(())
 }
 
+/// The value of a message's header `name`, when it has one (a reply's `id`, say).
+pub fn header_value<M: Message>(message: &M, name: &str) -> Option<Vec<u8>> {
+    message.headers().and_then(|h| h.iter().find(|h| h.key == name).and_then(|h| h.value.map(<[u8]>::to_vec)))
+}
+
 async fn read_replies(consumer: Arc<StreamConsumer<QuietContext>>, pending: Pending) {
     loop {
         let Ok(message) = consumer.recv().await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let id = message
-            .headers()
-            .and_then(|h| h.iter().find(|h| h.key == ID_HEADER).and_then(|h| h.value.map(<[u8]>::to_vec)));
-        let Some(id) = id else { continue };
+        let Some(id) = header_value(&message, ID_HEADER) else { continue };
         let waiting = pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         if let Some(tx) = waiting {
             let _ = tx.send(message.payload().unwrap_or_default().to_vec());

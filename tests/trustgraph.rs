@@ -10,11 +10,11 @@ mod common;
 
 use common::broker::Broker;
 use common::server::{ok, TestServer, GATEWAY_SECRET};
-use common::TestDb;
+use common::{eventually, TestDb};
 use iamd::crypto::{Claims, TokenSigner};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Value};
@@ -203,10 +203,7 @@ impl ConfigStub {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 };
-                let id = message
-                    .headers()
-                    .and_then(|h| h.iter().find(|h| h.key == "id").and_then(|h| h.value.map(<[u8]>::to_vec)))
-                    .unwrap_or_default();
+                let id = iamd::client::header_value(&message, "id").unwrap_or_default();
                 let request: Value = serde_json::from_slice(message.payload().unwrap_or_default()).unwrap();
                 let key = match request["operation"].as_str() {
                     Some("put") => request["values"][0]["key"].clone(),
@@ -245,15 +242,8 @@ impl ConfigStub {
     /// Waits until the config service was asked `operation` for `workspace`.
     async fn wait_for(&self, operation: &str, workspace: &str) {
         let wanted = (operation.to_owned(), workspace.to_owned());
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while !self.requests().contains(&wanted) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no {operation} of {workspace}: {:?}",
-                self.requests()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let what = format!("a {operation} of {workspace}");
+        eventually(&what, Duration::from_secs(60), async || self.requests().contains(&wanted)).await;
     }
 }
 
@@ -275,9 +265,9 @@ fn registering(brokers: &str) -> Vec<(String, String)> {
 /// retry of it).
 async fn checkpoint_past(db: &TestDb, workspace: &str) {
     let client = db.pool().get().await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let past: bool = client
+    let what = format!("the checkpoint past {workspace}");
+    eventually(&what, Duration::from_secs(60), async || {
+        client
             .query_one(
                 "SELECT EXISTS (SELECT 1 FROM subscriber_checkpoints c, events e \
                  WHERE c.name = 'trustgraph-registration' AND e.stream = 'workspace:' || $1 \
@@ -287,13 +277,9 @@ async fn checkpoint_past(db: &TestDb, workspace: &str) {
             )
             .await
             .unwrap()
-            .get(0);
-        if past {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the checkpoint never passed {workspace}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            .get(0)
+    })
+    .await;
 }
 
 async fn create_workspace(server: &TestServer, id: &str) {
@@ -321,11 +307,10 @@ async fn workspaces_are_registered_with_trustgraphs_config_service_through_outag
     broker.stop();
     create_workspace(&server, "globex").await;
     ok(server.call(json!({"operation": "disable-workspace", "workspace_record": {"id": "acme"}})).await);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while server.logged("TrustGraph registration: retrying").is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "no failed attempt logged during the outage");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("a failed attempt logged during the outage", Duration::from_secs(30), async || {
+        !server.logged("TrustGraph registration: retrying").is_empty()
+    })
+    .await;
     broker.start();
     stub.wait_for("put", "globex").await;
     stub.wait_for("delete", "acme").await;
