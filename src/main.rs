@@ -50,11 +50,30 @@ enum Command {
         #[command(subcommand)]
         command: SnapshotsCommand,
     },
+    /// The key-encryption key (KEK) that seals private signing keys at rest.
+    SigningKeys {
+        #[command(subcommand)]
+        command: SigningKeysCommand,
+    },
     /// A TrustGraph deployment's side of things (docs/trustgraph.md).
     Trustgraph {
         #[command(subcommand)]
         command: TrustGraphCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum SigningKeysCommand {
+    /// Seal every stored secret (private signing keys, the digest key) under the configured KEK
+    /// (signing.kek / signing.kek_file), in one transaction: unsealed ones, and with
+    /// --old-kek-file those sealed under the previous KEK.
+    Rewrap {
+        /// The KEK the secrets are sealed under now (32 bytes, base64), when rotating it.
+        #[arg(long)]
+        old_kek_file: Option<std::path::PathBuf>,
+    },
+    /// Print a new random KEK (32 bytes, base64) for signing.kek_file.
+    NewKek,
 }
 
 #[derive(Subcommand)]
@@ -254,6 +273,13 @@ fn main() {
                 snapshots_verify(settings, workspace).await
             }
             Command::Trustgraph { command: TrustGraphCommand::Sync } => trustgraph_sync(settings).await,
+            Command::SigningKeys { command: SigningKeysCommand::Rewrap { old_kek_file } } => {
+                rewrap(settings, old_kek_file).await
+            }
+            Command::SigningKeys { command: SigningKeysCommand::NewKek } => {
+                println!("{}", iamd::crypto::Kek::generate().to_base64());
+                Ok(())
+            }
         }
     });
     if let Err(e) = result {
@@ -677,6 +703,35 @@ async fn projections(settings: Settings, command: ProjectionsCommand) -> anyhow:
             );
         }
     }
+    Ok(())
+}
+
+async fn rewrap(settings: Settings, old_kek_file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    let Some(new) = settings.kek()? else {
+        anyhow::bail!(
+            "signing-keys rewrap: set the new KEK first (signing.kek_file / IAMD_SIGNING_KEK_FILE)"
+        );
+    };
+    let old = match old_kek_file {
+        Some(path) => {
+            use anyhow::Context as _;
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("signing-keys rewrap: reading {}", path.display()))?;
+            Some(iamd::crypto::Kek::from_base64(&text).context("signing-keys rewrap: --old-kek-file")?)
+        }
+        None => None,
+    };
+    let pool = iamd::db::connect(settings.database.url.expose(), 2).await?;
+    let done = iamd::service::keys::rewrap(&pool, &new, old.as_ref())
+        .await
+        .map_err(|e| anyhow::anyhow!("signing-keys rewrap: {e:#}; nothing was changed"))?;
+    println!(
+        "signing-keys rewrap: {} sealed, {} moved from the old KEK, {} already under KEK {}",
+        done.sealed,
+        done.rewrapped,
+        done.unchanged,
+        new.fingerprint()
+    );
     Ok(())
 }
 

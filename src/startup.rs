@@ -12,7 +12,7 @@ use crate::crypto::{ApiKey, PasswordHasher, PasswordPolicy};
 use crate::db;
 use crate::events::EventStore;
 use crate::projections::key_cache::{self, KeyCache};
-use crate::service::{Bootstrapped, Service, ServiceSettings};
+use crate::service::{keys, Bootstrapped, Service, ServiceSettings};
 use actix_cors::Cors;
 use actix_web::{middleware, web, App, HttpServer};
 use anyhow::{bail, Context as _};
@@ -133,8 +133,10 @@ pub async fn build_service(settings: &Settings) -> anyhow::Result<Service> {
     } else if !db::is_migrated(&pool).await? {
         bail!("the database schema is not up to date: run `iamd migrate` (or set database.migrate_on_start: true)");
     }
+    let kek = settings.kek()?;
+    let digest_key = keys::start(&pool, kek.as_ref()).await?;
     let cache = KeyCache::new(settings.cache.api_keys, settings.cache.api_keys_ttl);
-    let store = EventStore::with_key_cache(pool, cache);
+    let store = EventStore::with_key_cache(pool, cache).sealing_with(kek.clone());
     let registry = Registry::new(store.clone(), settings.actors.idle_timeout, threads());
     let a = &settings.argon2;
     let hasher = PasswordHasher::new(a.memory_kib, a.iterations, a.parallelism)?;
@@ -145,8 +147,9 @@ pub async fn build_service(settings: &Settings) -> anyhow::Result<Service> {
             .context("signing.grace_period is too large")?,
         policy: PasswordPolicy { min_length: settings.password.min_length },
         authentication_audit: settings.audit.authentications.clone(),
+        kek,
     };
-    Ok(Service::new(store, registry, hasher, service_settings))
+    Ok(Service::new(store, registry, hasher, service_settings, digest_key))
 }
 
 /// With `bootstrap.token`, bootstraps with that key (no secret in any reply); else, with

@@ -832,6 +832,137 @@ async fn a_repeated_idempotency_key_creates_once_and_answers_the_same_record() {
     assert_eq!(ok(resolve(s, &plaintext).await)["resolved_user_id"], ids["writer"].as_str());
 }
 
+/// Issue 15, F1: an `Idempotency-Key` is its caller's own. Writer A and a reader B of another
+/// workspace each use the same keys for their own requests, and each request is applied for
+/// its own caller (before, B was answered from A's record: B's key stayed alive after a 204,
+/// B's password stayed the same, and B received A's key record).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_are_each_callers_own() {
+    let db = TestDb::new().await;
+    let World { server, ids, .. } = world(&db).await;
+    let s = &server;
+    let (a, b) = (jwt_of(s, "writer", PASSWORD).await, jwt_of(s, "other", PASSWORD).await);
+    let keys_a = format!("/api/v1/workspaces/acme/users/{}/api-keys", ids["writer"]);
+    let keys_b = format!("/api/v1/workspaces/globex/users/{}/api-keys", ids["other"]);
+    let created = [("Idempotency-Key", "shared-create")];
+
+    let (status, key_a) =
+        rest(s, Method::POST, &keys_a, Some(&a), Some(json!({"name": "a"})), &created).await;
+    assert_eq!(status, 201, "{key_a}");
+    let (status, key_b) =
+        rest(s, Method::POST, &keys_b, Some(&b), Some(json!({"name": "b"})), &created).await;
+    assert_eq!(status, 201, "B's own request is applied: {key_b}");
+    assert_eq!(key_b["api_key"]["user_id"], ids["other"].as_str(), "B's own key: {key_b}");
+    assert_ne!(key_b["api_key"]["id"], key_a["api_key"]["id"]);
+    let plaintext_b = key_b["api_key_plaintext"].as_str().expect("B's plaintext, once").to_owned();
+    assert_eq!(ok(resolve(s, &plaintext_b).await)["resolved_user_id"], ids["other"].as_str());
+
+    let revoked = [("Idempotency-Key", "shared-revoke")];
+    for (key, bearer) in [(&key_a, &a), (&key_b, &b)] {
+        let path = format!("/api/v1/api-keys/{}", key["api_key"]["id"].as_str().unwrap());
+        let reply = rest(s, Method::DELETE, &path, Some(bearer), None, &revoked).await;
+        assert_no_content(&reply, "each caller revokes its own key under the same Idempotency-Key");
+    }
+    assert_eq!(error_type(&resolve(s, &plaintext_b).await), "auth-failed", "B's key is revoked");
+
+    let changed = [("Idempotency-Key", "shared-change")];
+    for (bearer, new) in [(&a, "writer's new passphrase"), (&b, "other's new passphrase")] {
+        let body = json!({"password": PASSWORD, "new_password": new});
+        let reply =
+            rest(s, Method::POST, "/api/v1/auth/change-password", Some(bearer), Some(body), &changed).await;
+        assert_no_content(&reply, "each caller changes its own password under the same Idempotency-Key");
+    }
+    let login = s
+        .call(json!({"operation": "login", "username": "other", "password": "other's new passphrase"}))
+        .await;
+    assert!(ok(login)["jwt"].is_string(), "B's password was changed");
+
+    // The gateway's request ids are the gateway's: the same id from it is its own request.
+    let reply = s
+        .call(json!({"operation": "create-workspace", "request_id": "shared-create",
+        "workspace_record": {"id": "from-gateway"}}))
+        .await;
+    assert_eq!(ok(reply)["workspace"]["id"], "from-gateway");
+}
+
+/// The same caller reusing an `Idempotency-Key` for a different request (other fields, another
+/// operation) is refused — 422 over REST, `invalid-argument` over the protocol — and nothing
+/// is applied; the same request again is answered from the record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_reused_for_another_request_is_refused_and_applies_nothing() {
+    let db = TestDb::new().await;
+    let World { server, ids, admin_key } = world(&db).await;
+    let s = &server;
+    let a = Some(admin_key.as_str());
+    let header = [("Idempotency-Key", "idem-reused")];
+    let (status, _) =
+        rest(s, Method::POST, "/api/v1/workspaces", a, Some(json!({"id": "initech"})), &header).await;
+    assert_eq!(status, 201);
+
+    let reply = rest(s, Method::POST, "/api/v1/workspaces", a, Some(json!({"id": "hooli"})), &header).await;
+    assert_error(&reply, 422, "invalid-argument", "another body under the same key");
+    assert_eq!(reply.1["error"]["message"], "request_id was already used for a different request");
+    assert_eq!(get(s, "/api/v1/workspaces/hooli", &admin_key).await.0, 404, "nothing was applied");
+    let path = format!("/api/v1/workspaces/acme/users/{}/disable", ids["reader"]);
+    let reply = rest(s, Method::POST, &path, a, None, &header).await;
+    assert_error(&reply, 422, "invalid-argument", "another operation under the same key");
+    let reader = get(s, &format!("/api/v1/workspaces/acme/users/{}", ids["reader"]), &admin_key).await;
+    assert_eq!(reader.1["enabled"], true, "the reader was not disabled: {}", reader.1);
+    let (status, again) =
+        rest(s, Method::POST, "/api/v1/workspaces", a, Some(json!({"id": "initech"})), &header).await;
+    assert_eq!((status, again["id"].as_str()), (201, Some("initech")), "the same request is answered");
+
+    // The protocol: the same rule, as invalid-argument in the reply.
+    let create = |id: &str, password: &str| {
+        json!({"operation": "create-user", "workspace": "acme", "request_id": "idem-proto",
+            "user": {"username": id, "password": password}})
+    };
+    ok(s.call_as(&admin_key, create("erin", PASSWORD)).await);
+    let reply = s.call_as(&admin_key, create("erin", "another long passphrase")).await;
+    assert_eq!(
+        error_type(&reply),
+        "invalid-argument",
+        "a different password is a different request: {reply}"
+    );
+    assert!(!reply.to_string().contains("another long passphrase"));
+    let reply = s.call_as(&admin_key, create("frank", PASSWORD)).await;
+    assert_eq!(error_type(&reply), "invalid-argument", "{reply}");
+    assert_eq!(user_count(s, &admin_key, "acme").await, 4, "admin, writer, reader and erin only");
+    let reply = s.call_as(&admin_key, create("erin", PASSWORD)).await;
+    assert_eq!((reply["replayed"].as_bool(), reply["user"]["username"].as_str()), (Some(true), Some("erin")));
+}
+
+/// Identical requests sent at once under one key: one effect; every other answer is the
+/// record's (replayed) or 409 "request in progress", never a second user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_requests_at_once_under_one_key_apply_once() {
+    let db = TestDb::new().await;
+    let World { server, admin_key, .. } = world(&db).await;
+    let s = &server;
+    let body = json!({"username": "grace", "password": PASSWORD}).to_string();
+    let header = [("Idempotency-Key", "idem-at-once")];
+    let replies = futures_util::future::join_all((0..8).map(|_| {
+        rest_raw(
+            s,
+            Method::POST,
+            "/api/v1/workspaces/acme/users",
+            Some(&admin_key),
+            Some(body.clone()),
+            &header,
+        )
+    }))
+    .await;
+    for (status, reply) in &replies {
+        match status {
+            201 => assert_eq!(reply["username"], "grace"),
+            409 => assert_eq!(reply["error"]["message"], "request in progress", "{reply}"),
+            _ => panic!("{status} {reply}"),
+        }
+    }
+    let users = items(&get(s, "/api/v1/workspaces/acme/users", &admin_key).await, "list-users");
+    assert_eq!(users.iter().filter(|u| u["username"] == "grace").count(), 1, "one effect");
+}
+
 // ----------------------------------------------------------------------------------------
 // 6. change-password
 

@@ -9,7 +9,7 @@ use common::history::{after, first, meta, ok, ok1};
 use common::TestDb;
 use iamd::crypto::{ApiKeyHash, SigningKey};
 use iamd::events::hash::{self, HashInput, GENESIS};
-use iamd::events::store::Dedupe;
+use iamd::events::store::{Dedupe, RequestKey};
 use iamd::events::{Append, AppendError, Event, EventStore, RecordedEvent, RevokeReason, StreamAppend};
 use std::sync::Arc;
 use tokio::sync::Barrier;
@@ -255,6 +255,14 @@ async fn the_hash_chain_links_every_stream_and_events_cannot_be_edited() {
 // ---------------------------------------------------------------------------------------------
 // Dedupe
 
+fn request(caller: &str, id: &str) -> RequestKey {
+    RequestKey { caller: caller.into(), request_id: id.into(), digest: format!("digest-of-{id}") }
+}
+
+fn dedupe(caller: &str, id: &str, response: serde_json::Value) -> Option<Dedupe> {
+    Some(Dedupe { key: request(caller, id), operation: "create-workspace".into(), response })
+}
+
 #[tokio::test]
 async fn a_repeated_request_id_is_already_processed_and_rolls_back_its_events() {
     let db = TestDb::new().await;
@@ -262,20 +270,12 @@ async fn a_repeated_request_id_is_already_processed_and_rolls_back_its_events() 
     let response = serde_json::json!({"status": "ok", "workspace": {"id": "d1"}});
 
     let mut a1 = first("workspace:d1", vec![workspace_created("d1")]);
-    a1.dedupe = Some(Dedupe {
-        request_id: "r1".into(),
-        operation: "create-workspace".into(),
-        response: response.clone(),
-    });
+    a1.dedupe = dedupe("gateway", "r1", response.clone());
     ok(&store, a1).await;
 
-    // Same request id, a different and otherwise valid append.
+    // Same caller, same request id, a different and otherwise valid append.
     let mut a2 = first("workspace:d2", vec![workspace_created("d2"), user_created("ud2", "dora")]);
-    a2.dedupe = Some(Dedupe {
-        request_id: "r1".into(),
-        operation: "create-workspace".into(),
-        response: serde_json::json!({"status": "ok", "workspace": {"id": "d2"}}),
-    });
+    a2.dedupe = dedupe("gateway", "r1", serde_json::json!({"status": "ok", "workspace": {"id": "d2"}}));
     match store.append(a2).await {
         Err(AppendError::AlreadyProcessed) => {}
         other => panic!("expected AlreadyProcessed, got {other:?}"),
@@ -288,19 +288,20 @@ async fn a_repeated_request_id_is_already_processed_and_rolls_back_its_events() 
     assert_eq!(count(&store, "SELECT count(*) FROM unique_usernames", &[]).await, 0);
     assert_eq!(store.load_stream("workspace:d1").await.unwrap().len(), 1);
 
-    assert_eq!(store.processed("r1").await.unwrap(), Some(response));
-    assert_eq!(store.processed("r2").await.unwrap(), None);
+    let stored = store.processed("gateway", "r1").await.unwrap().unwrap();
+    assert_eq!(stored.response, response);
+    assert_eq!(stored.digest.as_deref(), Some("digest-of-r1"));
+    assert_eq!(store.processed("gateway", "r2").await.unwrap(), None);
+    // Another caller's r1 is not the gateway's.
+    assert_eq!(store.processed("user:u-1", "r1").await.unwrap(), None);
 
-    // The rolled-back append left d2 free: the same append under a new id succeeds.
+    // The rolled-back append left d2 free: another caller may use r1 for its own request.
     let mut a3 = first("workspace:d2", vec![workspace_created("d2")]);
-    a3.dedupe = Some(Dedupe {
-        request_id: "r2".into(),
-        operation: "create-workspace".into(),
-        response: serde_json::json!({}),
-    });
+    a3.dedupe = dedupe("user:u-1", "r1", serde_json::json!({}));
     let h = ok1(&store, a3).await;
     assert_eq!(h.version, 1);
-    assert_eq!(store.processed("r2").await.unwrap(), Some(serde_json::json!({})));
+    assert_eq!(store.processed("user:u-1", "r1").await.unwrap().unwrap().response, serde_json::json!({}));
+    assert_eq!(store.processed("gateway", "r1").await.unwrap().unwrap().response, response);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -594,4 +595,53 @@ async fn a_signing_key_lands_in_signing_keys_and_never_in_the_log() {
     }
     assert_eq!(count(&store, "SELECT count(*) FROM signing_keys WHERE kid = $1", &[&other.kid]).await, 0);
     assert_eq!(count(&store, "SELECT count(*) FROM signing_keys", &[]).await, 1);
+}
+
+/// Migration 0009 keys the records kept from before by their caller, read from the events
+/// each committed (Kafka: the gateway; HTTP: the user who was the actor), and loses none.
+#[tokio::test]
+async fn migrating_keeps_every_processed_request_under_its_caller() {
+    let db = TestDb::migrated_to(8).await;
+    let client = db.pool().get().await.unwrap();
+    let meta = |request_id: &str, source: &str, actor: &str| serde_json::json!({"request_id": request_id, "source": source, "actor": actor, "operation": "create-workspace"});
+    for (version, request_id, source, actor) in [
+        (1i64, "from-kafka", "kafka", "u-admin"),
+        (2, "from-http", "http", "u-alice"),
+        (3, "no-actor", "http", ""),
+    ] {
+        client
+            .execute(
+                "INSERT INTO events (stream, version, event_type, schema_version, payload, metadata, \
+                 recorded_at, prev_hash, hash) VALUES ('workspace:m', $1, 'workspace.created', 1, '{}', $2, \
+                 now(), 'p', 'h')",
+                &[&version, &meta(request_id, source, actor)],
+            )
+            .await
+            .unwrap();
+    }
+    for request_id in ["from-kafka", "from-http", "no-actor", "without-events"] {
+        client
+            .execute(
+                "INSERT INTO processed_requests (request_id, operation, response) VALUES ($1, 'create-workspace', $2)",
+                &[&request_id, &serde_json::json!({"request": request_id})],
+            )
+            .await
+            .unwrap();
+    }
+    iamd::db::migrate(&db.pool()).await.unwrap();
+
+    let store = db.store();
+    for (caller, request_id) in [
+        ("gateway", "from-kafka"),
+        ("user:u-alice", "from-http"),
+        ("gateway", "no-actor"),
+        ("gateway", "without-events"),
+    ] {
+        let p = store.processed(caller, request_id).await.unwrap();
+        let p = p.unwrap_or_else(|| panic!("{request_id} is kept under {caller}"));
+        assert_eq!(p.response, serde_json::json!({"request": request_id}));
+        assert_eq!((p.operation.as_str(), p.digest), ("create-workspace", None), "{request_id}");
+    }
+    assert_eq!(store.processed("gateway", "from-http").await.unwrap(), None);
+    assert_eq!(count(&store, "SELECT count(*) FROM processed_requests", &[]).await, 4);
 }

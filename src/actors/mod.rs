@@ -16,7 +16,7 @@ mod workspace;
 pub use system::{SystemActor, SystemExecute, SystemOutcome};
 pub use workspace::{Execute, WorkspaceActor};
 
-use crate::events::store::Dedupe;
+use crate::events::store::{Dedupe, RequestKey};
 use crate::events::{AppendError, EventStore, RecordedEvent};
 use crate::protocol::{IamError, IamResponse};
 use actix::prelude::*;
@@ -61,31 +61,35 @@ fn store_error(stream: &str, e: AppendError) -> IamError {
     }
 }
 
-/// The record that makes a redelivery of `request_id` an answer instead of a second effect.
-fn dedupe(request_id: &Option<String>, operation: &str, response: &IamResponse) -> Option<Dedupe> {
-    request_id.as_ref().map(|id| Dedupe {
-        request_id: id.clone(),
+/// The record that makes a redelivery of a request an answer instead of a second effect.
+fn dedupe(key: &Option<RequestKey>, operation: &str, response: &IamResponse) -> Option<Dedupe> {
+    key.as_ref().map(|key| Dedupe {
+        key: key.clone(),
         operation: operation.to_owned(),
         response: serde_json::to_value(response.without_secrets()).unwrap_or_default(),
     })
 }
 
-/// The stored answer to an already applied request, marked as replayed. A request id reused
-/// for another operation is refused rather than answered with the other operation's reply.
+/// The stored answer to the request `key` names when that caller already applied it, marked
+/// as replayed. The same caller's id reused for a different request (another operation, other
+/// fields) is refused ([`IamError::request_id_reused`]) rather than answered with the first
+/// request's reply; another caller's id is no concern of this caller's.
 pub async fn replayed(
     store: &EventStore,
-    request_id: &str,
+    key: &RequestKey,
     operation: &str,
 ) -> Result<Option<IamResponse>, IamError> {
-    let stored =
-        store.processed_record(request_id).await.map_err(|e| store_error("processed_requests", e))?;
+    let stored = store
+        .processed(&key.caller, &key.request_id)
+        .await
+        .map_err(|e| store_error("processed_requests", e))?;
     match stored {
         None => Ok(None),
-        Some((op, _)) if op != operation => {
-            Err(IamError::invalid(format!("request_id was already used for another operation ({op})")))
+        Some(p) if p.operation != operation || p.digest.as_ref().is_some_and(|d| *d != key.digest) => {
+            Err(IamError::request_id_reused())
         }
-        Some((_, value)) => {
-            let mut r: IamResponse = serde_json::from_value(value).unwrap_or_default();
+        Some(p) => {
+            let mut r: IamResponse = serde_json::from_value(p.response).unwrap_or_default();
             r.replayed = true;
             Ok(Some(r))
         }

@@ -5,6 +5,7 @@ use super::{decode_all, dedupe, replayed, store_error, Head};
 use crate::crypto::SigningKey;
 use crate::domain::system::{self, SystemCommand, SystemState, BOOTSTRAP_WORKSPACE};
 use crate::domain::workspace::{self, WorkspaceState};
+use crate::events::store::RequestKey;
 use crate::events::{
     workspace_stream, Append, AppendError, Event, EventStore, Metadata, StreamAppend, SYSTEM_STREAM,
 };
@@ -17,7 +18,8 @@ use chrono::Utc;
 pub struct SystemExecute {
     pub command: SystemCommand,
     pub metadata: Metadata,
-    pub request_id: Option<String>,
+    /// When set, the append also records the (secret-free) reply under this key.
+    pub idempotency: Option<RequestKey>,
     /// The key a `signing_key.created` event would announce; its private half is stored
     /// beside the event, never in it.
     pub signing_key: Option<SigningKey>,
@@ -143,7 +145,7 @@ async fn execute(
             streams,
             metadata: msg.metadata.clone(),
             signing_key: if creates_key { msg.signing_key.clone() } else { None },
-            dedupe: dedupe(&msg.request_id, &msg.metadata.operation, &response),
+            dedupe: dedupe(&msg.idempotency, &msg.metadata.operation, &response),
         };
         match store.append(append).await {
             Ok(heads) => {
@@ -160,8 +162,8 @@ async fn execute(
                 };
             }
             Err(AppendError::AlreadyProcessed) => {
-                let request_id = msg.request_id.as_deref().unwrap_or_default();
-                let result = match replayed(store, request_id, &msg.metadata.operation).await {
+                let Some(key) = &msg.idempotency else { return (None, Err(IamError::internal())) };
+                let result = match replayed(store, key, &msg.metadata.operation).await {
                     Ok(Some(r)) => match load_system(store).await {
                         Ok((s, _)) => Ok(SystemOutcome { applied: false, response: r, state: s }),
                         Err(e) => Err(e),

@@ -2,6 +2,7 @@
 
 use super::{dedupe, replayed, snapshot, store_error, Deregister, Head};
 use crate::domain::workspace::{self, WorkspaceCommand, WorkspaceState};
+use crate::events::store::RequestKey;
 use crate::events::{workspace_stream, Append, AppendError, EventStore, Metadata, StreamAppend};
 use crate::protocol::{IamError, IamResponse};
 use actix::prelude::*;
@@ -14,8 +15,8 @@ use std::time::{Duration, Instant};
 pub struct Execute {
     pub command: WorkspaceCommand,
     pub metadata: Metadata,
-    /// When set, the append also records the (secret-free) reply under this id.
-    pub request_id: Option<String>,
+    /// When set, the append also records the (secret-free) reply under this key.
+    pub idempotency: Option<RequestKey>,
 }
 
 /// The workspace's state as of `head`.
@@ -153,7 +154,7 @@ async fn execute(
             }],
             metadata: msg.metadata.clone(),
             signing_key: None,
-            dedupe: dedupe(&msg.request_id, &msg.metadata.operation, &reply),
+            dedupe: dedupe(&msg.idempotency, &msg.metadata.operation, &reply),
         };
         match store.append(append).await {
             Ok(heads) => {
@@ -171,8 +172,8 @@ async fn execute(
                 };
             }
             Err(AppendError::AlreadyProcessed) => {
-                let request_id = msg.request_id.as_deref().unwrap_or_default();
-                return match replayed(store, request_id, &msg.metadata.operation).await {
+                let Some(key) = &msg.idempotency else { return (None, Err(IamError::internal())) };
+                return match replayed(store, key, &msg.metadata.operation).await {
                     Ok(Some(r)) => (None, Ok(r)),
                     Ok(None) => (None, Err(IamError::internal())),
                     Err(e) => (None, Err(e)),

@@ -1,13 +1,14 @@
 //! The PostgreSQL event store. [`EventStore::append`] writes a command's events to one or more
 //! streams in ONE transaction together with the inline projections, username reservations,
-//! the private half of a new signing key and the processed-request record. Optimistic
+//! the private half of a new signing key (sealed with the KEK when one is configured) and the
+//! processed-request record. Optimistic
 //! concurrency comes from `UNIQUE (stream, version)`: a second writer gets
 //! [`AppendError::Conflict`] and nothing of its command is kept. What committed is counted in
 //! the store's [`CommitCounters`] (API keys created and revoked), after the commit.
 
 use super::hash::{self, HashInput};
 use super::{Event, Metadata, RecordedEvent};
-use crate::crypto::SigningKey;
+use crate::crypto::{seal, Kek, SigningKey};
 use crate::metrics::CommitCounters;
 use crate::projections::{
     self,
@@ -21,13 +22,14 @@ use tokio_postgres::error::SqlState;
 const INSERT_EVENT: &str = "INSERT INTO events (stream, version, event_type, schema_version, \
     payload, metadata, recorded_at, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
     RETURNING position";
-const INSERT_SIGNING_KEY: &str = "INSERT INTO signing_keys (kid, public_key, private_key, created) \
-    VALUES ($1, $2, $3, $4)";
-const INSERT_PROCESSED: &str =
-    "INSERT INTO processed_requests (request_id, operation, response) VALUES ($1, $2, $3)";
+const INSERT_SIGNING_KEY: &str = "INSERT INTO signing_keys (kid, public_key, private_key, kek, \
+    created) VALUES ($1, $2, $3, $4, $5)";
+const INSERT_PROCESSED: &str = "INSERT INTO processed_requests (caller, request_id, digest, operation, \
+    response) VALUES ($1, $2, $3, $4, $5)";
 /// Invalidations of the resolve-api-key cache, delivered to every listener at commit.
 const NOTIFY: &str = "SELECT pg_notify($1, $2)";
-const SELECT_PROCESSED: &str = "SELECT operation, response FROM processed_requests WHERE request_id = $1";
+const SELECT_PROCESSED: &str =
+    "SELECT operation, digest, response FROM processed_requests WHERE caller = $1 AND request_id = $2";
 const SELECT_STREAM: &str = "SELECT position, stream, version, event_type, schema_version, payload, \
     metadata, recorded_at, prev_hash, hash FROM events WHERE stream = $1 ORDER BY version";
 
@@ -40,12 +42,31 @@ pub struct StreamAppend {
     pub events: Vec<Event>,
 }
 
+/// What makes a request idempotent: who sent it, the id it gave, and a keyed digest of what
+/// it asked (operation and fields).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RequestKey {
+    /// `gateway` (Kafka, or HTTP with the gateway secret), `user:<id>` (a user's bearer).
+    pub caller: String,
+    pub request_id: String,
+    pub digest: String,
+}
+
 /// The processed-request record committed with the events.
 #[derive(Debug, Clone)]
 pub struct Dedupe {
-    pub request_id: String,
+    pub key: RequestKey,
     pub operation: String,
     /// The reply without one-time secrets.
+    pub response: serde_json::Value,
+}
+
+/// An already applied request, as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Processed {
+    pub operation: String,
+    /// None for records kept from before digests were recorded.
+    pub digest: Option<String>,
     pub response: serde_json::Value,
 }
 
@@ -75,7 +96,7 @@ pub enum AppendError {
     /// A uniqueness reservation is taken (e.g. the username).
     #[error("{0}")]
     Duplicate(String),
-    /// This request id was already applied; answer from the processed-request record.
+    /// This caller's request id was already applied; answer from the processed-request record.
     #[error("request already processed")]
     AlreadyProcessed,
     #[error("event store: {0}")]
@@ -93,6 +114,8 @@ pub struct EventStore {
     commits: Arc<CommitCounters>,
     /// The resolve-api-key cache appends invalidate (and notify other processes of).
     key_cache: Arc<KeyCache>,
+    /// Seals the private half of a new signing key; None: stored unsealed.
+    kek: Option<Kek>,
 }
 
 impl EventStore {
@@ -102,7 +125,12 @@ impl EventStore {
     }
 
     pub fn with_key_cache(pool: Pool, key_cache: Arc<KeyCache>) -> Self {
-        EventStore { pool, commits: Arc::default(), key_cache }
+        EventStore { pool, commits: Arc::default(), key_cache, kek: None }
+    }
+
+    /// This store, sealing new signing keys' private halves with `kek`.
+    pub fn sealing_with(self, kek: Option<Kek>) -> Self {
+        EventStore { kek, ..self }
     }
 
     /// The resolve-api-key cache this store's appends keep current.
@@ -123,7 +151,7 @@ impl EventStore {
     pub async fn append(&self, append: Append) -> Result<Vec<StreamHead>, AppendError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let result = write(&tx, &append).await;
+        let result = write(&tx, &append, self.kek.as_ref()).await;
         match result {
             Ok((heads, changes)) => {
                 tx.commit().await.map_err(classify)?;
@@ -147,19 +175,15 @@ impl EventStore {
         Ok(rows.iter().map(recorded_from_row).collect())
     }
 
-    /// The stored reply of an already applied request, if any.
-    pub async fn processed(&self, request_id: &str) -> Result<Option<serde_json::Value>, AppendError> {
-        Ok(self.processed_record(request_id).await?.map(|(_, response)| response))
-    }
-
-    /// The operation and stored reply of an already applied request, if any.
-    pub async fn processed_record(
-        &self,
-        request_id: &str,
-    ) -> Result<Option<(String, serde_json::Value)>, AppendError> {
+    /// The record of the request `caller` sent as `request_id`, if it was applied.
+    pub async fn processed(&self, caller: &str, request_id: &str) -> Result<Option<Processed>, AppendError> {
         let client = self.pool.get().await?;
         let stmt = client.prepare_cached(SELECT_PROCESSED).await?;
-        Ok(client.query_opt(&stmt, &[&request_id]).await?.map(|r| (r.get(0), r.get(1))))
+        Ok(client.query_opt(&stmt, &[&caller, &request_id]).await?.map(|r| Processed {
+            operation: r.get(0),
+            digest: r.get(1),
+            response: r.get(2),
+        }))
     }
 }
 
@@ -183,6 +207,7 @@ pub fn recorded_from_row(row: &tokio_postgres::Row) -> RecordedEvent {
 async fn write(
     tx: &deadpool_postgres::Transaction<'_>,
     append: &Append,
+    kek: Option<&Kek>,
 ) -> Result<(Vec<StreamHead>, Vec<Change>), AppendError> {
     let recorded_at = hash::truncate(Utc::now());
     let metadata = serde_json::to_value(&append.metadata).expect("metadata serialises");
@@ -236,13 +261,16 @@ async fn write(
     }
     if let Some(key) = &append.signing_key {
         let stmt = tx.prepare_cached(INSERT_SIGNING_KEY).await?;
-        tx.execute(&stmt, &[&key.kid, &key.public.as_slice(), &key.private_pkcs8(), &key.created])
+        let (private, sealed_by) = seal::store(kek, &seal::signing_key_name(&key.kid), key.private_pkcs8());
+        tx.execute(&stmt, &[&key.kid, &key.public.as_slice(), &private, &sealed_by, &key.created])
             .await
             .map_err(classify)?;
     }
     if let Some(d) = &append.dedupe {
         let stmt = tx.prepare_cached(INSERT_PROCESSED).await?;
-        tx.execute(&stmt, &[&d.request_id, &d.operation, &d.response]).await.map_err(classify)?;
+        tx.execute(&stmt, &[&d.key.caller, &d.key.request_id, &d.key.digest, &d.operation, &d.response])
+            .await
+            .map_err(classify)?;
     }
     if let Some(payload) = key_cache::payload(&changes) {
         let stmt = tx.prepare_cached(NOTIFY).await?;

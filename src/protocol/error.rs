@@ -35,6 +35,12 @@ impl ErrorKind {
 /// The single message every authentication failure carries: one bucket, no oracle.
 pub const AUTH_FAILED_MESSAGE: &str = "authentication failed";
 
+/// The caller already used this request id for a different request (REST: 422).
+pub const REQUEST_ID_REUSED_MESSAGE: &str = "request_id was already used for a different request";
+
+/// A request with this caller's request id is still being applied (REST: 409).
+pub const REQUEST_IN_PROGRESS_MESSAGE: &str = "request in progress";
+
 /// A protocol error: a taxonomy type and a human-readable message that never carries a
 /// secret or an internal detail (causes are logged, not returned).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error, utoipa::ToSchema)]
@@ -79,5 +85,21 @@ impl IamError {
     /// The message is generic on purpose; log the cause before calling this.
     pub fn internal() -> Self {
         Self::new(ErrorKind::InternalError, "internal error")
+    }
+    /// [`REQUEST_ID_REUSED_MESSAGE`]: nothing was applied.
+    pub fn request_id_reused() -> Self {
+        Self::invalid(REQUEST_ID_REUSED_MESSAGE)
+    }
+    /// [`REQUEST_IN_PROGRESS_MESSAGE`]: nothing was applied by this attempt.
+    pub fn request_in_progress() -> Self {
+        Self::invalid(REQUEST_IN_PROGRESS_MESSAGE)
+    }
+    /// Whether this is [`IamError::request_id_reused`].
+    pub fn is_request_id_reused(&self) -> bool {
+        self.kind == ErrorKind::InvalidArgument && self.message == REQUEST_ID_REUSED_MESSAGE
+    }
+    /// Whether this is [`IamError::request_in_progress`].
+    pub fn is_request_in_progress(&self) -> bool {
+        self.kind == ErrorKind::InvalidArgument && self.message == REQUEST_IN_PROGRESS_MESSAGE
     }
 }

@@ -10,7 +10,9 @@
 
 mod error;
 
-pub use error::{ErrorKind, IamError, AUTH_FAILED_MESSAGE};
+pub use error::{
+    ErrorKind, IamError, AUTH_FAILED_MESSAGE, REQUEST_ID_REUSED_MESSAGE, REQUEST_IN_PROGRESS_MESSAGE,
+};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -288,9 +290,37 @@ impl IamRequest {
         fields
     }
 
+    /// What identifies this request for idempotency: the operation and every field (secrets
+    /// included; the bytes are only ever keyed-hashed), as JSON with sorted keys and without
+    /// nulls, so the same request always gives the same bytes. The request id itself and
+    /// `client_ip` (where the relay saw the client, not what it asks) are left out.
+    pub fn idempotency_input(&self) -> Vec<u8> {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if let serde_json::Value::Object(map) = &mut value {
+            map.remove("request_id");
+            map.remove("client_ip");
+        }
+        serde_json::to_vec(&canonical(value)).unwrap_or_default()
+    }
+
     /// Decodes a request body (see [`decode_json`]).
     pub fn from_json(bytes: &[u8]) -> Result<IamRequest, IamError> {
         decode_json(bytes)
+    }
+}
+
+/// `value` with every object's keys in order and its nulls dropped.
+fn canonical(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> =
+                map.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, canonical(v))).collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(canonical).collect()),
+        other => other,
     }
 }
 
@@ -560,6 +590,25 @@ mod tests {
         assert_eq!(req.operation, "get-user");
         assert_eq!(req.workspace, "");
         assert!(req.user.is_none());
+    }
+
+    #[test]
+    fn the_idempotency_input_is_every_field_but_the_id_and_the_relay_in_one_order() {
+        let parse = |json: &str| serde_json::from_str::<IamRequest>(json).unwrap().idempotency_input();
+        let base =
+            parse(r#"{"operation":"create-user","workspace":"w","user":{"username":"a","password":"p1"}}"#);
+        let reordered = parse(
+            r#"{"user":{"password":"p1","username":"a"},"request_id":"r-2","client_ip":"10.0.0.9","workspace":"w","operation":"create-user"}"#,
+        );
+        assert_eq!(base, reordered, "the id, the client's address and key order do not matter");
+        let other_password =
+            parse(r#"{"operation":"create-user","workspace":"w","user":{"username":"a","password":"p2"}}"#);
+        assert_ne!(base, other_password, "a secret is part of the request");
+        let other_op =
+            parse(r#"{"operation":"update-user","workspace":"w","user":{"username":"a","password":"p1"}}"#);
+        assert_ne!(base, other_op);
+        let disable = parse(r#"{"operation":"update-user","user":{"enabled":false}}"#);
+        assert_ne!(disable, parse(r#"{"operation":"update-user","user":{}}"#), "false is not absent");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 mod authn;
 mod credentials;
 mod identity;
+pub mod keys;
 mod manage;
 pub mod page;
 pub mod queries;
@@ -24,12 +25,13 @@ pub use system::Bootstrapped;
 
 use crate::actors::{self, Execute, Registry};
 use crate::audit::authentications::{Origin, Recorder};
+use crate::crypto::DigestKey;
 use crate::crypto::{PasswordHasher, PasswordPolicy};
 use crate::domain::workspace::WorkspaceCommand;
-use crate::events::{EventStore, Metadata};
+use crate::events::{store::RequestKey, EventStore, Metadata};
 use crate::metrics::{self, Metrics};
 use crate::protocol::{IamError, IamRequest, IamResponse, Operation, UserRecord};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -45,6 +47,8 @@ pub struct ServiceSettings {
     pub policy: PasswordPolicy,
     /// The authentication audit's queue and batches.
     pub authentication_audit: crate::config::AuthenticationAuditSettings,
+    /// Opens the sealed private signing keys (the store seals new ones with the same KEK).
+    pub kek: Option<crate::crypto::Kek>,
 }
 
 struct Inner {
@@ -62,6 +66,10 @@ struct Inner {
     unknown_kid_reload: Mutex<Option<Instant>>,
     /// The authentication audit: login, resolve-api-key and failed bearer outcomes.
     authentications: Recorder,
+    /// The key of the keyed digests (requests under an idempotency key, unknown usernames).
+    digest_key: DigestKey,
+    /// (caller, request id) of the commands being applied now.
+    in_flight: Mutex<HashSet<(String, String)>>,
 }
 
 /// Cheap to clone; shared by every adapter.
@@ -76,6 +84,7 @@ impl Service {
         registry: Registry,
         hasher: PasswordHasher,
         settings: ServiceSettings,
+        digest_key: DigestKey,
     ) -> Self {
         let queries = Queries::new(store.pool().clone());
         let metrics = Metrics::new(store.commit_counters(), store.key_cache().counters());
@@ -90,12 +99,14 @@ impl Service {
                 queries,
                 registry,
                 hasher,
-                signer: SignerCache::default(),
+                signer: SignerCache::new(settings.kek.clone()),
                 settings,
                 metrics,
                 last_used: Mutex::new(HashMap::new()),
                 unknown_kid_reload: Mutex::new(None),
                 authentications,
+                digest_key,
+                in_flight: Mutex::new(HashSet::new()),
             }),
         }
     }
@@ -172,11 +183,22 @@ impl Service {
             return Err(e);
         }
         let source = origin.source.as_str();
-        if op.is_command() && !req.request_id.is_empty() {
-            if let Some(r) = actors::replayed(&self.inner.store, &req.request_id, op.as_str()).await? {
-                return Ok(r);
+        let idempotency = (op.is_command() && !req.request_id.is_empty()).then(|| RequestKey {
+            caller: origin.idempotency_caller(),
+            request_id: req.request_id.clone(),
+            digest: self.inner.digest_key.digest("request", &req.idempotency_input()),
+        });
+        // Held until the reply: a retry arriving meanwhile is told so, not applied twice.
+        let _in_flight = match &idempotency {
+            Some(key) => {
+                let claim = InFlight::claim(&self.inner.in_flight, key)?;
+                if let Some(r) = actors::replayed(&self.inner.store, key, op.as_str()).await? {
+                    return Ok(r);
+                }
+                Some(claim)
             }
-        }
+            None => None,
+        };
         let ctx = Ctx {
             metadata: Metadata {
                 actor: req.actor.clone(),
@@ -184,7 +206,7 @@ impl Service {
                 source: source.to_owned(),
                 operation: op.as_str().to_owned(),
             },
-            request_id: (!req.request_id.is_empty()).then(|| req.request_id.clone()),
+            idempotency,
         };
         use Operation as O;
         match op {
@@ -227,7 +249,7 @@ impl Service {
         command: WorkspaceCommand,
         ctx: Ctx,
     ) -> Result<IamResponse, IamError> {
-        let msg = Execute { command, metadata: ctx.metadata, request_id: ctx.request_id };
+        let msg = Execute { command, metadata: ctx.metadata, idempotency: ctx.idempotency };
         self.inner.registry.execute(workspace, msg).await
     }
 
@@ -248,7 +270,33 @@ impl Service {
 /// Who asked, through what, under which idempotency key.
 struct Ctx {
     metadata: Metadata,
-    request_id: Option<String>,
+    idempotency: Option<RequestKey>,
+}
+
+/// The requests (caller, request id) this process is applying now; a claim leaves the set
+/// when dropped, whatever the outcome.
+#[derive(Debug)]
+struct InFlight<'a> {
+    set: &'a Mutex<HashSet<(String, String)>>,
+    key: (String, String),
+}
+
+impl<'a> InFlight<'a> {
+    /// Refuses with [`IamError::request_in_progress`] while the same caller's request with
+    /// the same id is being applied (another process finds the record, or the unique key).
+    fn claim(set: &'a Mutex<HashSet<(String, String)>>, key: &RequestKey) -> Result<InFlight<'a>, IamError> {
+        let key = (key.caller.clone(), key.request_id.clone());
+        if !set.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone()) {
+            return Err(IamError::request_in_progress());
+        }
+        Ok(InFlight { set, key })
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.set.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.key);
+    }
 }
 
 fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, IamError> {
@@ -297,6 +345,19 @@ mod tests {
         assert!(check_sizes(&IamRequest { username: "x".repeat(MAX_ID_FIELD), ..Default::default() }).is_ok());
         let nul = IamRequest { actor: "a\0b".into(), ..Default::default() };
         assert_eq!(check_sizes(&nul).unwrap_err().kind, ErrorKind::InvalidArgument);
+    }
+
+    #[test]
+    fn a_request_in_flight_is_claimed_once_per_caller_until_its_claim_is_dropped() {
+        let set = Mutex::new(HashSet::new());
+        let key =
+            |caller: &str| RequestKey { caller: caller.into(), request_id: "r".into(), digest: "d".into() };
+        let first = InFlight::claim(&set, &key("gateway")).unwrap();
+        assert!(InFlight::claim(&set, &key("gateway")).unwrap_err().is_request_in_progress());
+        let other = InFlight::claim(&set, &key("user:u")).expect("another caller's id is its own");
+        drop(first);
+        drop(other);
+        assert!(InFlight::claim(&set, &key("gateway")).is_ok(), "free again once the first is done");
     }
 
     #[test]

@@ -100,8 +100,8 @@ const POPULATION: &str = "SELECT (SELECT count(*) FROM users), (SELECT count(*) 
     (SELECT count(*) FROM api_keys WHERE expires IS NULL OR expires > now())";
 /// Readiness: an active signing key exists, so logins can be signed.
 const ACTIVE_SIGNING_KEY: &str = "SELECT EXISTS (SELECT 1 FROM signing_keys WHERE valid_until IS NULL)";
-const SELECT_SIGNING_KEYS: &str = "SELECT kid, private_key, created, valid_until FROM signing_keys \
-    WHERE valid_until IS NULL OR valid_until > now() ORDER BY created";
+const SELECT_SIGNING_KEYS: &str = "SELECT kid, public_key, private_key, kek, created, valid_until \
+    FROM signing_keys WHERE valid_until IS NULL OR valid_until > now() ORDER BY created";
 
 /// What login and change-password need to know about a user.
 #[derive(Debug, Clone)]
@@ -118,7 +118,11 @@ pub use crate::projections::key_cache::ResolvedKey;
 /// A signing key row still able to verify tokens.
 pub struct SigningKeyRow {
     pub kid: String,
-    pub private_pkcs8: Vec<u8>,
+    pub public: Vec<u8>,
+    /// The private half as stored (sealed when `sealed_by` is set); None once retired.
+    pub private: Option<Vec<u8>>,
+    /// The fingerprint of the KEK that sealed `private`.
+    pub sealed_by: Option<String>,
     pub created: DateTime<Utc>,
     pub valid_until: Option<DateTime<Utc>>,
 }
@@ -281,7 +285,9 @@ impl Queries {
             .iter()
             .map(|r| SigningKeyRow {
                 kid: r.get("kid"),
-                private_pkcs8: r.get("private_key"),
+                public: r.get("public_key"),
+                private: r.get("private_key"),
+                sealed_by: r.get("kek"),
                 created: r.get("created"),
                 valid_until: r.get("valid_until"),
             })

@@ -3,7 +3,7 @@
 //! [`RELOAD_EVERY`] so a rotation made by another process is picked up.
 
 use super::queries::Queries;
-use crate::crypto::{SigningKey, TokenSigner};
+use crate::crypto::{seal, Kek, SigningKey, TokenSigner};
 use crate::protocol::IamError;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -18,9 +18,15 @@ struct Loaded {
 #[derive(Clone, Default)]
 pub struct SignerCache {
     loaded: Arc<RwLock<Option<Loaded>>>,
+    /// Opens the active key's sealed private half.
+    kek: Option<Kek>,
 }
 
 impl SignerCache {
+    pub fn new(kek: Option<Kek>) -> SignerCache {
+        SignerCache { loaded: Arc::default(), kek }
+    }
+
     /// The current signer, reloading when it is older than [`RELOAD_EVERY`] or absent.
     pub async fn get(&self, queries: &Queries) -> Result<Arc<TokenSigner>, IamError> {
         {
@@ -38,13 +44,28 @@ impl SignerCache {
         let mut active = None;
         let mut retired = Vec::new();
         for row in rows {
-            let key = SigningKey::from_parts(row.kid, row.created, row.private_pkcs8).map_err(|e| {
-                tracing::error!(error = %e, "unreadable signing key");
+            let unreadable = |e: &dyn std::fmt::Display| {
+                tracing::error!(kid = %row.kid, error = %e, "unreadable signing key");
                 IamError::internal()
-            })?;
-            match row.valid_until {
-                None => active = Some(key),
-                Some(until) => retired.push((key.kid.clone(), key.public, until)),
+            };
+            match (row.valid_until, &row.private) {
+                (None, Some(stored)) => {
+                    let name = seal::signing_key_name(&row.kid);
+                    let pkcs8 = seal::load(self.kek.as_ref(), &name, stored, row.sealed_by.as_deref())
+                        .map_err(|e| unreadable(&e))?;
+                    let key = SigningKey::from_parts(row.kid.clone(), row.created, pkcs8)
+                        .map_err(|e| unreadable(&e))?;
+                    active = Some(key);
+                }
+                (None, None) => return Err(unreadable(&"the active key has no private half")),
+                (Some(until), _) => {
+                    let public: [u8; 32] = row
+                        .public
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| unreadable(&"the public key is not 32 bytes"))?;
+                    retired.push((row.kid.clone(), public, until));
+                }
             }
         }
         let Some(active) = active else {

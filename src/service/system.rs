@@ -6,7 +6,7 @@ use super::{Ctx, Service};
 use crate::actors::SystemExecute;
 use crate::crypto::{ApiKey, SigningKey};
 use crate::domain::system::{NewKey, SystemCommand};
-use crate::events::Metadata;
+use crate::events::{store::RequestKey, Metadata};
 use crate::protocol::{IamError, IamResponse};
 use chrono::Utc;
 
@@ -56,7 +56,7 @@ impl Service {
         let msg = SystemExecute {
             command: SystemCommand::RotateSigningKey { key: public, grace },
             metadata: ctx.metadata,
-            request_id: ctx.request_id,
+            idempotency: ctx.idempotency,
             signing_key: Some(key),
         };
         let outcome = self.inner.registry.execute_system(msg).await?;
@@ -70,7 +70,7 @@ impl Service {
         let msg = SystemExecute {
             command: SystemCommand::EnsureSigningKey { key: public },
             metadata: system_metadata("ensure-signing-key"),
-            request_id: None,
+            idempotency: None,
             signing_key: Some(key),
         };
         self.inner.registry.execute_system(msg).await?;
@@ -79,7 +79,7 @@ impl Service {
     }
 
     pub(super) async fn bootstrap_operation(&self, ctx: Ctx) -> Result<IamResponse, IamError> {
-        let done = self.bootstrap(None, ctx.metadata, ctx.request_id).await?;
+        let done = self.bootstrap(None, ctx.metadata, ctx.idempotency).await?;
         let mut r = IamResponse::default();
         if done.applied {
             r.bootstrap_admin_user_id = done.admin_user_id;
@@ -95,7 +95,7 @@ impl Service {
         &self,
         token: Option<ApiKey>,
         metadata: Metadata,
-        request_id: Option<String>,
+        idempotency: Option<RequestKey>,
     ) -> Result<Bootstrapped, IamError> {
         let chosen = token.is_some();
         let api_key = token.unwrap_or_else(ApiKey::generate);
@@ -111,7 +111,7 @@ impl Service {
                 signing_key: public,
             },
             metadata,
-            request_id,
+            idempotency,
             signing_key: Some(key),
         };
         let outcome = self.inner.registry.execute_system(msg).await?;

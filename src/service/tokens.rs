@@ -105,7 +105,7 @@ impl Service {
         };
         // Each mint is its own issue: never answered from a dedupe record, which could not
         // hold the token.
-        self.command(&user.record.workspace, command, Ctx { request_id: None, ..ctx }).await?;
+        self.command(&user.record.workspace, command, Ctx { idempotency: None, ..ctx }).await?;
         Ok(IamResponse { jwt, jwt_expires: iso(expires), ..Default::default() })
     }
 }

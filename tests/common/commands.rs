@@ -10,7 +10,7 @@ pub fn execute(command: WorkspaceCommand) -> Execute {
     Execute {
         command,
         metadata: Metadata { source: "test".into(), operation: "test".into(), ..Default::default() },
-        request_id: None,
+        idempotency: None,
     }
 }
 

@@ -39,6 +39,11 @@ impl TestDb {
     /// Creates and migrates a fresh database. Panics with one readable line when the admin
     /// server cannot be reached.
     pub async fn new() -> TestDb {
+        TestDb::migrated_to(i32::MAX).await
+    }
+
+    /// A fresh database with the migrations up to `version` applied (a migration's test).
+    pub async fn migrated_to(version: i32) -> TestDb {
         let admin_url = admin_url();
         let name = format!("iamd_test_{}_{:016x}", std::process::id(), rand::random::<u64>());
 
@@ -71,7 +76,9 @@ impl TestDb {
             }
         };
         let db = TestDb { admin_url, name, url, pool };
-        iamd::db::migrate(&db.pool).await.unwrap_or_else(|e| panic!("migrating {}: {e:#}", db.name));
+        iamd::db::migrate_to(&db.pool, version)
+            .await
+            .unwrap_or_else(|e| panic!("migrating {}: {e:#}", db.name));
         db
     }
 
@@ -93,12 +100,48 @@ impl TestDb {
     /// iamd's active signing key, read from its table (what only iamd should hold): the tests
     /// sign tokens with it that iamd could have signed (expired ones, foreign claims).
     pub async fn active_signing_key(&self) -> iamd::crypto::SigningKey {
+        self.active_signing_key_opened_with(None).await
+    }
+
+    /// [`TestDb::active_signing_key`] where it is sealed under `kek`.
+    pub async fn active_signing_key_opened_with(
+        &self,
+        kek: Option<&iamd::crypto::Kek>,
+    ) -> iamd::crypto::SigningKey {
+        use iamd::crypto::seal;
         let client = self.pool.get().await.unwrap();
         let row = client
-            .query_one("SELECT kid, created, private_key FROM signing_keys WHERE valid_until IS NULL", &[])
+            .query_one(
+                "SELECT kid, created, private_key, kek FROM signing_keys WHERE valid_until IS NULL",
+                &[],
+            )
             .await
             .unwrap();
-        iamd::crypto::SigningKey::from_parts(row.get(0), row.get(1), row.get(2)).unwrap()
+        let kid: String = row.get(0);
+        let stored: Vec<u8> = row.get(2);
+        let sealed_by: Option<String> = row.get(3);
+        let pkcs8 = seal::load(kek, &seal::signing_key_name(&kid), &stored, sealed_by.as_deref()).unwrap();
+        iamd::crypto::SigningKey::from_parts(kid, row.get(1), pkcs8).unwrap()
+    }
+
+    /// Every row of every table, as text (bytea as `\x` hex): what a backup holds.
+    pub async fn dump(&self) -> String {
+        let client = self.pool.get().await.unwrap();
+        let tables = client
+            .query("SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public' ORDER BY 1", &[])
+            .await
+            .unwrap();
+        let mut out = String::new();
+        for t in tables {
+            let table: String = t.get(0);
+            for row in client.query(&format!("SELECT t::text FROM {table} t"), &[]).await.unwrap() {
+                out.push_str(&table);
+                out.push(' ');
+                out.push_str(&row.get::<_, String>(0));
+                out.push('\n');
+            }
+        }
+        out
     }
 
     /// An event store on this database.

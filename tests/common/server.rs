@@ -48,11 +48,17 @@ pub fn command(db_url: &str, env: &[(&str, &str)]) -> Command {
 /// Runs `iamd ARGS…` once on `db_url` (no other `IAMD_*` setting) and returns its exit code,
 /// standard output and standard error.
 pub fn run_iamd(db_url: &str, args: &[&str]) -> (i32, String, String) {
+    run_iamd_with(db_url, &[], args)
+}
+
+/// [`run_iamd`] with `env` (`IAMD_*` settings) on top.
+pub fn run_iamd_with(db_url: &str, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_iamd"))
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("IAMD_DATABASE_URL", db_url)
+        .envs(env.iter().copied())
         .current_dir(std::env::temp_dir())
         .output()
         .expect("the iamd binary runs");

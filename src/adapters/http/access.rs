@@ -11,6 +11,14 @@ use crate::authz;
 use crate::protocol::{IamError, IamRequest, Operation};
 use crate::service::{Principal, Service};
 
+/// The idempotency scope of the API gateway (its shared secret; Kafka's too).
+pub const GATEWAY_CALLER: &str = "gateway";
+
+/// The idempotency scope of a user bearer: its request ids are its own.
+pub fn idempotency_caller(caller: &Principal) -> String {
+    format!("user:{}", caller.user_id)
+}
+
 /// What an operation needs from a user caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {

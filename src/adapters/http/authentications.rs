@@ -33,6 +33,7 @@ pub fn origin(req: &HttpRequest) -> Origin {
         source: "http".into(),
         client: req.peer_addr().map(|a| a.ip().to_canonical().to_string()),
         request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
+        caller: None,
     }
 }
 

@@ -80,12 +80,15 @@ pub async fn iam(req: HttpRequest, payload: web::Payload, state: web::Data<HttpS
     let mut origin = authentications::origin(&req);
     match &caller {
         Caller::User(principal) => match access::permits(principal, op, &mut request, &state.service).await {
-            Ok(true) => {}
+            Ok(true) => origin.caller = Some(access::idempotency_caller(principal)),
             Ok(false) => return auth::forbidden(),
             Err(e) => return HttpResponse::Ok().json(IamResponse::error(e)),
         },
         // The gateway is trusted to say who its client was.
-        Caller::Gateway => origin = origin.relayed(&request.client_ip),
+        Caller::Gateway => {
+            origin = origin.relayed(&request.client_ip);
+            origin.caller = Some(access::GATEWAY_CALLER.to_owned());
+        }
     }
     HttpResponse::Ok().json(state.service.handle_from(request, &origin).await)
 }

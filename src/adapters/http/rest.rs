@@ -90,9 +90,9 @@ async fn run(
         Ok(op) => op,
         Err(e) => return error(e),
     };
+    let mut origin = super::authentications::origin(http);
     if who == Who::Authenticated {
         let Some(token) = auth::bearer(http) else { return auth::unauthorized() };
-        let origin = super::authentications::origin(http);
         let caller = match state.service.authenticate_from(token, &origin).await {
             Ok(Some(caller)) => caller,
             Ok(None) => return auth::unauthorized(),
@@ -103,7 +103,7 @@ async fn run(
             req.user_id = caller.user_id.clone();
         }
         match access::permits(&caller, op, &mut req, &state.service).await {
-            Ok(true) => {}
+            Ok(true) => origin.caller = Some(access::idempotency_caller(&caller)),
             Ok(false) => return auth::forbidden(),
             Err(e) => return error(e),
         }
@@ -111,8 +111,16 @@ async fn run(
     if let Some(key) = http.headers().get("Idempotency-Key").and_then(|v| v.to_str().ok()) {
         req.request_id = key.to_owned();
     }
-    let response = state.service.handle_from(req, &super::authentications::origin(http)).await;
+    let response = state.service.handle_from(req, &origin).await;
     if let Some(e) = response.error {
+        // The IETF Idempotency-Key draft: a key reused for another request is 422, a retry
+        // while the first is being applied 409.
+        if e.is_request_id_reused() {
+            return HttpResponse::UnprocessableEntity().json(IamResponse::error(e));
+        }
+        if e.is_request_in_progress() {
+            return HttpResponse::Conflict().json(IamResponse::error(e));
+        }
         return error(e);
     }
     let replayed = response.replayed;
