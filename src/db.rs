@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (8, "subscriber_checkpoints", include_str!("../migrations/0008_subscriber_checkpoints.sql")),
     (9, "idempotency_per_caller", include_str!("../migrations/0009_idempotency_per_caller.sql")),
     (10, "sealed_signing_keys", include_str!("../migrations/0010_sealed_signing_keys.sql")),
+    (11, "username_digests", include_str!("../migrations/0011_username_digests.sql")),
 ];
 
 /// A read-only REPEATABLE READ transaction: one consistent snapshot of the database for a

@@ -135,6 +135,10 @@ pub async fn build_service(settings: &Settings) -> anyhow::Result<Service> {
     }
     let kek = settings.kek()?;
     let digest_key = keys::start(&pool, kek.as_ref()).await?;
+    let digested = crate::audit::authentications::digest_unknown_usernames(&pool, &digest_key).await?;
+    if digested > 0 {
+        tracing::info!(digested, "authentication audit: names that found no user replaced by their digest");
+    }
     let cache = KeyCache::new(settings.cache.api_keys, settings.cache.api_keys_ttl);
     let store = EventStore::with_key_cache(pool, cache).sealing_with(kek.clone());
     let registry = Registry::new(store.clone(), settings.actors.idle_timeout, threads());

@@ -26,7 +26,7 @@ const WRONG_PASSWORD: &str = "not-the-passphrase-42";
 const DEADLINE: Duration = Duration::from_secs(20);
 const PATH: &str = "/api/v1/audit/authentications";
 /// The fields of a record, exactly.
-const FIELDS: [&str; 14] = [
+const FIELDS: [&str; 15] = [
     "id",
     "count",
     "at",
@@ -38,6 +38,7 @@ const FIELDS: [&str; 14] = [
     "user_id",
     "key_id",
     "username",
+    "username_digest",
     "client",
     "source",
     "request_id",
@@ -236,9 +237,9 @@ async fn every_outcome_is_recorded_with_its_reason_and_never_a_secret() {
         ("login-ok", "ok", Some("alice"), Some(alice.as_str())),
         ("login-bad-password", "bad-password", Some("alice"), Some(alice.as_str())),
         ("rest-login-bad", "bad-password", Some("alice"), Some(alice.as_str())),
-        ("login-unknown-user", "unknown-user", Some("nobody-here"), None),
+        ("login-unknown-user", "unknown-user", None, None),
         ("login-disabled", "disabled", Some("bob"), Some(bob.as_str())),
-        ("login-malformed", "malformed", Some("alice"), None),
+        ("login-malformed", "malformed", None, None),
     ] {
         let r = &records[request_id];
         let mut expected = login(request_id, reason, username);
@@ -246,6 +247,20 @@ async fn every_outcome_is_recorded_with_its_reason_and_never_a_secret() {
         expected.extend(http);
         assert_record(r, &expected);
     }
+    for (request_id, digested) in
+        [("login-ok", false), ("login-unknown-user", true), ("login-malformed", true)]
+    {
+        let digest = records[request_id]["username_digest"].as_str().unwrap_or_default();
+        assert_eq!(
+            digest.len() == 64 && digest.chars().all(|c| c.is_ascii_hexdigit()),
+            digested,
+            "{request_id}"
+        );
+    }
+    assert!(
+        !records.values().any(|r| r.to_string().contains("nobody-here")),
+        "a name that found no user is never kept"
+    );
     assert_eq!(records["login-ok"]["workspace"], "acme");
     assert_eq!(records["login-unknown-user"]["workspace"], Value::Null);
     for (request_id, outcome, reason, key_id, user_id) in [
@@ -381,6 +396,87 @@ fn sample(text: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no sample {name} in\n{text}"))
         .parse()
         .unwrap()
+}
+
+/// Issue 15, item 4: a password typed into the username field is not kept. A login whose name
+/// finds no user keeps only a keyed digest of the name — the same for repeated attempts on one
+/// name (and names that compare equal), another for another name — in the table, over HTTP and
+/// in `iamd audit authentications`; a known username is recorded as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_that_finds_no_user_is_kept_only_as_a_keyed_digest() {
+    let db = TestDb::new().await;
+    let server = TestServer::spawn(
+        db.url(),
+        &[("IAMD_BOOTSTRAP_ON_START", "false"), ("IAMD_AUDIT_AUTHENTICATIONS_FLUSH_INTERVAL", "10ms")],
+    );
+    ok(server.call(json!({"operation": "create-workspace", "workspace_record": {"id": "acme"}})).await);
+    server.create_user("acme", "carol", PASSWORD, &["admin"]).await;
+    let admin = server.jwt("carol", PASSWORD).await;
+    let typed = "Tr0ub4dor&3-in-the-wrong-field";
+    for (request_id, username) in [
+        ("typo-1", typed),
+        ("typo-2", typed),
+        ("typo-upper", "TR0UB4DOR&3-IN-THE-WRONG-FIELD"),
+        ("other-name", "someone-else"),
+        ("known", "carol"),
+    ] {
+        let reply = server
+            .call(json!({"operation": "login", "username": username, "password": WRONG_PASSWORD, "request_id": request_id}))
+            .await;
+        assert_auth_failed(&reply);
+    }
+    let records = wait_for(&server, &admin, &["typo-1", "typo-2", "typo-upper", "other-name", "known"]).await;
+    let digest = |id: &str| records[id]["username_digest"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(digest("typo-1").len(), 64);
+    assert_eq!(digest("typo-1"), digest("typo-2"), "repeated attempts on one name are seen as such");
+    assert_eq!(digest("typo-1"), digest("typo-upper"), "names that compare equal share a digest");
+    assert_ne!(digest("typo-1"), digest("other-name"));
+    assert_eq!(records["typo-1"]["username"], Value::Null);
+    assert_eq!(records["typo-1"]["reason"], "unknown-user");
+    assert_eq!(
+        (records["known"]["username"].as_str(), records["known"]["username_digest"].as_str()),
+        (Some("carol"), None)
+    );
+
+    let (code, text, stderr) = run_iamd(db.url(), &["audit", "authentications"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(text.contains(&format!("username_digest={}", digest("typo-1"))), "{text}");
+    let dump = db.dump().await;
+    let http = serde_json::to_string(&all_records(&server, &admin, "", 1000).await).unwrap();
+    for (what, shown) in [("the table", &dump), ("the HTTP endpoint", &http), ("the CLI", &text)] {
+        for secret in [typed.to_owned(), typed.to_lowercase(), typed.to_uppercase()] {
+            assert!(!shown.contains(&secret), "{what} holds the name that found no user");
+        }
+    }
+    assert!(
+        server.logged("").iter().all(|l| !l.to_lowercase().contains(&typed.to_lowercase())),
+        "nor the log"
+    );
+}
+
+/// Names that found no user, kept before digests, are digested (and erased) at the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_kept_before_are_digested_at_start() {
+    let db = TestDb::new().await;
+    let client = db.pool().get().await.unwrap();
+    for (username, user_id) in [("hunter2-typed-here", None), ("known-user", Some("u-1"))] {
+        client
+            .execute(
+                "INSERT INTO authentications (at, outcome, reason, credential, operation, user_id, username, source) \
+                 VALUES (now(), 'failure', 'unknown-user', 'password', 'login', $2, $1, 'http')",
+                &[&username, &user_id],
+            )
+            .await
+            .unwrap();
+    }
+    drop(TestServer::spawn(db.url(), &[("IAMD_BOOTSTRAP_ON_START", "false")]));
+    let rows =
+        client.query("SELECT username, username_digest FROM authentications ORDER BY id", &[]).await.unwrap();
+    let rows: Vec<(Option<String>, Option<String>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(rows[0].0, None, "erased");
+    assert_eq!(rows[0].1.as_ref().map(String::len), Some(64), "digested");
+    assert_eq!(rows[1], (Some("known-user".into()), None), "a known user's name stays");
+    assert!(!db.dump().await.contains("hunter2-typed-here"));
 }
 
 async fn count_rows(db: &TestDb) -> u64 {
@@ -575,11 +671,15 @@ async fn what_is_queued_at_shutdown_is_written_before_exit() {
     assert!(status.success(), "{status:?}");
     let client = db.pool().get().await.unwrap();
     let row = client
-        .query_one("SELECT reason, username, request_id, client FROM authentications", &[])
+        .query_one(
+            "SELECT reason, username, request_id, client, username_digest IS NOT NULL FROM authentications",
+            &[],
+        )
         .await
         .expect("exactly one record");
-    let got: (String, String, String, String) = (row.get(0), row.get(1), row.get(2), row.get(3));
-    assert_eq!(got, ("unknown-user".into(), "nobody".into(), "last-words".into(), "127.0.0.1".into()));
+    let got: (String, Option<String>, String, String, bool) =
+        (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+    assert_eq!(got, ("unknown-user".into(), None, "last-words".into(), "127.0.0.1".into(), true));
 }
 
 fn resolved(key_id: &str, client: &str, request_id: &str) -> Attempt {

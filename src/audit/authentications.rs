@@ -10,10 +10,14 @@
 //! in `iamd_authentications_dropped_total`; a written one in `…_recorded_total`.
 //!
 //! A record names the attempt, never its secret: no password, API key or hash. `key_id` is
-//! the key's public id (known only when the key was found); `username` is the name a login
-//! attempted. The reason bucket is for auditors: callers always get the one `auth-failed`.
+//! the key's public id (known only when the key was found); `username` is the name of the
+//! user a login found. A name that finds no user may be a password typed into the wrong
+//! field: it is kept only as `username_digest`, a keyed digest (HMAC-SHA256 under the
+//! server's digest key) that shows repeated attempts on one name without holding it. The
+//! reason bucket is for auditors: callers always get the one `auth-failed`.
 
 use crate::config::AuthenticationAuditSettings;
+use crate::crypto::DigestKey;
 use crate::metrics::AuthenticationCounters;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
@@ -227,8 +231,10 @@ pub struct Attempt {
     pub user_id: Option<String>,
     /// The API key's id (never the key or its digest); `None` when no key was found.
     pub key_id: Option<String>,
-    /// The username a login attempted.
+    /// The username of the user a login found.
     pub username: Option<String>,
+    /// A login naming no user: the keyed digest of the name it gave (never the name).
+    pub username_digest: Option<String>,
     pub client: Option<String>,
     pub source: String,
     pub request_id: Option<String>,
@@ -253,6 +259,7 @@ impl Attempt {
             user_id: None,
             key_id: None,
             username: None,
+            username_digest: None,
             client: origin.client.as_deref().and_then(clip),
             source: origin.source.clone(),
             request_id: clip(request_id).or_else(|| origin.request_id.as_deref().and_then(clip)),
@@ -491,14 +498,15 @@ async fn write_with_retries(pool: &Pool, batch: &Batch, counters: &Authenticatio
 
 const INSERT: &str = "INSERT INTO authentications \
     (at, outcome, reason, credential, operation, workspace, user_id, key_id, username, client, source, request_id, \
-     count, last_at) \
+     count, last_at, username_digest) \
     SELECT at, outcome, reason, credential, operation, workspace, user_id, key_id, username, client, source, request_id, \
-     count, last_at \
+     count, last_at, username_digest \
     FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-                $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::int4[], $14::timestamptz[]) \
+                $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::int4[], $14::timestamptz[], \
+                $15::text[]) \
          WITH ORDINALITY \
          AS r(at, outcome, reason, credential, operation, workspace, user_id, key_id, username, client, source, request_id, \
-              count, last_at, n) \
+              count, last_at, username_digest, n) \
     ORDER BY n";
 
 /// One transaction: the table lock (ids then commit in the order they are taken, so paging
@@ -524,6 +532,7 @@ async fn write(pool: &Pool, rows: &[Row]) -> Result<(), String> {
     let user_id = column(|a| a.user_id.as_deref());
     let key_id = column(|a| a.key_id.as_deref());
     let username = column(|a| a.username.as_deref());
+    let username_digest = column(|a| a.username_digest.as_deref());
     let client_address = column(|a| a.client.as_deref());
     let request_id = column(|a| a.request_id.as_deref());
     let count: Vec<i32> = rows.iter().map(|r| r.count).collect();
@@ -545,6 +554,7 @@ async fn write(pool: &Pool, rows: &[Row]) -> Result<(), String> {
             &request_id,
             &count,
             &last_at,
+            &username_digest,
         ],
     )
     .await
@@ -559,6 +569,39 @@ fn describe(e: tokio_postgres::Error) -> String {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
         None => e.to_string(),
     }
+}
+
+/// What the audit keeps of a name that found no user: the keyed digest of its comparison key
+/// (equal for names that compare equal), never the name.
+pub fn username_digest(key: &DigestKey, name: &str) -> String {
+    key.digest("username", crate::domain::username::lookup_key(name).as_bytes())
+}
+
+/// Replaces the names that logins which found no user left in the table before digests (up to
+/// migration 0011) by their keyed digest; returns how many. Idempotent: run at every start.
+pub async fn digest_unknown_usernames(pool: &Pool, key: &DigestKey) -> anyhow::Result<u64> {
+    let client = pool.get().await.context("no database connection")?;
+    let rows = client
+        .query(
+            "SELECT id, username FROM authentications \
+             WHERE operation = 'login' AND user_id IS NULL AND username IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("reading authentications: {}", describe(e)))?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    let digests: Vec<String> = rows.iter().map(|r| username_digest(key, r.get::<_, &str>(1))).collect();
+    client
+        .execute(
+            "UPDATE authentications a SET username = NULL, username_digest = d.digest \
+             FROM UNNEST($1::bigint[], $2::text[]) AS d(id, digest) WHERE a.id = d.id",
+            &[&ids, &digests],
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("digesting unknown usernames: {}", describe(e)))
 }
 
 /// What auditors may filter on.
@@ -594,8 +637,11 @@ pub struct Entry {
     pub user_id: Option<String>,
     /// The API key's id, when the key was found.
     pub key_id: Option<String>,
-    /// The username a login attempted.
+    /// The username of the user a login found.
     pub username: Option<String>,
+    /// A login that found no user: the keyed digest (HMAC-SHA256, hex) of the name it gave,
+    /// equal for equal names, never the name — it may be a password typed into the wrong field.
+    pub username_digest: Option<String>,
     /// The client's address (HTTP peer), when known.
     pub client: Option<String>,
     /// `http` or `kafka`.
@@ -611,7 +657,7 @@ pub struct Entry {
 }
 
 const LIST: &str = "SELECT id, at, outcome, reason, credential, operation, workspace, user_id, key_id, \
-    username, client, source, request_id, count, last_at FROM authentications \
+    username, username_digest, client, source, request_id, count, last_at FROM authentications \
     WHERE id > $1 AND ($2::text IS NULL OR user_id = $2) AND ($3::text IS NULL OR outcome = $3) \
       AND ($4::timestamptz IS NULL OR at >= $4) AND ($5::timestamptz IS NULL OR at <= $5) \
     ORDER BY id LIMIT $6";
@@ -638,6 +684,7 @@ pub async fn list(pool: &Pool, filter: &Filter, after_id: i64, limit: i64) -> an
             user_id: r.get("user_id"),
             key_id: r.get("key_id"),
             username: r.get("username"),
+            username_digest: r.get("username_digest"),
             client: r.get("client"),
             source: r.get("source"),
             request_id: r.get("request_id"),
@@ -664,6 +711,7 @@ pub fn render_text(e: &Entry) -> String {
         ("user", &e.user_id),
         ("key", &e.key_id),
         ("username", &e.username),
+        ("username_digest", &e.username_digest),
         ("client", &e.client),
     ] {
         if let Some(v) = value {
@@ -812,6 +860,7 @@ mod tests {
             user_id: Some("u-1".into()),
             key_id: None,
             username: Some("al ice\n".into()),
+            username_digest: None,
             client: Some("127.0.0.1".into()),
             source: "http".into(),
             request_id: Some("r-1".into()),

@@ -3,6 +3,7 @@
 
 pub mod rules;
 pub mod system;
+pub mod username;
 pub mod workspace;
 
 use chrono::{DateTime, SecondsFormat, Utc};

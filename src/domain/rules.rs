@@ -28,7 +28,8 @@ pub fn workspace_id(id: &str) -> Result<(), IamError> {
     Ok(())
 }
 
-/// Usernames: 1–64 of letters, digits and `._-@+`.
+/// Usernames: 1–64 of letters, digits and `._-@+`, a PRECIS username of one script
+/// ([`super::username::key`]).
 pub fn username(name: &str) -> Result<(), IamError> {
     if name.is_empty() {
         return Err(IamError::invalid("username is required"));
@@ -39,6 +40,7 @@ pub fn username(name: &str) -> Result<(), IamError> {
     if !name.chars().all(|c| c.is_alphanumeric() || "._-@+".contains(c)) {
         return Err(IamError::invalid("username may hold only letters, digits and . _ - @ +"));
     }
+    super::username::key(name).map_err(IamError::invalid)?;
     Ok(())
 }
 
@@ -102,6 +104,8 @@ mod tests {
         assert!(username("alice.b@example").is_ok());
         assert!(username("").is_err());
         assert!(username("a/b").is_err());
+        assert!(username("\u{0430}dmin2").is_err(), "mixed scripts");
+        assert!(username("ＡＤＭＩＮ２").is_ok(), "taken as admin2");
         assert!(email("").is_ok());
         assert!(email("a@b").is_ok());
         assert!(email("nope").is_err());

@@ -5,7 +5,9 @@
 
 use super::queries::ResolvedKey;
 use super::{required, Ctx, Service};
-use crate::audit::authentications::{clip, Attempt, AuthOperation, CredentialKind, Origin, Reason};
+use crate::audit::authentications::{
+    clip, username_digest, Attempt, AuthOperation, CredentialKind, Origin, Reason,
+};
 use crate::crypto::api_key::{API_KEY_PREFIX, MAX_API_KEY_LEN};
 use crate::crypto::password::{random_password, MAX_PASSWORD_BYTES};
 use crate::crypto::{ApiKeyHash, Claims};
@@ -23,7 +25,6 @@ impl Service {
     pub(super) async fn login(&self, req: IamRequest, origin: &Origin) -> Result<IamResponse, IamError> {
         let mut attempt =
             Attempt::new(AuthOperation::Login, CredentialKind::Password, origin, &req.request_id);
-        attempt.username = clip(&req.username);
         attempt.workspace = clip(&req.workspace);
         let result = self.decide_login(req, &mut attempt).await;
         self.inner.authentications.record(attempt);
@@ -34,9 +35,14 @@ impl Service {
     async fn decide_login(&self, req: IamRequest, attempt: &mut Attempt) -> Result<IamResponse, IamError> {
         if req.username.is_empty() || req.password.is_empty() || req.password.len() > MAX_PASSWORD_BYTES {
             attempt.reason = Reason::Malformed;
+            attempt.username_digest = self.username_digest(&req.username);
             return Err(IamError::auth_failed());
         }
         let found = self.inner.queries.credentials_by_username(&req.username).await?;
+        match &found {
+            Some(c) => attempt.username = clip(&c.record.username),
+            None => attempt.username_digest = self.username_digest(&req.username),
+        }
         let eligible = found
             .as_ref()
             .is_some_and(|c| c.usable && (req.workspace.is_empty() || req.workspace == c.record.workspace));
@@ -149,10 +155,16 @@ impl Service {
         let mut attempt = Attempt::new(operation, credential, origin, &req.request_id);
         attempt.reason = Reason::Malformed;
         if op == Operation::Login {
-            attempt.username = clip(&req.username);
+            attempt.username_digest = self.username_digest(&req.username);
             attempt.workspace = clip(&req.workspace);
         }
         self.inner.authentications.record(attempt);
+    }
+
+    /// What the authentication audit keeps of a name that found no user (it may be a password
+    /// typed into the wrong field): its keyed digest. None for an empty name.
+    fn username_digest(&self, typed: &str) -> Option<String> {
+        (!typed.is_empty()).then(|| username_digest(&self.inner.digest_key, typed))
     }
 
     /// Stamps a key's `last_used` in the background, at most once per interval.

@@ -60,7 +60,7 @@ impl WorkspaceState {
     }
 
     pub fn user_by_username(&self, username: &str) -> Option<&UserState> {
-        self.users.values().find(|u| u.username.eq_ignore_ascii_case(username))
+        self.users.values().find(|u| super::username::same(&u.username, username))
     }
 
     pub fn active_keys_of<'a>(&'a self, user_id: &'a str) -> impl Iterator<Item = &'a KeyState> + 'a {
