@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (9, "idempotency_per_caller", include_str!("../migrations/0009_idempotency_per_caller.sql")),
     (10, "sealed_signing_keys", include_str!("../migrations/0010_sealed_signing_keys.sql")),
     (11, "username_digests", include_str!("../migrations/0011_username_digests.sql")),
+    (12, "username_keys", include_str!("../migrations/0012_username_keys.sql")),
 ];
 
 /// A read-only REPEATABLE READ transaction: one consistent snapshot of the database for a
@@ -91,6 +92,9 @@ fn root_cause(e: &dyn std::error::Error) -> String {
     cur.to_string()
 }
 
+/// The migration after whose SQL the reservations' keys are computed in Rust.
+const USERNAME_KEYS: i32 = 12;
+
 /// Applies pending migrations; returns how many were applied.
 pub async fn migrate(pool: &Pool) -> anyhow::Result<usize> {
     migrate_to(pool, i32::MAX).await
@@ -118,6 +122,17 @@ pub async fn migrate_to(pool: &Pool, version: i32) -> anyhow::Result<usize> {
             continue;
         }
         tx.batch_execute(sql).await.with_context(|| format!("migration {version} ({name})"))?;
+        if *version == USERNAME_KEYS {
+            let collisions =
+                crate::projections::uniqueness::rekey(&tx).await.context("migration 12: username keys")?;
+            for c in &collisions {
+                tracing::warn!(
+                    key = %c.key, kept = %c.kept, others = ?c.others,
+                    "usernames that now compare equal: the first keeps the name, the others keep their \
+                     old reservation and cannot log in by name until one is renamed (update-user)"
+                );
+            }
+        }
         tx.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", &[version, name]).await?;
         count += 1;
     }

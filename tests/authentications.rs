@@ -441,7 +441,7 @@ async fn a_name_that_finds_no_user_is_kept_only_as_a_keyed_digest() {
     let (code, text, stderr) = run_iamd(db.url(), &["audit", "authentications"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(text.contains(&format!("username_digest={}", digest("typo-1"))), "{text}");
-    let dump = db.dump().await;
+    let dump = db.dump();
     let http = serde_json::to_string(&all_records(&server, &admin, "", 1000).await).unwrap();
     for (what, shown) in [("the table", &dump), ("the HTTP endpoint", &http), ("the CLI", &text)] {
         for secret in [typed.to_owned(), typed.to_lowercase(), typed.to_uppercase()] {
@@ -476,7 +476,7 @@ async fn names_kept_before_are_digested_at_start() {
     assert_eq!(rows[0].0, None, "erased");
     assert_eq!(rows[0].1.as_ref().map(String::len), Some(64), "digested");
     assert_eq!(rows[1], (Some("known-user".into()), None), "a known user's name stays");
-    assert!(!db.dump().await.contains("hunter2-typed-here"));
+    assert!(!db.dump().contains("hunter2-typed-here"));
 }
 
 async fn count_rows(db: &TestDb) -> u64 {

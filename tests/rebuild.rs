@@ -173,7 +173,7 @@ async fn verify_names_drift_without_a_hash_and_rebuild_repairs_it_keeping_last_u
         ok(server.call(json!({"operation": "login", "username": "dave", "password": PASSWORD})).await);
     assert!(login["jwt"].is_string());
     let owner: String =
-        query_one(&db, "SELECT user_id FROM unique_usernames WHERE username_lower = 'dave'").await.get(0);
+        query_one(&db, "SELECT user_id FROM unique_usernames WHERE username_key = 'dave'").await.get(0);
     assert_eq!(owner, dave2);
     // The swapped-in tables keep the constraint names the store relies on: a taken username
     // is still `duplicate`, not an internal error.
@@ -411,7 +411,7 @@ async fn a_name_taken_by_a_lower_transaction_id_than_the_one_that_freed_it_repla
         let (code, out, err) = iamd(&db, args).await;
         assert_eq!(code, 0, "{args:?}: {out}{err}");
         let owner: String =
-            query_one(&db, "SELECT user_id FROM unique_usernames WHERE username_lower = 'dave'").await.get(0);
+            query_one(&db, "SELECT user_id FROM unique_usernames WHERE username_key = 'dave'").await.get(0);
         assert_eq!(owner, "u-new", "{args:?}");
         let users: i64 = query_one(&db, "SELECT count(*) FROM users WHERE username = 'dave'").await.get(0);
         assert_eq!(users, 1, "{args:?}");
@@ -445,7 +445,7 @@ async fn table_digests(db: &TestDb) -> Vec<String> {
              account_version, created",
         ),
         ("api_keys", "key_hash, id, user_id, workspace, name, prefix, expires, created"),
-        ("unique_usernames", "username_lower, user_id"),
+        ("unique_usernames", "username_key, user_id"),
     ] {
         let sql = format!(
             "SELECT count(*)::text || ' ' || COALESCE(md5(string_agg(r::text, ',' ORDER BY r::text)), '') \
@@ -567,6 +567,6 @@ async fn a_regrouped_replay_leaves_what_the_inline_reducers_left() {
         assert_eq!(table_digests(&db).await, inline, "{args:?}");
     }
     let owner: String =
-        query_one(&db, "SELECT user_id FROM unique_usernames WHERE username_lower = 'final0-3'").await.get(0);
+        query_one(&db, "SELECT user_id FROM unique_usernames WHERE username_key = 'final0-3'").await.get(0);
     assert_eq!(owner, "taker1");
 }

@@ -963,6 +963,61 @@ async fn identical_requests_at_once_under_one_key_apply_once() {
     assert_eq!(users.iter().filter(|u| u["username"] == "grace").count(), 1, "one effect");
 }
 
+/// Issue 15, item 5: usernames compare by their PRECIS key (RFC 8265 UsernameCaseMapped with
+/// full case folding) across every workspace, and a name mixing scripts is refused — over
+/// REST and the protocol alike. Before, each of these was created beside the other and logged in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usernames_that_look_alike_are_one_username() {
+    let db = TestDb::new().await;
+    let World { server, admin_key, .. } = world(&db).await;
+    let s = &server;
+    let users = |ws: &str| format!("/api/v1/workspaces/{ws}/users");
+    let (status, admin2) =
+        post(s, &users("acme"), &admin_key, json!({"username": "admin2", "password": PASSWORD})).await;
+    assert_eq!(status, 201, "{admin2}");
+    let cyrillic =
+        post(s, &users("acme"), &admin_key, json!({"username": "\u{0430}dmin2", "password": PASSWORD})).await;
+    assert_error(&cyrillic, 400, "invalid-argument", "a Cyrillic а among Latin letters");
+    assert!(cyrillic.1["error"]["message"].as_str().unwrap().contains("mixes scripts"), "{}", cyrillic.1);
+    let fullwidth =
+        post(s, &users("globex"), &admin_key, json!({"username": "ａｄｍｉｎ２", "password": PASSWORD}))
+            .await;
+    assert_error(&fullwidth, 409, "duplicate", "fullwidth admin2, in another workspace");
+    let reply = s
+        .call(json!({"operation": "create-user", "workspace": "globex",
+        "user": {"username": "ADMIN2", "password": PASSWORD}}))
+        .await;
+    assert_eq!(error_type(&reply), "duplicate", "{reply}");
+
+    let (status, _) =
+        post(s, &users("acme"), &admin_key, json!({"username": "straße", "password": PASSWORD})).await;
+    assert_eq!(status, 201);
+    let upper =
+        post(s, &users("globex"), &admin_key, json!({"username": "STRASSE", "password": PASSWORD})).await;
+    assert_error(&upper, 409, "duplicate", "STRASSE beside straße");
+    // A rename to a look-alike of another user's name is a duplicate too.
+    let (_, other) =
+        post(s, &users("globex"), &admin_key, json!({"username": "someone", "password": PASSWORD})).await;
+    let path = format!("/api/v1/workspaces/globex/users/{}", other["id"].as_str().unwrap());
+    assert_error(
+        &patch(s, &path, &admin_key, json!({"username": "Ａｄｍｉｎ2"})).await,
+        409,
+        "duplicate",
+        "rename",
+    );
+
+    // Login compares the same way; the display form stays as it was typed.
+    let login =
+        ok(s.call(json!({"operation": "login", "username": "ＡＤＭＩＮ２", "password": PASSWORD})).await);
+    let whoami = ok(s.call_as(login["jwt"].as_str().unwrap(), json!({"operation": "whoami"})).await);
+    assert_eq!(
+        (whoami["user"]["id"].as_str(), whoami["user"]["username"].as_str()),
+        (admin2["id"].as_str(), Some("admin2"))
+    );
+    let login = ok(s.call(json!({"operation": "login", "username": "STRASSE", "password": PASSWORD})).await);
+    assert!(login["jwt"].is_string());
+}
+
 // ----------------------------------------------------------------------------------------
 // 6. change-password
 

@@ -45,7 +45,7 @@ async fn with_a_kek_no_private_key_byte_is_in_a_dump_and_tokens_still_verify() {
     assert_ne!(active.kid, retired.kid);
     let after = server.jwt("alice", PASSWORD).await;
 
-    let dump = db.dump().await;
+    let dump = db.dump();
     assert!(
         dump.contains(&active.kid) && dump.contains(&hex::encode(active.public)),
         "the dump has the keys' rows"
@@ -118,14 +118,14 @@ async fn rewrap_seals_unsealed_keys_and_moves_them_to_a_new_kek() {
     drop(server);
     let plain = db.active_signing_key().await;
     // What a backup held before: the dump check sees an unsealed key.
-    assert!(db.dump().await.contains(&hex::encode(plain.private_pkcs8())), "unsealed without a KEK");
+    assert!(db.dump().contains(&hex::encode(plain.private_pkcs8())), "unsealed without a KEK");
 
     let first = Kek::generate();
     let env = env_with(&first);
     let (code, stdout, stderr) = run_iamd_with(db.url(), &pairs(&env), &["signing-keys", "rewrap"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("2 sealed, 0 moved"), "the signing key and the digest key: {stdout}");
-    let dump = db.dump().await;
+    let dump = db.dump();
     assert!(!dump.contains(&hex::encode(plain.private_pkcs8())), "sealed now");
     assert_eq!(db.active_signing_key_opened_with(Some(&first)).await.kid, plain.kid);
 

@@ -354,7 +354,7 @@ async fn projections_commit_with_the_events() {
     assert_eq!(user.get::<_, i64>("account_version"), 1);
 
     let reserved: String = client
-        .query_one("SELECT user_id FROM unique_usernames WHERE username_lower = 'alice'", &[])
+        .query_one("SELECT user_id FROM unique_usernames WHERE username_key = 'alice'", &[])
         .await
         .unwrap()
         .get(0);
@@ -404,7 +404,7 @@ async fn usernames_are_unique_across_workspaces_case_insensitively() {
     assert_eq!(count(&store, "SELECT count(*) FROM workspaces WHERE id = 'b'", &[]).await, 0);
     assert_eq!(count(&store, "SELECT count(*) FROM users", &[]).await, 1);
     let client = store.pool().get().await.unwrap();
-    let rows = client.query("SELECT username_lower, user_id FROM unique_usernames", &[]).await.unwrap();
+    let rows = client.query("SELECT username_key, user_id FROM unique_usernames", &[]).await.unwrap();
     let rows: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     assert_eq!(rows, vec![("alice".to_owned(), "ua".to_owned())]);
 
@@ -477,7 +477,7 @@ async fn a_deleted_user_leaves_the_read_tables_and_frees_its_username() {
     ok(&store, first("workspace:b", vec![workspace_created("b"), user_created("ub", "ALICE")])).await;
     let client = store.pool().get().await.unwrap();
     let reserved: String = client
-        .query_one("SELECT user_id FROM unique_usernames WHERE username_lower = 'alice'", &[])
+        .query_one("SELECT user_id FROM unique_usernames WHERE username_key = 'alice'", &[])
         .await
         .unwrap()
         .get(0);
@@ -644,4 +644,52 @@ async fn migrating_keeps_every_processed_request_under_its_caller() {
     }
     assert_eq!(store.processed("gateway", "from-http").await.unwrap(), None);
     assert_eq!(count(&store, "SELECT count(*) FROM processed_requests", &[]).await, 4);
+}
+
+/// Migration 12 re-keys every reservation by the PRECIS key and reports (does not merge)
+/// users whose names now compare equal: the first created keeps the key and logs in by name.
+#[tokio::test]
+async fn migrating_rekeys_usernames_and_reports_collisions() {
+    let db = TestDb::migrated_to(11).await;
+    let client = db.pool().get().await.unwrap();
+    client
+        .execute("INSERT INTO workspaces (id, name, enabled, created) VALUES ('w', 'w', true, now())", &[])
+        .await
+        .unwrap();
+    for (i, (id, username)) in
+        [("u-1", "Straße"), ("u-2", "STRASSE"), ("u-3", "ＢＯＢ"), ("u-4", "carol")].into_iter().enumerate()
+    {
+        client
+            .execute(
+                "INSERT INTO users (id, workspace, username, name, email, roles, enabled, must_change_password, \
+                 account_version, created) VALUES ($1, 'w', $2, '', '', '{}', true, false, 1, \
+                 now() + $3 * interval '1 second')",
+                &[&id, &username, &(i as f64)],
+            )
+            .await
+            .unwrap();
+        client
+            .execute(
+                "INSERT INTO unique_usernames (username_lower, user_id) VALUES (lower($1), $2)",
+                &[&username, &id],
+            )
+            .await
+            .unwrap();
+    }
+    iamd::db::migrate(&db.pool()).await.unwrap();
+    let rows = client
+        .query("SELECT username_key, user_id FROM unique_usernames ORDER BY user_id", &[])
+        .await
+        .unwrap();
+    let keys: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let expected = [
+        // The first created keeps the key; the second keeps its old reservation, "strasse",
+        // which is now the first's key text, so it is told apart by its user id.
+        ("strasse", "u-1"),
+        ("strasse (colliding user u-2)", "u-2"),
+        ("bob", "u-3"),
+        ("carol", "u-4"),
+    ];
+    assert_eq!(keys, expected.map(|(k, u)| (k.to_owned(), u.to_owned())));
+    assert_eq!(count(&db.store(), "SELECT count(*) FROM users", &[]).await, 4, "no user merged away");
 }

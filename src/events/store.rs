@@ -288,9 +288,7 @@ fn classify(err: tokio_postgres::Error) -> AppendError {
     match constraint.as_str() {
         "events_stream_version" => AppendError::Conflict(String::new()),
         "processed_requests_pkey" => AppendError::AlreadyProcessed,
-        "unique_usernames_pkey" | "users_username_lower" => {
-            AppendError::Duplicate("username is already taken".into())
-        }
+        "unique_usernames_pkey" => AppendError::Duplicate("username is already taken".into()),
         "workspaces_pkey" => AppendError::Duplicate("workspace already exists".into()),
         "api_keys_pkey" | "api_keys_id_key" => AppendError::Duplicate("api key already exists".into()),
         _ => AppendError::Database(err),

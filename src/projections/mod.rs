@@ -8,7 +8,7 @@ mod api_keys;
 pub mod key_cache;
 pub mod rebuild;
 mod signing_keys;
-mod uniqueness;
+pub mod uniqueness;
 mod users;
 mod workspaces;
 

@@ -102,6 +102,13 @@ pub async fn rewrap(pool: &Pool, new: &Kek, old: Option<&Kek>) -> anyhow::Result
             done.unchanged += 1;
             continue;
         }
+        if let Some(fp) = sealed_by.as_deref().filter(|fp| old.is_none_or(|old| old.fingerprint() != *fp)) {
+            anyhow::bail!(
+                "{seal_name} is sealed with key-encryption key {fp}, which is neither the configured KEK \
+                 ({}) nor the one --old-kek-file gave: pass that KEK with --old-kek-file",
+                new.fingerprint()
+            );
+        }
         let plain = seal::load(old, &seal_name, &stored, sealed_by.as_deref())?;
         let (resealed, fingerprint) = seal::store(Some(new), &seal_name, &plain);
         let column = if table == "server_keys" { "key" } else { "private_key" };

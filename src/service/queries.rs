@@ -70,7 +70,8 @@ const LIST_ALL_USERS: &str = concat!(
     " FROM users u WHERE true",
     after_page!("u.created", "u.id", "1", "2", "3")
 );
-const CREDENTIALS_BY_USERNAME: &str = select_credentials!("lower(u.username) = lower($1)");
+const CREDENTIALS_BY_USERNAME: &str =
+    select_credentials!("u.id = (SELECT user_id FROM unique_usernames WHERE username_key = $1)");
 const CREDENTIALS_BY_ID: &str = select_credentials!("u.id = $1");
 
 /// Whether iamd counts as bootstrapped: a user holds the `admin` role, or a bootstrap was
@@ -216,9 +217,10 @@ impl Queries {
         Ok((rows.iter().map(user_record).collect(), next))
     }
 
-    /// Login's lookup, by username (case-insensitive, unique across workspaces).
+    /// Login's lookup, by username: by its comparison key (unique across workspaces).
     pub async fn credentials_by_username(&self, username: &str) -> Result<Option<Credentials>, IamError> {
-        let rows = self.query("credentials_by_username", CREDENTIALS_BY_USERNAME, &[&username]).await?;
+        let key = crate::domain::username::lookup_key(username);
+        let rows = self.query("credentials_by_username", CREDENTIALS_BY_USERNAME, &[&key]).await?;
         Ok(rows.first().map(credentials))
     }
 

@@ -124,24 +124,25 @@ impl TestDb {
         iamd::crypto::SigningKey::from_parts(kid, row.get(1), pkcs8).unwrap()
     }
 
-    /// Every row of every table, as text (bytea as `\x` hex): what a backup holds.
-    pub async fn dump(&self) -> String {
-        let client = self.pool.get().await.unwrap();
-        let tables = client
-            .query("SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public' ORDER BY 1", &[])
-            .await
-            .unwrap();
-        let mut out = String::new();
-        for t in tables {
-            let table: String = t.get(0);
-            for row in client.query(&format!("SELECT t::text FROM {table} t"), &[]).await.unwrap() {
-                out.push_str(&table);
-                out.push(' ');
-                out.push_str(&row.get::<_, String>(0));
-                out.push('\n');
-            }
-        }
-        out
+    /// What a backup holds: `pg_dump --data-only --inserts` of this database (bytea as `\x`
+    /// hex), with the `pg_dump` on PATH or under /usr/lib/postgresql.
+    pub fn dump(&self) -> String {
+        let bin = std::iter::once("pg_dump".to_owned())
+            .chain(
+                std::fs::read_dir("/usr/lib/postgresql")
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|d| d.path().join("bin/pg_dump").display().to_string()),
+            )
+            .find(|b| {
+                std::process::Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success())
+            })
+            .expect("pg_dump (postgresql-client) is needed for the dump tests");
+        let out =
+            std::process::Command::new(bin).args(["--data-only", "--inserts", &self.url]).output().unwrap();
+        assert!(out.status.success(), "pg_dump failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
     }
 
     /// An event store on this database.
