@@ -237,7 +237,7 @@ fn full_matrix_matches_the_design() {
 
 /// TrustGraph 2.11.1's role table (`trustgraph/iam/service/iam.py`), copied here so that a
 /// change on either side shows; the live comparison against upstream's own `_decide` runs in
-/// `tests/trustgraph.rs` with the published package.
+/// `tests/it/trustgraph.rs` with the published package.
 const UPSTREAM_READER: &[&str] = &[
     "agent",
     "graph:read",

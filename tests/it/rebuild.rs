@@ -5,11 +5,9 @@
 //! `projections generate` passes `audit verify` and rebuilds; a rebuild that cannot apply an
 //! event fails naming it and leaves the live tables and no shadow schema behind.
 
-mod common;
-
-use common::history::{after, first, ok1};
-use common::server::{ok, run_iamd, TestServer};
-use common::TestDb;
+use crate::support::history::{after, first, ok1};
+use crate::support::server::{ok, run_iamd, TestServer};
+use crate::support::TestDb;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -2,10 +2,8 @@
 //! change committed through one is seen at once by that one and promptly by the other (its
 //! LISTEN), and a lost listener turns the other's cache off instead of leaving it stale.
 
-mod common;
-
-use common::server::{error_type, ok, TestServer};
-use common::{eventually, TestDb};
+use crate::support::server::{error_type, ok, TestServer};
+use crate::support::{eventually, TestDb};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -167,7 +165,7 @@ async fn a_projection_rebuild_empties_every_running_cache() {
     ok(resolve(&b, &key).await);
     assert_eq!(metric(&b, &admin_jwt, "iamd_api_key_cache_misses_total").await, misses, "cached");
 
-    let (code, stdout, stderr) = common::server::run_iamd(db.url(), &["projections", "rebuild"]);
+    let (code, stdout, stderr) = crate::support::server::run_iamd(db.url(), &["projections", "rebuild"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     // The swapped-in tables are read again (a miss), not the cache kept for its TTL.
     eventually("a read of the rebuilt tables on b", PROPAGATION, async || {

@@ -1,7 +1,6 @@
 //! [`TestServer`] spawns the real `iamd serve` binary on a test database, on a port the OS
 //! picks (`IAMD_HTTP_LISTEN=127.0.0.1:0`, read back from the JSON start-up log line), and kills
 //! it when dropped. [`TestServer::call`] posts an `IamRequest` to `/api/v1/iam`.
-#![allow(dead_code)]
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};

@@ -3,11 +3,9 @@
 //! without a second effect, poison messages, a broker that restarts or comes up late, two
 //! processes sharing the partitions with one of them SIGKILLed, and SIGTERM draining.
 
-mod common;
-
-use common::broker::{free_port, Broker};
-use common::server::TestServer;
-use common::TestDb;
+use crate::support::broker::{free_port, Broker};
+use crate::support::server::TestServer;
+use crate::support::TestDb;
 use iamd::client::{CallError, ClientOptions, KafkaClient};
 use iamd::protocol::{ErrorKind, IamRequest, IamResponse};
 use serde_json::{json, Value};

@@ -7,10 +7,8 @@
 //! other on the same server) may hold a reader back for a while, never make it skip. So the
 //! readers here poll until they have what they expect, within a generous deadline.
 
-mod common;
-
-use common::server::{ok, TestServer};
-use common::TestDb;
+use crate::support::server::{ok, TestServer};
+use crate::support::TestDb;
 use iamd::crypto::ApiKeyHash;
 use iamd::events::tail::{read_after, Cursor, TailedEvent};
 use rand::rngs::StdRng;
@@ -513,7 +511,7 @@ async fn the_feed_is_for_auditors_only_and_refuses_bad_positions() {
         None,
         Some("tg_AAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
         Some("not-a-token"),
-        Some(common::server::GATEWAY_SECRET),
+        Some(crate::support::server::GATEWAY_SECRET),
     ] {
         let reply = feed(&server, bearer, "after=0&wait=0").await;
         assert_eq!(reply.status, 401, "{bearer:?}: {}", reply.text);

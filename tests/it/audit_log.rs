@@ -2,11 +2,9 @@
 //! the binary whole and through each filter (workspace, user, interval), as text and as JSON
 //! lines, never printing a password, an API key or a hash.
 
-mod common;
-
+use crate::support::server::{ok, run_iamd, TestServer};
+use crate::support::TestDb;
 use chrono::{SecondsFormat, Utc};
-use common::server::{ok, run_iamd, TestServer};
-use common::TestDb;
 use serde_json::{json, Value};
 use std::time::Duration;
 

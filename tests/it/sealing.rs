@@ -3,10 +3,8 @@
 //! the KEK is wrong or missing, `iamd signing-keys rewrap` sealing and rotating, a warning once
 //! when no KEK is set, and retired keys kept with their public half only.
 
-mod common;
-
-use common::server::{ok, run_iamd_with, TestServer};
-use common::TestDb;
+use crate::support::server::{ok, run_iamd_with, TestServer};
+use crate::support::TestDb;
 use iamd::crypto::Kek;
 use serde_json::json;
 

@@ -3,10 +3,8 @@
 //! every host but 127.0.0.1 unresolvable, so the page can only work if iamd serves all of it,
 //! and must render every operation of the document.
 
-mod common;
-
-use common::server::TestServer;
-use common::TestDb;
+use crate::support::server::TestServer;
+use crate::support::TestDb;
 use std::process::Command;
 
 fn chromium() -> String {

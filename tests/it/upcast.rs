@@ -3,11 +3,9 @@
 //! stays verifiable, replays, loads into the workspace actor and projects again, side by side
 //! with events this release writes at version 2.
 
-mod common;
-
+use crate::support::server::{error_type, ok, run_iamd, TestServer};
+use crate::support::TestDb;
 use chrono::Utc;
-use common::server::{error_type, ok, run_iamd, TestServer};
-use common::TestDb;
 use iamd::events::hash::{self, HashInput};
 use serde_json::{json, Value};
 

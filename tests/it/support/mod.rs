@@ -1,4 +1,4 @@
-//! Shared helpers for the integration test binaries (`mod common;`).
+//! The shared test harness of the integration tests (`tests/it`).
 //!
 //! [`TestDb`] creates a fresh, uniquely named PostgreSQL database per test from the admin URL in
 //! `IAMD_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`), migrates it, and
@@ -16,17 +16,14 @@ use tokio_postgres::NoTls;
 
 /// The environment variable naming the admin connection (any database the user may connect to,
 /// with the right to CREATE DATABASE).
-#[allow(dead_code)]
 pub const ADMIN_URL_ENV: &str = "IAMD_TEST_PG_URL";
 
-#[allow(dead_code)]
 pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// Connections in each test database's pool.
 const POOL_SIZE: usize = 8;
 
 /// A throwaway, migrated database; dropped (`WITH (FORCE)`) when this value is dropped.
-#[allow(dead_code)]
 pub struct TestDb {
     admin_url: String,
     name: String,
@@ -34,7 +31,6 @@ pub struct TestDb {
     pool: Pool,
 }
 
-#[allow(dead_code)]
 impl TestDb {
     /// Creates and migrates a fresh database. Panics with one readable line when the admin
     /// server cannot be reached.
@@ -181,7 +177,6 @@ impl Drop for TestDb {
 }
 
 /// Polls `check` until it holds, failing the test with `what` once `within` has passed.
-#[allow(dead_code)]
 pub async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
     let started = std::time::Instant::now();
     while !check().await {
@@ -191,7 +186,6 @@ pub async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut
 }
 
 /// The admin URL from the environment, or the default.
-#[allow(dead_code)]
 pub fn admin_url() -> String {
     match std::env::var(ADMIN_URL_ENV) {
         Ok(s) if !s.trim().is_empty() => s.trim().to_owned(),
@@ -240,7 +234,6 @@ fn drop_database(admin_url: &str, name: &str) {
 /// The admin URL with its database name replaced by `db`; the query string is kept (minus
 /// any `dbname=` parameter, which would override the path). Key/value connection strings
 /// (`host=... user=...`) get a trailing `dbname=`, which wins over an earlier one.
-#[allow(dead_code)]
 pub fn with_dbname(admin_url: &str, db: &str) -> String {
     let scheme_len =
         ["postgres://", "postgresql://"].iter().find(|p| admin_url.starts_with(*p)).map(|p| p.len());
@@ -289,7 +282,6 @@ fn quote_ident(s: &str) -> String {
 }
 
 /// The server's message for a database error, else the error's display.
-#[allow(dead_code)]
 pub fn db_message(e: &tokio_postgres::Error) -> String {
     e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_else(|| e.to_string())
 }

@@ -5,10 +5,8 @@
 //! Data is set up through the gateway (`POST /api/v1/iam` with the trusted secret); the calls
 //! under test carry a user's API key or JWT.
 
-mod common;
-
-use common::server::{error_type, ok, TestServer, GATEWAY_SECRET};
-use common::TestDb;
+use crate::support::server::{error_type, ok, TestServer, GATEWAY_SECRET};
+use crate::support::TestDb;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};

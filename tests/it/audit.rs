@@ -1,14 +1,12 @@
 //! `iamd audit verify` against a real database: an intact log verifies with its exact count;
 //! an edited, deleted or reordered row (tampered by SQL with the append-only trigger disabled)
 //! is named by stream and version; `--workspace` walks one stream; the binary exits 0 / 2 and
-//! never prints a payload. Each test gets its own database (see `common::TestDb`).
+//! never prints a payload. Each test gets its own database (see `crate::support::TestDb`).
 
-mod common;
-
+use crate::support::history::{after, first, ok1};
+use crate::support::server::run_iamd;
+use crate::support::TestDb;
 use chrono::Utc;
-use common::history::{after, first, ok1};
-use common::server::run_iamd;
-use common::TestDb;
 use iamd::audit::{verify, verify_in_pages, Problem, Report};
 use iamd::crypto::{ApiKeyHash, SigningKey};
 use iamd::events::hash;
@@ -82,7 +80,7 @@ async fn tamper(db: &TestDb, sql: &str) {
     client
         .batch_execute(&format!("ALTER TABLE events DISABLE TRIGGER events_no_update_or_delete; {sql}"))
         .await
-        .unwrap_or_else(|e| panic!("{sql}: {}", common::db_message(&e)));
+        .unwrap_or_else(|e| panic!("{sql}: {}", crate::support::db_message(&e)));
 }
 
 async fn walk(db: &TestDb, workspace: Option<&str>) -> Report {
@@ -294,7 +292,7 @@ async fn deleting_a_whole_stream_is_caught_and_heads_cannot_be_moved_by_hand() {
     ] {
         let err = client.batch_execute(sql).await.expect_err(sql);
         assert!(
-            common::db_message(&err).contains("stream_heads are written only by inserts into events"),
+            crate::support::db_message(&err).contains("stream_heads are written only by inserts into events"),
             "{sql}"
         );
     }

@@ -3,10 +3,8 @@
 //! uniqueness across workspaces, key expiry, updates, the bootstrap token mode and the
 //! start-up failures an operator sees.
 
-mod common;
-
-use common::server::{command, error_type, ok, TestServer, GATEWAY_SECRET};
-use common::TestDb;
+use crate::support::server::{command, error_type, ok, TestServer, GATEWAY_SECRET};
+use crate::support::TestDb;
 use serde_json::{json, Value};
 
 async fn count(db: &TestDb, table: &str) -> i64 {
@@ -388,9 +386,9 @@ async fn start_up_and_cli_bootstrap_create_the_admin_in_a_default_workspace_made
             assert!(status.get("bootstrap_available").is_none(), "{how}: {status}");
             said
         } else {
-            let (code, stdout, stderr) = common::server::run_iamd(db.url(), &["bootstrap"]);
+            let (code, stdout, stderr) = crate::support::server::run_iamd(db.url(), &["bootstrap"]);
             assert_eq!(code, 0, "{stderr}");
-            let (code, again, _) = common::server::run_iamd(db.url(), &["bootstrap"]);
+            let (code, again, _) = crate::support::server::run_iamd(db.url(), &["bootstrap"]);
             assert_eq!(code, 0);
             assert!(again.contains("already bootstrapped"), "{again}");
             stdout

@@ -4,10 +4,8 @@
 //! disable-workspace → rotate-signing-key — then a restart that must keep every state, and a
 //! dump of the database that must hold no plaintext secret.
 
-mod common;
-
-use common::server::{error_type, ok, TestServer};
-use common::TestDb;
+use crate::support::server::{error_type, ok, TestServer};
+use crate::support::TestDb;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
 

@@ -2,10 +2,8 @@
 //! that move with known requests, gauges, no secret in the text), `GET /readyz`, request ids
 //! echoed and carried by the JSON log lines, and CORS from `http.cors.allowed_origins`.
 
-mod common;
-
-use common::server::{error_type, ok, TestServer, GATEWAY_SECRET};
-use common::TestDb;
+use crate::support::server::{error_type, ok, TestServer, GATEWAY_SECRET};
+use crate::support::TestDb;
 use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde_json::{json, Value};

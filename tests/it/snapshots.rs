@@ -3,11 +3,9 @@
 //! snapshot that does not match the log, has another format or does not decode is ignored
 //! (then rewritten); `iamd snapshots verify` tells a snapshot that differs from the replay.
 
-mod common;
-
-use common::commands::{create_user, execute};
-use common::server::run_iamd;
-use common::TestDb;
+use crate::support::commands::{create_user, execute};
+use crate::support::server::run_iamd;
+use crate::support::TestDb;
 use iamd::actors::snapshot::{self, Finding, EVERY, FORMAT};
 use iamd::actors::{Execute, Registry};
 use iamd::domain::workspace::WorkspaceCommand;

@@ -1,12 +1,10 @@
 //! The PostgreSQL event store against a real database: optimistic concurrency, the hash chain,
 //! append-only enforcement, request dedupe, inline projections, username uniqueness and the
-//! handling of signing keys. Each test gets its own database (see `common::TestDb`).
+//! handling of signing keys. Each test gets its own database (see `crate::support::TestDb`).
 
-mod common;
-
+use crate::support::history::{after, first, meta, ok, ok1};
+use crate::support::TestDb;
 use chrono::{DateTime, Utc};
-use common::history::{after, first, meta, ok, ok1};
-use common::TestDb;
 use iamd::crypto::{ApiKeyHash, SigningKey};
 use iamd::events::hash::{self, HashInput, GENESIS};
 use iamd::events::store::{Dedupe, RequestKey};
@@ -242,7 +240,7 @@ async fn the_hash_chain_links_every_stream_and_events_cannot_be_edited() {
     ];
     for sql in refused {
         let err = client.execute(sql, &[]).await.expect_err(sql);
-        let msg = common::db_message(&err);
+        let msg = crate::support::db_message(&err);
         assert!(msg.contains("append-only"), "{sql}: unexpected error {msg}");
     }
     let after_attempts = store.load_stream(a).await.unwrap();

@@ -1,16 +1,14 @@
 //! A TrustGraph 2.11.1 deployment's own code against the real `iamd serve`: the scenario in
-//! `tests/trustgraph/scenario.py` runs TrustGraph's published `IamClient`, its gateway's
+//! `tests/it/trustgraph/scenario.py` runs TrustGraph's published `IamClient`, its gateway's
 //! `IamAuth` and its IAM service's policy function (installed from PyPI by
 //! `scripts/trustgraph.sh`), over HTTP (`POST /api/v1/iam` with the gateway secret) and over
 //! Kafka through TrustGraph's own Kafka backend against a real broker (tansu), on TrustGraph's
 //! topics (`kafka.preset: trustgraph`); and workspace registration with a config service that
 //! answers like TrustGraph's, through a broker outage and iamd restarts.
 
-mod common;
-
-use common::broker::Broker;
-use common::server::{ok, TestServer, GATEWAY_SECRET};
-use common::{eventually, TestDb};
+use crate::support::broker::Broker;
+use crate::support::server::{ok, TestServer, GATEWAY_SECRET};
+use crate::support::{eventually, TestDb};
 use iamd::crypto::{Claims, TokenSigner};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -52,7 +50,7 @@ const SCENARIO_LIMIT: Duration = Duration::from_secs(120);
 /// Runs the scenario with `args` and fails with its output unless every check held in time.
 fn scenario(args: &[&str]) {
     use std::io::Read;
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/trustgraph");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/trustgraph");
     let mut child = Command::new(python())
         .arg(dir.join("scenario.py"))
         .args(args)

@@ -1,5 +1,4 @@
 //! Workspace commands as the tests send them to the actor registry directly.
-#![allow(dead_code)]
 
 use iamd::actors::Execute;
 use iamd::domain::workspace::WorkspaceCommand;

@@ -4,12 +4,10 @@
 //! role × own/other workspace × operation matrix on `POST /api/v1/iam`, and the upstream
 //! extensions whoami, list-my-workspaces, bootstrap-status, authorise and authorise-many.
 
-mod common;
-
+use crate::support::server::{error_type, ok, TestServer};
+use crate::support::TestDb;
 use base64::Engine;
 use chrono::{Duration, Utc};
-use common::server::{error_type, ok, TestServer};
-use common::TestDb;
 use iamd::crypto::{Claims, SigningKey, TokenSigner};
 use serde_json::{json, Value};
 

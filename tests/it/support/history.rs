@@ -1,6 +1,5 @@
 //! Building appends by hand for the tests that write the event log directly (the store and
 //! the audit commands): single-stream appends chained from GENESIS or from a head.
-#![allow(dead_code)]
 
 use iamd::events::hash::GENESIS;
 use iamd::events::store::StreamHead;

@@ -2,11 +2,9 @@
 //! phases, a second apart, replayed at the instant after each phase, in the library and through
 //! the binary, which never prints a password or key hash.
 
-mod common;
-
+use crate::support::server::{ok, run_iamd, TestServer};
+use crate::support::TestDb;
 use chrono::{DateTime, SecondsFormat, Utc};
-use common::server::{ok, run_iamd, TestServer};
-use common::TestDb;
 use serde_json::{json, Value};
 use std::time::Duration;
 

@@ -2,10 +2,8 @@
 //! workspace are serialised, a second process's writes are caught by the version check and
 //! the command is decided again on the reloaded stream), idle actors stop and come back.
 
-mod common;
-
-use common::commands::{create_user, execute};
-use common::TestDb;
+use crate::support::commands::{create_user, execute};
+use crate::support::TestDb;
 use iamd::actors::Registry;
 use iamd::domain::workspace::WorkspaceCommand;
 use iamd::protocol::ErrorKind;

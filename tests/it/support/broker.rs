@@ -2,7 +2,6 @@
 //! creates topics, and can be stopped and started again on the same port and storage. The
 //! binary comes from `IAMD_TEST_TANSU` (set by `make test`, which installs it), else the
 //! cache `scripts/tansu.sh` installs into.
-#![allow(dead_code)]
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;

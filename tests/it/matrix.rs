@@ -16,10 +16,8 @@
 //! (bootstrap, then disabling `globex` and finally `acme`). Every cell is counted: a skipped
 //! one fails the test. All disagreements are reported together.
 
-mod common;
-
-use common::server::{ok, TestServer};
-use common::TestDb;
+use crate::support::server::{ok, TestServer};
+use crate::support::TestDb;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};

@@ -7,10 +7,8 @@
 //!
 //! The writer is asynchronous, so the tests poll for what they expect within a deadline.
 
-mod common;
-
-use common::server::{error_type, ok, run_iamd, TestServer, GATEWAY_SECRET};
-use common::TestDb;
+use crate::support::server::{error_type, ok, run_iamd, TestServer, GATEWAY_SECRET};
+use crate::support::TestDb;
 use iamd::audit::authentications::{Attempt, AuthOperation, CredentialKind, Origin, Reason, Recorder};
 use iamd::config::AuthenticationAuditSettings;
 use iamd::crypto::ApiKeyHash;
@@ -600,7 +598,7 @@ async fn the_server_counts_every_record_it_could_not_write_in_metrics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outcomes_over_kafka_name_their_source_and_no_client() {
-    use common::broker::Broker;
+    use crate::support::broker::Broker;
     use iamd::client::{ClientOptions, KafkaClient};
     let db = TestDb::new().await;
     let broker = Broker::memory();
