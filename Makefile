@@ -5,7 +5,8 @@
 #               (for the /docs test) and TrustGraph's published client code (a Python
 #               virtual environment from PyPI), and run every test (each test makes its own
 #               database and starts its own broker)
-#   make lint   rustfmt and clippy, warnings as errors
+#   make lint   rustfmt, no import cycle between src/'s top-level modules (scripts/layers.py)
+#               and clippy, warnings as errors
 #   make bench  provision like `make test`, build in release mode and run `iamd bench`, which
 #               prints every performance budget's figures (ARGS="--json" or "--only resolve")
 
@@ -24,6 +25,7 @@ test:
 
 lint:
 	cargo fmt --check
+	python3 scripts/layers.py
 	cargo clippy --locked --all-targets -- -D warnings
 
 bench:

@@ -1,28 +1,35 @@
 //! iamd: an event-sourced identity and access management service.
 //!
 //! # Layout
+//! From the leaves up (`scripts/layers.py`, run by `make lint`, fails on any cycle between
+//! these modules):
 //! - [`protocol`]: the wire types (`IamRequest` / `IamResponse`) and the error taxonomy.
-//! - [`domain`]: the aggregates (workspace, system): pure `decide` and `apply`.
-//! - [`events`]: event types, the hash chain and the PostgreSQL [`events::EventStore`].
-//! - [`projections`]: reducers keeping the read tables, run inside the append transaction.
-//! - [`audit`]: checks of the log itself: `verify` walks every stream's hash chain.
-//! - [`actors`]: one `WorkspaceActor` per workspace and the `SystemActor`, behind a registry.
 //! - [`authz`]: the pure capability model: which roles grant what, in which workspaces.
-//! - [`metrics`]: the Prometheus registry (`GET /metrics`): requests, latency, keys, gauges.
-//! - [`service`]: one dispatch from `IamRequest` to `IamResponse` for every adapter.
-//! - [`adapters`]: transports: HTTP and Kafka.
-//! - [`bench`]: `iamd bench`, the load generator that measures every performance budget.
-//! - [`client`]: a Kafka request/response client for iamd (`iamd call --kafka`, tests, bench).
-//! - [`crypto`]: argon2id, API keys, Ed25519/JWT.
+//! - [`crypto`]: argon2id, API keys, Ed25519/JWT, the KEK seal and the keyed digest.
 //! - [`config`]: typed settings from YAML + `IAMD_*` environment variables.
-//! - [`db`]: the connection pool and migrations. [`startup`]: builds and runs the server.
+//! - [`metrics`]: the Prometheus registry (`GET /metrics`): requests, latency, keys, gauges.
+//! - [`events`]: the log's vocabulary, no I/O: event types, stream names, upcasting, the hash
+//!   chain.
+//! - [`domain`]: the aggregates (workspace, system): pure `decide` and `apply`, input rules,
+//!   how usernames compare.
+//! - [`projections`]: reducers keeping the read tables, run inside the append transaction,
+//!   and the resolve-api-key cache.
+//! - [`db`]: the connection pool and migrations.
+//! - [`store`]: everything that touches the log's tables: the append, the gapless tail, the
+//!   rebuild of the read tables.
+//! - [`actors`]: one `WorkspaceActor` per workspace and the `SystemActor`, behind a registry.
+//! - [`audit`]: the authentication audit and checks of the log itself (verify, replay, log).
+//! - [`service`]: one dispatch from `IamRequest` to `IamResponse` for every adapter.
+//! - [`adapters`]: transports: HTTP and Kafka, with the Kafka request/response client
+//!   ([`adapters::kafka::client`]: `iamd call --kafka`, tests, bench), and TrustGraph's
+//!   workspace registration.
+//! - [`startup`]: builds and runs the server.
+//! - [`tools`]: `iamd bench` and the synthetic-log generator.
 
 pub mod actors;
 pub mod adapters;
 pub mod audit;
 pub mod authz;
-pub mod bench;
-pub mod client;
 pub mod config;
 pub mod crypto;
 pub mod db;
@@ -33,3 +40,5 @@ pub mod projections;
 pub mod protocol;
 pub mod service;
 pub mod startup;
+pub mod store;
+pub mod tools;

@@ -350,7 +350,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn call(settings: Settings, args: Box<CallArgs>) -> anyhow::Result<()> {
-    use iamd::client::{ClientOptions, KafkaClient};
+    use iamd::adapters::kafka::client::{ClientOptions, KafkaClient};
     use iamd::protocol::IamRequest;
     let brokers = args.kafka.unwrap_or_else(|| settings.kafka.brokers.clone());
     if brokers.trim().is_empty() {
@@ -387,8 +387,14 @@ async fn call(settings: Settings, args: Box<CallArgs>) -> anyhow::Result<()> {
     };
     let client = KafkaClient::connect(options, args.timeout).await?;
     if args.repeat > 1 {
-        let figures =
-            iamd::client::measure(&client, &request, args.repeat, args.in_flight, args.timeout).await;
+        let figures = iamd::adapters::kafka::client::measure(
+            &client,
+            &request,
+            args.repeat,
+            args.in_flight,
+            args.timeout,
+        )
+        .await;
         println!("{}", serde_json::to_string(&figures)?);
         return Ok(());
     }
@@ -401,7 +407,7 @@ async fn call(settings: Settings, args: Box<CallArgs>) -> anyhow::Result<()> {
 }
 
 async fn bench(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
-    let options = iamd::bench::Options {
+    let options = iamd::tools::bench::Options {
         admin_url: settings.database.url.expose().to_owned(),
         kafka: args.kafka.or_else(|| Some(settings.kafka.brokers.clone()).filter(|b| !b.trim().is_empty())),
         request_topic: settings.kafka.request_topic.clone(),
@@ -411,7 +417,7 @@ async fn bench(settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
         argon2: settings.argon2.clone(),
         rebuild_events: args.rebuild_events,
     };
-    let report = iamd::bench::run(&options).await?;
+    let report = iamd::tools::bench::run(&options).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -611,7 +617,7 @@ async fn bootstrap(settings: Settings) -> anyhow::Result<()> {
 /// `iamd projections rebuild|verify|generate`: progress on standard error every 100,000
 /// events, one summary line on standard output; verify exits 2 when the tables differ.
 async fn projections(settings: Settings, command: ProjectionsCommand) -> anyhow::Result<()> {
-    use iamd::projections::rebuild::{self, Mode};
+    use iamd::store::rebuild::{self, Mode};
     const EVERY: u64 = 100_000;
     let pool = iamd::db::connect(settings.database.url.expose(), 1).await?;
     if !iamd::db::is_migrated(&pool).await? {
@@ -677,7 +683,7 @@ async fn projections(settings: Settings, command: ProjectionsCommand) -> anyhow:
             std::process::exit(2);
         }
         ProjectionsCommand::Generate { events, force } => {
-            use iamd::events::generate;
+            use iamd::tools::generate;
             if !force && !generate::log_is_synthetic(&client).await? {
                 anyhow::bail!(
                     "projections generate: this log holds events iamd wrote; synthetic events (with a \

@@ -16,9 +16,9 @@ mod workspace;
 pub use system::{SystemActor, SystemExecute, SystemOutcome};
 pub use workspace::{Execute, WorkspaceActor};
 
-use crate::events::store::{Dedupe, RequestKey};
-use crate::events::{AppendError, EventStore, RecordedEvent};
+use crate::events::RecordedEvent;
 use crate::protocol::{IamError, IamResponse};
+use crate::store::{AppendError, Dedupe, EventStore, RequestKey};
 use actix::prelude::*;
 use actix::MailboxError;
 use std::collections::HashMap;

@@ -16,8 +16,9 @@
 
 use super::store_error;
 use crate::domain::workspace::{self, WorkspaceState};
-use crate::events::{current_schema_version, workspace_stream, AppendError, Event, EventStore};
+use crate::events::{current_schema_version, workspace_stream, Event};
 use crate::protocol::IamError;
+use crate::store::{AppendError, EventStore};
 use deadpool_postgres::{GenericClient, Pool};
 use futures_util::{pin_mut, TryStreamExt};
 use std::collections::BTreeMap;

@@ -5,11 +5,9 @@ use super::{decode_all, dedupe, replayed, store_error, Head};
 use crate::crypto::SigningKey;
 use crate::domain::system::{self, SystemCommand, SystemState, BOOTSTRAP_WORKSPACE};
 use crate::domain::workspace::{self, WorkspaceState};
-use crate::events::store::RequestKey;
-use crate::events::{
-    workspace_stream, Append, AppendError, Event, EventStore, Metadata, StreamAppend, SYSTEM_STREAM,
-};
+use crate::events::{workspace_stream, Event, Metadata, SYSTEM_STREAM};
 use crate::protocol::{IamError, IamResponse};
+use crate::store::{Append, AppendError, EventStore, RequestKey, StreamAppend};
 use actix::prelude::*;
 use chrono::Utc;
 

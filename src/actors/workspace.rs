@@ -2,9 +2,9 @@
 
 use super::{dedupe, replayed, snapshot, store_error, Deregister, Head};
 use crate::domain::workspace::{self, WorkspaceCommand, WorkspaceState};
-use crate::events::store::RequestKey;
-use crate::events::{workspace_stream, Append, AppendError, EventStore, Metadata, StreamAppend};
+use crate::events::{workspace_stream, Metadata};
 use crate::protocol::{IamError, IamResponse};
+use crate::store::{Append, AppendError, EventStore, RequestKey, StreamAppend};
 use actix::prelude::*;
 use chrono::Utc;
 use std::time::{Duration, Instant};

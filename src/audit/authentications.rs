@@ -29,8 +29,6 @@ use tokio::time::Instant;
 
 /// Longest text kept from caller input (usernames, workspaces, request ids); longer is cut.
 pub const MAX_FIELD: usize = 256;
-/// The largest queue accepted (the configuration refuses more).
-pub const MAX_QUEUE: usize = 1 << 24;
 /// Retries of a batch the database refused, and the wait before each.
 const RETRY_BACKOFF: [Duration; 3] =
     [Duration::from_millis(100), Duration::from_millis(400), Duration::from_millis(1600)];
@@ -368,7 +366,7 @@ impl Recorder {
         settings: &AuthenticationAuditSettings,
         counters: AuthenticationCounters,
     ) -> (Recorder, Writer) {
-        let (tx, rx) = mpsc::channel(settings.queue.clamp(1, MAX_QUEUE));
+        let (tx, rx) = mpsc::channel(settings.queue.clamp(1, AuthenticationAuditSettings::MAX_QUEUE));
         let writer = Writer {
             rx,
             counters: counters.clone(),

@@ -5,8 +5,8 @@
 //! user caused), an interval. The read is one read-only snapshot in keyset pages.
 
 use super::redact::public_payload;
-use crate::events::store::recorded_from_row;
 use crate::events::{Event, Metadata, RecordedEvent};
+use crate::store::recorded_from_row;
 use anyhow::Context as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 use deadpool_postgres::Pool;

@@ -2,8 +2,8 @@
 //! `(stream, version)` order, inside one read-only snapshot, in keyset pages, so that a walk
 //! sees one consistent log while iamd writes and never holds the whole log in memory.
 
-use crate::events::store::recorded_from_row;
 use crate::events::RecordedEvent;
+use crate::store::recorded_from_row;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;

@@ -406,7 +406,8 @@ pub struct AuditSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthenticationAuditSettings {
-    /// Records waiting to be written; when full, a record is dropped and counted.
+    /// Records waiting to be written; when full, a record is dropped and counted (at most
+    /// [`AuthenticationAuditSettings::MAX_QUEUE`]).
     pub queue: usize,
     /// Most records per INSERT.
     pub batch: usize,
@@ -416,6 +417,11 @@ pub struct AuthenticationAuditSettings {
     /// Successful resolve-api-key attempts of one key from one client and source that fall in
     /// one batch become one record with a `count` (failures and logins are never coalesced).
     pub coalesce_resolves: bool,
+}
+
+impl AuthenticationAuditSettings {
+    /// The largest queue accepted.
+    pub const MAX_QUEUE: usize = 1 << 24;
 }
 
 impl Default for AuthenticationAuditSettings {
@@ -561,10 +567,10 @@ impl Settings {
             }
         }
         let audit = &self.audit.authentications;
-        if audit.queue == 0 || audit.queue > crate::audit::authentications::MAX_QUEUE {
+        if audit.queue == 0 || audit.queue > AuthenticationAuditSettings::MAX_QUEUE {
             bail!(
                 "audit.authentications.queue must be between 1 and {}",
-                crate::audit::authentications::MAX_QUEUE
+                AuthenticationAuditSettings::MAX_QUEUE
             );
         }
         if audit.batch == 0 || audit.batch > 50_000 {

@@ -1,16 +1,11 @@
-//! Events: what is stored in the log. Types are dotted and past-tense (`user.created`), each
-//! with a schema version; older versions are upcast on read ([`upcast`]). The [`store`] appends
-//! and reads them; [`hash`] chains them per stream.
+//! Events: what is stored in the log — the vocabulary only, no I/O. Types are dotted and
+//! past-tense (`user.created`), each with a schema version; older versions are upcast on read
+//! ([`upcast`]). [`hash`] chains them per stream; [`crate::store`] appends and reads them.
 
-pub mod generate;
 pub mod hash;
-pub mod store;
-pub mod tail;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-
-pub use store::{Append, AppendError, EventStore, StreamAppend};
 
 /// The stream of the system aggregate: signing keys and bootstrap.
 pub const SYSTEM_STREAM: &str = "system";

@@ -6,7 +6,6 @@
 
 mod api_keys;
 pub mod key_cache;
-pub mod rebuild;
 mod signing_keys;
 pub mod uniqueness;
 mod users;

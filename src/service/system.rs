@@ -6,8 +6,9 @@ use super::{Ctx, Service};
 use crate::actors::SystemExecute;
 use crate::crypto::{ApiKey, SigningKey};
 use crate::domain::system::{NewKey, SystemCommand};
-use crate::events::{store::RequestKey, Metadata};
+use crate::events::Metadata;
 use crate::protocol::{IamError, IamResponse};
+use crate::store::RequestKey;
 use chrono::Utc;
 
 /// What a bootstrap did.

@@ -599,7 +599,7 @@ async fn the_server_counts_every_record_it_could_not_write_in_metrics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outcomes_over_kafka_name_their_source_and_no_client() {
     use crate::support::broker::Broker;
-    use iamd::client::{ClientOptions, KafkaClient};
+    use iamd::adapters::kafka::client::{ClientOptions, KafkaClient};
     let db = TestDb::new().await;
     let broker = Broker::memory();
     broker.create_iam_topics(2);

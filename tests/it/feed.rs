@@ -10,7 +10,7 @@
 use crate::support::server::{ok, TestServer};
 use crate::support::TestDb;
 use iamd::crypto::ApiKeyHash;
-use iamd::events::tail::{read_after, Cursor, TailedEvent};
+use iamd::store::tail::{read_after, Cursor, TailedEvent};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};

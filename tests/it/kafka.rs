@@ -6,7 +6,7 @@
 use crate::support::broker::{free_port, Broker};
 use crate::support::server::TestServer;
 use crate::support::TestDb;
-use iamd::client::{CallError, ClientOptions, KafkaClient};
+use iamd::adapters::kafka::client::{CallError, ClientOptions, KafkaClient};
 use iamd::protocol::{ErrorKind, IamRequest, IamResponse};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -151,7 +151,7 @@ async fn the_manual_flow_over_kafka() {
 
     // `iamd call --repeat` figures: every repeated call answered.
     let resolve = request(json!({"operation": "resolve-api-key", "api_key": boot.bootstrap_admin_api_key}));
-    let figures = iamd::client::measure(&c, &resolve, 50, 8, WAIT).await;
+    let figures = iamd::adapters::kafka::client::measure(&c, &resolve, 50, 8, WAIT).await;
     assert_eq!((figures.requests, figures.errors), (50, 0));
     assert!(figures.p50_ms <= figures.p99_ms && figures.p99_ms <= figures.max_ms);
 }

@@ -287,7 +287,7 @@ async fn a_generated_log_passes_audit_verify_and_rebuilds() {
     // A generated key's plaintext is derivable from its id, and it is in the table.
     let client = db.pool().get().await.unwrap();
     let key_id: String = client.query_one("SELECT id FROM api_keys LIMIT 1", &[]).await.unwrap().get(0);
-    let hash = iamd::crypto::ApiKeyHash::of(&iamd::events::generate::api_key_plaintext(&key_id));
+    let hash = iamd::crypto::ApiKeyHash::of(&iamd::tools::generate::api_key_plaintext(&key_id));
     let found: i64 = client
         .query_one("SELECT count(*) FROM api_keys WHERE key_hash = $1", &[&hash.0.as_slice()])
         .await
@@ -536,7 +536,7 @@ async fn a_regrouped_replay_leaves_what_the_inline_reducers_left() {
         c
     };
     let mut plans: Vec<_> = (0..WORKSPACES).map(|w| commands(w).into_iter()).collect();
-    let mut heads: Vec<Option<iamd::events::store::StreamHead>> = vec![None; WORKSPACES];
+    let mut heads: Vec<Option<iamd::store::StreamHead>> = vec![None; WORKSPACES];
     // Round after round, each workspace's next command in turn.
     let mut appended = true;
     while appended {

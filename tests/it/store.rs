@@ -7,8 +7,8 @@ use crate::support::TestDb;
 use chrono::{DateTime, Utc};
 use iamd::crypto::{ApiKeyHash, SigningKey};
 use iamd::events::hash::{self, HashInput, GENESIS};
-use iamd::events::store::{Dedupe, RequestKey};
-use iamd::events::{Append, AppendError, Event, EventStore, RecordedEvent, RevokeReason, StreamAppend};
+use iamd::events::{Event, RecordedEvent, RevokeReason};
+use iamd::store::{Append, AppendError, Dedupe, EventStore, RequestKey, StreamAppend};
 use std::sync::Arc;
 use tokio::sync::Barrier;
 

@@ -201,7 +201,7 @@ impl ConfigStub {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 };
-                let id = iamd::client::header_value(&message, "id").unwrap_or_default();
+                let id = iamd::adapters::kafka::client::header_value(&message, "id").unwrap_or_default();
                 let request: Value = serde_json::from_slice(message.payload().unwrap_or_default()).unwrap();
                 let key = match request["operation"].as_str() {
                     Some("put") => request["values"][0]["key"].clone(),

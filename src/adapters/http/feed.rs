@@ -1,5 +1,5 @@
 //! `GET /api/v1/audit/events?after=POSITION`: the live audit feed (`audit:read`, admins).
-//! NDJSON of events in commit order, read with [`crate::events::tail`] so that an event that
+//! NDJSON of events in commit order, read with [`crate::store::tail`] so that an event that
 //! commits late is never skipped (invariant 5). When the reader is caught up the request
 //! long-polls: it polls the log every [`POLL_EVERY`] until an event arrives or `wait` runs out,
 //! holding no database connection in between. Payloads go through
@@ -10,8 +10,8 @@ use super::bodies::{ErrorReply, Refusal};
 use super::{auth, error_body, query, HttpState};
 use crate::audit::redact::public_payload;
 use crate::authz;
-use crate::events::tail::{self, Cursor, TailedEvent};
 use crate::protocol::IamError;
+use crate::store::tail::{self, Cursor, TailedEvent};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};

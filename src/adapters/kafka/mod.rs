@@ -14,6 +14,7 @@
 //!
 //! It runs on its own thread and tokio runtime, beside the HTTP server.
 
+pub mod client;
 mod context;
 mod message;
 mod offsets;

@@ -9,7 +9,7 @@
 
 pub mod registration;
 
-use crate::client::{ClientOptions, KafkaClient};
+use crate::adapters::kafka::client::{ClientOptions, KafkaClient};
 use crate::config::Settings;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! Workspace registration driven by the event log: a subscriber reads the log gaplessly in
-//! commit order ([`crate::events::tail`]) from its checkpoint, turns `workspace.created` and
+//! commit order ([`crate::store::tail`]) from its checkpoint, turns `workspace.created` and
 //! `workspace.enabled` into a config-service put and `workspace.disabled` into a delete, sends
 //! each and waits for the config service to accept it, retrying (with a growing pause) until
 //! it does, and only then moves its checkpoint (`subscriber_checkpoints`) past the event.
@@ -18,8 +18,8 @@
 
 use super::{ConfigService, Registration};
 use crate::config::Settings;
-use crate::events::tail::{self, Cursor, TailedEvent};
 use crate::metrics::RegistrationCounters;
+use crate::store::tail::{self, Cursor, TailedEvent};
 use deadpool_postgres::Client;
 use std::time::Duration;
 use tokio::sync::watch;

@@ -2,8 +2,8 @@
 //! the audit commands): single-stream appends chained from GENESIS or from a head.
 
 use iamd::events::hash::GENESIS;
-use iamd::events::store::StreamHead;
-use iamd::events::{Append, Event, EventStore, Metadata, StreamAppend};
+use iamd::events::{Event, Metadata};
+use iamd::store::{Append, EventStore, StreamAppend, StreamHead};
 
 pub fn meta(request_id: &str) -> Metadata {
     Metadata {

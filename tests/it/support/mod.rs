@@ -142,8 +142,8 @@ impl TestDb {
     }
 
     /// An event store on this database.
-    pub fn store(&self) -> iamd::events::EventStore {
-        iamd::events::EventStore::new(self.pool())
+    pub fn store(&self) -> iamd::store::EventStore {
+        iamd::store::EventStore::new(self.pool())
     }
 
     /// PostgreSQL goes away for this database: new connections are refused and every open

@@ -278,7 +278,7 @@ async fn resolve_http(options: &Options, rows: &mut Vec<Row>) -> anyhow::Result<
 }
 
 async fn resolve_kafka(options: &Options, rows: &mut Vec<Row>) -> anyhow::Result<()> {
-    use crate::client::{ClientOptions, KafkaClient};
+    use crate::adapters::kafka::client::{ClientOptions, KafkaClient};
     let Some(brokers) = options.kafka.clone().filter(|b| !b.is_empty()) else {
         rows.push(Row::failed(
             "resolve-api-key kafka",
@@ -307,13 +307,13 @@ async fn resolve_kafka(options: &Options, rows: &mut Vec<Row>) -> anyhow::Result
     };
     let timeout = Duration::from_secs(10);
     // The consumer group settles on its first requests.
-    crate::client::measure(&client, &request, 200, 16, timeout).await;
+    crate::adapters::kafka::client::measure(&client, &request, 200, 16, timeout).await;
     let secs = options.duration.as_secs_f64();
     for (in_flight, count, budget) in [
         (1_usize, ((secs * 40.0) as usize).clamp(50, 2_000), None),
         (256, ((secs * 12_000.0) as usize).clamp(5_000, 500_000), Some((10_000.0, Some(50.0)))),
     ] {
-        let fig = crate::client::measure(&client, &request, count, in_flight, timeout).await;
+        let fig = crate::adapters::kafka::client::measure(&client, &request, count, in_flight, timeout).await;
         let meets = budget.map(|(min, p99): (f64, Option<f64>)| {
             fig.per_second >= min && p99.is_none_or(|m| fig.p99_ms <= m)
         });
@@ -508,11 +508,11 @@ fn figure(scenario: &str, value: f64, unit: &str, budget: Option<(String, bool)>
 
 /// `iamd projections rebuild` (offline) of a generated log of `rebuild_events` events.
 async fn rebuild(options: &Options, rows: &mut Vec<Row>) -> anyhow::Result<()> {
-    use crate::projections::rebuild::{self, Mode};
+    use crate::store::rebuild::{self, Mode};
     let db = BenchDb::create(&options.admin_url, "rebuild").await?;
     let mut client = db.pool.get().await?;
     let started = Instant::now();
-    let made = crate::events::generate::generate(&mut client, options.rebuild_events, |_| {}).await?;
+    let made = crate::tools::generate::generate(&mut client, options.rebuild_events, |_| {}).await?;
     let generated = started.elapsed().as_secs_f64();
     let done = rebuild::rebuild(&mut client, Mode::Offline, |_| {}).await?;
     let per_second = done.events_per_second();
@@ -534,12 +534,12 @@ async fn rebuild(options: &Options, rows: &mut Vec<Row>) -> anyhow::Result<()> {
 /// Resident memory of an idle server whose read tables hold about 10,000 users (generated
 /// users, less the few the generator deletes).
 async fn idle_rss(options: &Options, rows: &mut Vec<Row>) -> anyhow::Result<()> {
-    use crate::projections::rebuild::{self, Mode};
+    use crate::store::rebuild::{self, Mode};
     let db = BenchDb::create(&options.admin_url, "rss").await?;
     let mut client = db.pool.get().await?;
     let mut users = 0;
     while users < 10_600 {
-        users += crate::events::generate::generate(&mut client, 20_000, |_| {}).await?.users;
+        users += crate::tools::generate::generate(&mut client, 20_000, |_| {}).await?.users;
     }
     rebuild::rebuild(&mut client, Mode::Offline, |_| {}).await?;
     let in_table: i64 = client.query_one("SELECT count(*) FROM users", &[]).await?.get(0);
@@ -579,8 +579,8 @@ async fn wait_for_snapshot(pool: &deadpool_postgres::Pool) -> anyhow::Result<()>
 }
 
 async fn cold_start(options: &Options, rows: &mut Vec<Row>) -> anyhow::Result<()> {
-    use crate::events::generate::{generate_shaped, Shape};
-    use crate::projections::rebuild::{self, Mode};
+    use crate::store::rebuild::{self, Mode};
+    use crate::tools::generate::{generate_shaped, Shape};
     const EVENTS: u64 = 100_000;
     let db = BenchDb::create(&options.admin_url, "cold").await?;
     let mut client = db.pool.get().await?;

@@ -9,7 +9,7 @@
 //!   uses temporary tables. The reducers' unqualified table names reach them through
 //!   `search_path`, which names only the shadow while statements run, so a statement can
 //!   never fall through to a live table.
-//! - **Order**: commit order, `(transaction_id, position)`, read gaplessly as `events::tail`
+//! - **Order**: commit order, `(transaction_id, position)`, read gaplessly as `store::tail`
 //!   does ([`read_log`]). Usernames are unique across workspaces, so a name freed in one
 //!   workspace and taken in another must be replayed in the order the two commits happened,
 //!   which `(stream, version)` order would not give. That order is still not exactly commit
@@ -37,9 +37,9 @@
 
 mod batch;
 
-use super::{read_table_statements, Context, READ_TABLES};
-use crate::events::tail::{self, Cursor, TailedEvent};
+use super::tail::{self, Cursor, TailedEvent};
 use crate::events::Event;
+use crate::projections::{read_table_statements, Context, READ_TABLES};
 use anyhow::{anyhow, bail};
 use batch::Batch;
 use chrono::{DateTime, Utc};
@@ -241,7 +241,7 @@ async fn online(
 
 /// One pass: committed batches of what `read_after` finds, until a page comes back short.
 /// Each page is applied in a transaction of its own, which also reads the next page (its
-/// snapshot's xmin bound is as good as any: nothing is skipped, see `events::tail`).
+/// snapshot's xmin bound is as good as any: nothing is skipped, see `store::tail`).
 async fn catch_up(
     client: &mut Client,
     paths: &Paths,
@@ -538,9 +538,9 @@ struct Stats {
 #[derive(Clone, Copy)]
 enum Bound {
     /// Only those whose transactions have ended (below `pg_snapshot_xmin`), as
-    /// [`crate::events::tail::read_after`].
+    /// [`crate::store::tail::read_after`].
     Finished,
-    /// Every one after the cursor, as [`crate::events::tail::read_rest_locked`] ([`READ_REST`]).
+    /// Every one after the cursor, as [`crate::store::tail::read_rest_locked`] ([`READ_REST`]).
     None,
 }
 
@@ -575,7 +575,7 @@ impl From<TailedEvent> for LogEvent {
     }
 }
 
-/// [`crate::events::tail::read_rest_locked`]'s query (every event after the cursor, in
+/// [`crate::store::tail::read_rest_locked`]'s query (every event after the cursor, in
 /// `(transaction_id, position)` order, with no transaction bound), with only the columns of a
 /// [`LogEvent`]. `ORDER BY` names the xid8 column, not its text form.
 const READ_REST: &str =
@@ -584,7 +584,7 @@ const READ_REST: &str =
     ORDER BY events.transaction_id, events.position LIMIT $3";
 
 /// The next [`PAGE`] events after `cursor` in commit order: with [`Bound::Finished`], through
-/// [`crate::events::tail::read_after`] (the gapless reader); with [`Bound::None`], its
+/// [`crate::store::tail::read_after`] (the gapless reader); with [`Bound::None`], its
 /// unbounded twin [`READ_REST`].
 async fn read_log(
     client: &impl GenericClient,
@@ -1427,7 +1427,7 @@ mod tests {
         };
         let ctx = Context { stream: "system", recorded_at: Utc::now() };
         assert!(read_table_statements(&ctx, &retired).is_empty());
-        assert_eq!(super::super::statements(&ctx, &retired).len(), 1);
+        assert_eq!(crate::projections::statements(&ctx, &retired).len(), 1);
     }
 
     /// A reducer statement that `batch` cannot take apart still replays (alone, a barrier to

@@ -15,10 +15,10 @@
 //! (stored as [`PASSWORD_HASH`]); an API key's plaintext is [`api_key_plaintext`] of its id.
 //! Both are public by design: never generate into a database that matters.
 
-use super::hash::{self, HashInput, GENESIS};
-use super::{Event, Metadata};
 use crate::crypto::ApiKey;
 use crate::domain::workspace::{apply, decide, WorkspaceCommand, WorkspaceState};
+use crate::events::hash::{self, HashInput, GENESIS};
+use crate::events::{Event, Metadata};
 use anyhow::Context as _;
 use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
@@ -249,7 +249,7 @@ impl Sim {
             let id = format!("gen-{}-{}", self.tag, self.next_workspace);
             let mut ws = Workspace {
                 state: WorkspaceState::new(&id),
-                stream: super::workspace_stream(&id),
+                stream: crate::events::workspace_stream(&id),
                 version: 0,
                 last_hash: GENESIS.to_owned(),
                 budget: self.rng.gen_range(self.shape.budget.0..self.shape.budget.1),

@@ -10,8 +10,8 @@
 //! come in `(transaction_id, position)` order, which is each writer's transaction in turn.
 //! The price: a long-running transaction anywhere in the database holds readers back.
 
-use super::store::recorded_from_row;
-use super::RecordedEvent;
+use super::append::recorded_from_row;
+use crate::events::RecordedEvent;
 use deadpool_postgres::GenericClient;
 
 /// Where a tailing reader stands: the last event it has handed on. Cursors compare in commit

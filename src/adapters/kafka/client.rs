@@ -7,7 +7,7 @@
 //! partition from its end offset at connect time, so no reply sent after `connect` returns is
 //! missed and no group rebalance delays the first call.
 
-use crate::adapters::kafka::{client_config, Health, QuietContext, ID_HEADER, REPLY_TO_HEADER};
+use super::{client_config, Health, QuietContext, ID_HEADER, REPLY_TO_HEADER};
 use crate::protocol::{IamRequest, IamResponse};
 use anyhow::Context as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -81,7 +81,7 @@ impl KafkaClient {
         consumer_config
             .set("group.id", format!("iamd-client-{}", uuid::Uuid::new_v4()))
             .set("enable.auto.commit", "false")
-            .set("fetch.wait.max.ms", crate::adapters::kafka::FETCH_WAIT_MS);
+            .set("fetch.wait.max.ms", super::FETCH_WAIT_MS);
         let consumer: StreamConsumer<QuietContext> =
             consumer_config.create_with_context(context).context("kafka consumer settings")?;
         let consumer = Arc::new(consumer);

@@ -6,9 +6,9 @@
 //! [`AppendError::Conflict`] and nothing of its command is kept. What committed is counted in
 //! the store's [`CommitCounters`] (API keys created and revoked), after the commit.
 
-use super::hash::{self, HashInput};
-use super::{Event, Metadata, RecordedEvent};
 use crate::crypto::{seal, Kek, SigningKey};
+use crate::events::hash::{self, HashInput};
+use crate::events::{Event, Metadata, RecordedEvent};
 use crate::metrics::CommitCounters;
 use crate::projections::{
     self,
@@ -157,7 +157,10 @@ impl EventStore {
                 tx.commit().await.map_err(classify)?;
                 // Before the command replies: this process's next resolve sees the change.
                 self.key_cache.invalidate(&changes);
-                self.commits.committed(append.streams.iter().flat_map(|s| &s.events));
+                let events = append.streams.iter().flat_map(|s| &s.events);
+                let created = events.clone().filter(|e| matches!(e, Event::ApiKeyCreated { .. })).count();
+                let revoked = events.filter(|e| matches!(e, Event::ApiKeyRevoked { .. })).count();
+                self.commits.committed(created as u64, revoked as u64);
                 Ok(heads)
             }
             Err(e) => {
