@@ -18,7 +18,8 @@
 //! - [`store`]: everything that touches the log's tables: the append, the gapless tail, the
 //!   rebuild of the read tables.
 //! - [`actors`]: one `WorkspaceActor` per workspace and the `SystemActor`, behind a registry.
-//! - [`audit`]: the authentication audit and checks of the log itself (verify, replay, log).
+//! - [`authn_audit`]: the authentication audit: its vocabulary, the batching recorder, the query.
+//! - [`audit`]: checks of the log itself (verify, replay, log).
 //! - [`service`]: one dispatch from `IamRequest` to `IamResponse` for every adapter.
 //! - [`adapters`]: transports: HTTP and Kafka, with the Kafka request/response client
 //!   ([`adapters::kafka::client`]: `iamd call --kafka`, tests, bench), and TrustGraph's
@@ -29,6 +30,7 @@
 pub mod actors;
 pub mod adapters;
 pub mod audit;
+pub mod authn_audit;
 pub mod authz;
 pub mod config;
 pub mod crypto;

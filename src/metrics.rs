@@ -74,7 +74,7 @@ impl CommitCounters {
     }
 }
 
-/// The authentication audit's queue ([`crate::audit::authentications`]): records written,
+/// The authentication audit's queue ([`crate::authn_audit`]): records written,
 /// records dropped (queue full, or a batch the database still refused after retries) and
 /// records waiting. Clones share the same values.
 #[derive(Debug, Clone, Default)]

@@ -135,7 +135,7 @@ pub async fn build_service(settings: &Settings) -> anyhow::Result<Service> {
     }
     let kek = settings.kek()?;
     let digest_key = keys::start(&pool, kek.as_ref()).await?;
-    let digested = crate::audit::authentications::digest_unknown_usernames(&pool, &digest_key).await?;
+    let digested = crate::authn_audit::digest_unknown_usernames(&pool, &digest_key).await?;
     if digested > 0 {
         tracing::info!(digested, "authentication audit: names that found no user replaced by their digest");
     }

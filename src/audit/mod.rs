@@ -3,7 +3,6 @@
 //! [`replay`] rebuilds the workspaces, users and API keys as they stood at an instant. Both
 //! read the log through [`walk`]: one snapshot, keyset pages, `(stream, version)` order.
 
-pub mod authentications;
 pub mod log;
 pub mod redact;
 pub mod replay;

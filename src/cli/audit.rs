@@ -96,7 +96,7 @@ pub async fn audit_authentications(
     outcome: Option<String>,
     json: bool,
 ) -> anyhow::Result<()> {
-    use iamd::audit::authentications as audit;
+    use iamd::authn_audit as audit;
     use std::io::Write as _;
     let filter = audit::Filter {
         user_id: user,

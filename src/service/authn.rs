@@ -6,7 +6,7 @@
 //! read tables, never from the token, so a role change or a disable takes effect at once.
 
 use super::Service;
-use crate::audit::authentications::{clip, Attempt, AuthOperation, CredentialKind, Origin, Reason};
+use crate::authn_audit::{clip, Attempt, AuthOperation, CredentialKind, Origin, Reason};
 use crate::crypto::api_key::API_KEY_PREFIX;
 use crate::protocol::IamError;
 use chrono::Utc;

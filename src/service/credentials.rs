@@ -5,9 +5,7 @@
 
 use super::queries::ResolvedKey;
 use super::{required, Ctx, Service};
-use crate::audit::authentications::{
-    clip, username_digest, Attempt, AuthOperation, CredentialKind, Origin, Reason,
-};
+use crate::authn_audit::{clip, username_digest, Attempt, AuthOperation, CredentialKind, Origin, Reason};
 use crate::crypto::api_key::{API_KEY_PREFIX, MAX_API_KEY_LEN};
 use crate::crypto::password::{random_password, MAX_PASSWORD_BYTES};
 use crate::crypto::{ApiKeyHash, Claims};

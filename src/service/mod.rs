@@ -24,7 +24,7 @@ pub use signer::SignerCache;
 pub use system::Bootstrapped;
 
 use crate::actors::{self, Execute, Registry};
-use crate::audit::authentications::{Origin, Recorder};
+use crate::authn_audit::{Origin, Recorder};
 use crate::crypto::DigestKey;
 use crate::crypto::{PasswordHasher, PasswordPolicy};
 use crate::domain::workspace::WorkspaceCommand;

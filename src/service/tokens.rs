@@ -6,7 +6,7 @@
 //! event in the user's workspace stream (the token itself is never stored).
 
 use super::{Ctx, Service};
-use crate::audit::authentications::{Attempt, AuthOperation, CredentialKind, Origin, Reason};
+use crate::authn_audit::{Attempt, AuthOperation, CredentialKind, Origin, Reason};
 use crate::crypto::Claims;
 use crate::domain::iso;
 use crate::domain::workspace::WorkspaceCommand;

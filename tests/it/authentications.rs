@@ -9,7 +9,7 @@
 
 use crate::support::server::{error_type, ok, run_iamd, TestServer, GATEWAY_SECRET};
 use crate::support::TestDb;
-use iamd::audit::authentications::{Attempt, AuthOperation, CredentialKind, Origin, Reason, Recorder};
+use iamd::authn_audit::{Attempt, AuthOperation, CredentialKind, Origin, Reason, Recorder};
 use iamd::config::AuthenticationAuditSettings;
 use iamd::crypto::ApiKeyHash;
 use iamd::metrics::AuthenticationCounters;

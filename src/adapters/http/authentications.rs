@@ -1,13 +1,13 @@
 //! `GET /api/v1/audit/authentications`: the authentication audit for auditors (`audit:read`,
 //! admins) — every login and resolve-api-key outcome and every failed HTTP bearer, with its
-//! reason bucket (see [`crate::audit::authentications`]). Pages by id: `after` = the previous
+//! reason bucket (see [`crate::authn_audit`]). Pages by id: `after` = the previous
 //! page's `next_after`. Also [`origin`]: what the HTTP adapter tells the service about a
 //! caller (its peer address and the request's id), never something a body can claim.
 
 use super::bodies::{ErrorReply, Refusal};
 use super::request_id::RequestId;
 use super::{auth, error_body, query, HttpState};
-use crate::audit::authentications::{self as audit, Entry, Filter, Origin, Outcome};
+use crate::authn_audit::{self as audit, Entry, Filter, Origin, Outcome};
 use crate::authz;
 use crate::protocol::IamError;
 use actix_web::http::StatusCode;
