@@ -1,0 +1,171 @@
+//! `/api/v1/workspaces/{ws}/users[/{id}[/disable|enable|reset-password]]`.
+
+use super::*;
+
+/// The users of a workspace, a page at a time (`users:read`).
+#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/users", tag = "users",
+    params(("ws" = String, Path, description = "Workspace id"), ListQuery), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of users", body = Page<UserRecord>),
+        (status = 400, description = "invalid-argument: limit or cursor", body = ErrorReply),
+        (status = 401, description = "No valid bearer", body = Refusal),
+        (status = 403, description = "Not granted", body = Refusal),
+        (status = 404, description = "not-found: no such workspace", body = ErrorReply),
+    ))]
+pub async fn list_users(
+    http: HttpRequest,
+    path: web::Path<String>,
+    query: Result<web::Query<ListQuery>, actix_web::Error>,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    let mut req = IamRequest { workspace: path.into_inner(), ..request(Operation::ListUsers) };
+    try_or_respond!(page(query, &mut req).map_err(error));
+    let render = |r: IamResponse| to_json(Page::new(r.users, r.next_cursor));
+    run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, render)).await
+}
+
+/// Create a user (`users:admin`). Usernames are unique across all workspaces; roles ⊆ reader, writer, admin.
+#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/users", tag = "users", request_body = UserInput,
+    params(("ws" = String, Path, description = "Workspace id")), security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = UserRecord),
+        (status = 400, description = "invalid-argument: missing username or password, unknown role", body = ErrorReply),
+        (status = 401, description = "No valid bearer", body = Refusal),
+        (status = 403, description = "Not granted", body = Refusal),
+        (status = 404, description = "not-found: no such workspace", body = ErrorReply),
+        (status = 409, description = "duplicate: the username is taken; disabled: the workspace is disabled", body = ErrorReply),
+        (status = 422, description = "weak-password", body = ErrorReply),
+    ))]
+pub async fn create_user(
+    http: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    let input: UserInput = try_or_respond!(body(&http, payload, &state).await);
+    let req =
+        IamRequest { workspace: path.into_inner(), user: Some(input), ..request(Operation::CreateUser) };
+    run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::CREATED, user)).await
+}
+
+/// One user (`users:read`).
+#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/users/{id}", tag = "users",
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "User id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user", body = UserRecord),
+        (status = 401, description = "No valid bearer", body = Refusal),
+        (status = 403, description = "Not granted, or operation-not-permitted: the user is in another workspace", body = ErrorReply),
+        (status = 404, description = "not-found", body = ErrorReply),
+    ))]
+pub async fn get_user(
+    http: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    let req = user_request(Operation::GetUser, path.into_inner());
+    run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, user)).await
+}
+
+/// Change a user's fields (`users:write`); only the fields given change, never the password.
+#[utoipa::path(patch, path = "/api/v1/workspaces/{ws}/users/{id}", tag = "users", request_body = UserInput,
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "User id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user as it is now", body = UserRecord),
+        (status = 400, description = "invalid-argument: a password was given, unknown role", body = ErrorReply),
+        (status = 401, description = "No valid bearer", body = Refusal),
+        (status = 403, description = "Not granted, or operation-not-permitted", body = ErrorReply),
+        (status = 404, description = "not-found", body = ErrorReply),
+        (status = 409, description = "duplicate: the new username is taken", body = ErrorReply),
+    ))]
+pub async fn update_user(
+    http: HttpRequest,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    let input: UserInput = try_or_respond!(body(&http, payload, &state).await);
+    let req = IamRequest { user: Some(input), ..user_request(Operation::UpdateUser, path.into_inner()) };
+    run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, user)).await
+}
+
+/// Delete a user: its keys are revoked, its username is free again; the log keeps its history (`users:admin`).
+#[utoipa::path(delete, path = "/api/v1/workspaces/{ws}/users/{id}", tag = "users",
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "User id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid bearer", body = Refusal),
+        (status = 403, description = "Not granted, or operation-not-permitted", body = ErrorReply),
+        (status = 404, description = "not-found", body = ErrorReply),
+    ))]
+pub async fn delete_user(
+    http: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    let req = user_request(Operation::DeleteUser, path.into_inner());
+    run(&http, &state, Who::Authenticated, req, Success::NoContent).await
+}
+
+/// Disable a user: its keys are revoked and its tokens die (`users:admin`).
+#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/users/{id}/disable", tag = "users",
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "User id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Disabled"),
+        (status = 401, description = "No valid bearer", body = Refusal),
+        (status = 403, description = "Not granted, or operation-not-permitted", body = ErrorReply),
+        (status = 404, description = "not-found", body = ErrorReply),
+    ))]
+pub async fn disable_user(
+    http: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    let req = user_request(Operation::DisableUser, path.into_inner());
+    run(&http, &state, Who::Authenticated, req, Success::NoContent).await
+}
+
+/// Enable a user; keys revoked by the disable stay revoked (`users:admin`).
+#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/users/{id}/enable", tag = "users",
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "User id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user", body = UserRecord),
+        (status = 401, description = "No valid bearer", body = Refusal),
+        (status = 403, description = "Not granted, or operation-not-permitted", body = ErrorReply),
+        (status = 404, description = "not-found", body = ErrorReply),
+        (status = 409, description = "disabled: the workspace is disabled", body = ErrorReply),
+    ))]
+pub async fn enable_user(
+    http: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    let req = user_request(Operation::EnableUser, path.into_inner());
+    run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, user)).await
+}
+
+/// Reset a user's password to a random temporary one, shown once (`users:admin`).
+#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/users/{id}/reset-password", tag = "users",
+    params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "User id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The temporary password", body = TemporaryPasswordReply),
+        (status = 401, description = "No valid bearer", body = Refusal),
+        (status = 403, description = "Not granted, or operation-not-permitted", body = ErrorReply),
+        (status = 404, description = "not-found", body = ErrorReply),
+        (status = 409, description = "disabled: the user is disabled", body = ErrorReply),
+    ))]
+pub async fn reset_password(
+    http: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    let req = user_request(Operation::ResetPassword, path.into_inner());
+    let render =
+        |r: IamResponse| to_json(TemporaryPasswordReply { temporary_password: r.temporary_password });
+    run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, render)).await
+}
