@@ -126,9 +126,9 @@ pub async fn audit_authentications(
 
 /// Parses an RFC 3339 instant given as `flag`.
 pub fn instant(flag: &str, t: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
-    chrono::DateTime::parse_from_rfc3339(t).map(|t| t.with_timezone(&chrono::Utc)).map_err(|e| {
-        anyhow::anyhow!("{flag} {t:?} is not an RFC 3339 instant ({e}); e.g. 2026-11-24T07:00:00Z")
-    })
+    use iamd::protocol::time;
+    time::instant(t)
+        .map_err(|e| anyhow::anyhow!("{flag} {t:?} is not an RFC 3339 instant ({e}); e.g. {}", time::EXAMPLE))
 }
 
 /// Prints the state at `--at` as text lines or one JSON document.
@@ -138,13 +138,7 @@ pub async fn audit_replay(
     workspace: Option<String>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let at = chrono::DateTime::parse_from_rfc3339(at)
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "audit replay: --at {at:?} is not an RFC 3339 instant ({e}); e.g. 2026-11-24T07:00:00Z"
-            )
-        })?
-        .with_timezone(&chrono::Utc);
+    let at = instant("audit replay: --at", at)?;
     let pool = iamd::db::connect(settings.database.url.expose(), 1).await?;
     let states = iamd::audit::replay(&pool, at, workspace.as_deref()).await?;
     if json {

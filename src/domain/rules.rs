@@ -2,8 +2,9 @@
 
 use crate::protocol::IamError;
 
-/// The roles iamd knows. Anything else is refused on input and grants nothing.
-pub const ROLES: [&str; 3] = ["reader", "writer", "admin"];
+/// The roles iamd knows (the one list, [`crate::authz::KNOWN_ROLES`]). Anything else is refused
+/// on input and grants nothing.
+pub use crate::authz::KNOWN_ROLES as ROLES;
 
 pub const MAX_NAME: usize = 200;
 pub const MAX_EMAIL: usize = 254;

@@ -13,6 +13,7 @@ mod operation;
 mod records;
 mod request;
 mod response;
+pub mod time;
 
 pub use error::{
     ErrorKind, IamError, AUTH_FAILED_MESSAGE, REQUEST_ID_REUSED_MESSAGE, REQUEST_IN_PROGRESS_MESSAGE,

@@ -202,10 +202,7 @@ fn update_command(user_id: String, input: UserInput) -> WorkspaceCommand {
 
 /// An optional ISO-8601 expiry (`2027-01-01T00:00:00Z`).
 fn parse_expiry(raw: &str) -> Result<Option<DateTime<Utc>>, IamError> {
-    if raw.is_empty() {
-        return Ok(None);
-    }
-    DateTime::parse_from_rfc3339(raw).map(|t| Some(t.with_timezone(&Utc))).map_err(|_| {
+    crate::protocol::time::optional_instant(raw).map_err(|_| {
         IamError::invalid("key.expires is not an ISO-8601 timestamp (e.g. 2027-01-01T00:00:00Z)")
     })
 }

@@ -89,14 +89,9 @@ impl ListQuery {
 }
 
 fn instant(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, IamError> {
-    match value.filter(|v| !v.is_empty()) {
-        None => Ok(None),
-        Some(v) => {
-            DateTime::parse_from_rfc3339(v.trim()).map(|t| Some(t.with_timezone(&Utc))).map_err(|_| {
-                IamError::invalid(format!("{name} must be an RFC 3339 instant, e.g. 2026-11-24T07:00:00Z"))
-            })
-        }
-    }
+    use crate::protocol::time;
+    time::optional_instant(value.unwrap_or_default())
+        .map_err(|_| IamError::invalid(format!("{name} must be an RFC 3339 instant, e.g. {}", time::EXAMPLE)))
 }
 
 /// The authentication audit: login and resolve-api-key outcomes and failed bearers, oldest
