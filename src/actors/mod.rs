@@ -3,12 +3,14 @@
 //! actors on demand, spread over a fixed set of arbiters (threads), and forgets them when
 //! they stop after `actors.idle_timeout` without work.
 //!
-//! Handlers run `decide` → `apply` → one `EventStore::append` as an atomic response, so no
-//! other command of the same workspace interleaves. A version conflict (another process, or
-//! a stale actor, wrote first) reloads the stream and decides once more. Nothing slow runs
+//! Both actors run one [`pipeline`] as an atomic response, so no other command of the same
+//! stream interleaves: `decide` → `apply` → one append (with the processed-request record); a
+//! version conflict (another process, or a stale actor, wrote first) reloads the stream and
+//! decides once more; a request already applied is answered from its record. Nothing slow runs
 //! here: passwords arrive already hashed (invariant 9). A workspace actor starts from its
 //! stream's [`snapshot`] (a cache of the state, checked against the log) when one is usable.
 
+mod pipeline;
 pub mod snapshot;
 mod system;
 mod workspace;

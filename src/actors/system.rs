@@ -1,13 +1,14 @@
 //! The actor owning the `system` stream: signing keys and bootstrap. Bootstrap also writes
 //! the `default` workspace's stream, in the same transaction.
 
-use super::{decode_all, dedupe, replayed, store_error, Head};
+use super::pipeline::{self, Aggregate, Decision, Run};
+use super::{decode_all, store_error, Head};
 use crate::crypto::SigningKey;
 use crate::domain::system::{self, SystemCommand, SystemState, BOOTSTRAP_WORKSPACE};
 use crate::domain::workspace::{self, WorkspaceState};
 use crate::events::{workspace_stream, Event, Metadata, SYSTEM_STREAM};
 use crate::protocol::{IamError, IamResponse};
-use crate::store::{Append, AppendError, EventStore, RequestKey, StreamAppend};
+use crate::store::{EventStore, RequestKey, StreamAppend, StreamHead};
 use actix::prelude::*;
 use chrono::Utc;
 
@@ -34,7 +35,7 @@ pub struct SystemOutcome {
 
 pub struct SystemActor {
     store: EventStore,
-    loaded: Option<(SystemState, Head)>,
+    loaded: Option<Kept>,
 }
 
 impl SystemActor {
@@ -83,43 +84,34 @@ async fn load_default(store: &EventStore) -> Result<(WorkspaceState, Head), IamE
     Ok((state, Head::of(&recorded)))
 }
 
-type Kept = Option<(SystemState, Head)>;
+/// The system stream's state and head.
+pub(super) struct Kept {
+    state: SystemState,
+    head: Head,
+}
 
-async fn execute(
-    store: &EventStore,
-    loaded: Kept,
-    msg: SystemExecute,
-) -> (Kept, Result<SystemOutcome, IamError>) {
-    let (mut state, mut head) = match loaded {
-        Some(l) => l,
-        None => match load_system(store).await {
-            Ok(l) => l,
-            Err(e) => return (None, Err(e)),
-        },
-    };
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
+impl Aggregate for Kept {
+    type Command = SystemExecute;
+    type Reply = SystemOutcome;
+
+    async fn load(store: &EventStore, _id: &str) -> Result<Kept, IamError> {
+        let (state, head) = load_system(store).await?;
+        Ok(Kept { state, head })
+    }
+
+    async fn decide(&mut self, store: &EventStore, msg: &SystemExecute) -> Result<Decision, IamError> {
         let (default_ws, default_head) = if matches!(msg.command, SystemCommand::Bootstrap { .. }) {
-            match load_default(store).await {
-                Ok(d) => d,
-                Err(e) => return (Some((state, head)), Err(e)),
-            }
+            load_default(store).await?
         } else {
             (WorkspaceState::new(BOOTSTRAP_WORKSPACE), Head::of(&[]))
         };
-        let decision = match system::decide(&state, &default_ws, &msg.command, Utc::now()) {
-            Ok(d) => d,
-            Err(e) => return (Some((state, head)), Err(e)),
-        };
+        let decision = system::decide(&self.state, &default_ws, &msg.command, Utc::now())?;
         if decision.is_empty() {
-            let outcome =
-                SystemOutcome { applied: false, response: IamResponse::default(), state: state.clone() };
-            return (Some((state, head)), Ok(outcome));
+            return Ok(Decision::Unchanged(IamResponse::default()));
         }
         let mut response = IamResponse::default();
         for event in &decision.system {
-            system::apply(&mut state, event);
+            system::apply(&mut self.state, event);
             if let Event::SystemBootstrapped { user_id, .. } = event {
                 response.bootstrap_admin_user_id = user_id.clone();
             }
@@ -127,8 +119,8 @@ async fn execute(
         let creates_key = decision.system.iter().any(|e| matches!(e, Event::SigningKeyCreated { .. }));
         let mut streams = vec![StreamAppend {
             stream: SYSTEM_STREAM.to_owned(),
-            expected_version: head.version,
-            last_hash: head.last_hash.clone(),
+            expected_version: self.head.version,
+            last_hash: self.head.last_hash.clone(),
             events: decision.system,
         }];
         if !decision.default_workspace.is_empty() {
@@ -139,39 +131,39 @@ async fn execute(
                 events: decision.default_workspace,
             });
         }
-        let append = Append {
-            streams,
-            metadata: msg.metadata.clone(),
-            signing_key: if creates_key { msg.signing_key.clone() } else { None },
-            dedupe: dedupe(&msg.idempotency, &msg.metadata.operation, &response),
-        };
-        match store.append(append).await {
-            Ok(heads) => {
-                if let Some(h) = heads.into_iter().find(|h| h.stream == SYSTEM_STREAM) {
-                    head = Head { version: h.version, last_hash: h.last_hash };
-                }
-                let outcome = SystemOutcome { applied: true, response, state: state.clone() };
-                return (Some((state, head)), Ok(outcome));
-            }
-            Err(AppendError::Conflict(_)) if attempts < 2 => {
-                (state, head) = match load_system(store).await {
-                    Ok(l) => l,
-                    Err(e) => return (None, Err(e)),
-                };
-            }
-            Err(AppendError::AlreadyProcessed) => {
-                let Some(key) = &msg.idempotency else { return (None, Err(IamError::internal())) };
-                let result = match replayed(store, key, &msg.metadata.operation).await {
-                    Ok(Some(r)) => match load_system(store).await {
-                        Ok((s, _)) => Ok(SystemOutcome { applied: false, response: r, state: s }),
-                        Err(e) => Err(e),
-                    },
-                    Ok(None) => Err(IamError::internal()),
-                    Err(e) => Err(e),
-                };
-                return (None, result);
-            }
-            Err(e) => return (None, Err(store_error(SYSTEM_STREAM, e))),
+        let signing_key = if creates_key { msg.signing_key.clone() } else { None };
+        Ok(Decision::Record { streams, signing_key, response })
+    }
+
+    fn committed(&mut self, _store: &EventStore, _id: &str, heads: Vec<StreamHead>) {
+        if let Some(h) = heads.into_iter().find(|h| h.stream == SYSTEM_STREAM) {
+            self.head = Head { version: h.version, last_hash: h.last_hash };
         }
     }
+
+    fn reply(&self, response: IamResponse, applied: bool) -> SystemOutcome {
+        SystemOutcome { applied, response, state: self.state.clone() }
+    }
+
+    async fn replay(store: &EventStore, _id: &str, response: IamResponse) -> Result<SystemOutcome, IamError> {
+        let (state, _) = load_system(store).await?;
+        Ok(SystemOutcome { applied: false, response, state })
+    }
+}
+
+/// The command through the actors' pipeline.
+async fn execute(
+    store: &EventStore,
+    loaded: Option<Kept>,
+    msg: SystemExecute,
+) -> (Option<Kept>, Result<SystemOutcome, IamError>) {
+    let run = Run {
+        store,
+        id: SYSTEM_STREAM,
+        stream: SYSTEM_STREAM,
+        command: &msg,
+        metadata: &msg.metadata,
+        idempotency: &msg.idempotency,
+    };
+    pipeline::execute(loaded, run).await
 }

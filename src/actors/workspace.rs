@@ -1,10 +1,11 @@
 //! The actor owning one workspace stream.
 
-use super::{dedupe, replayed, snapshot, store_error, Deregister, Head};
+use super::pipeline::{self, Aggregate, Decision, Run};
+use super::{snapshot, Deregister, Head};
 use crate::domain::workspace::{self, WorkspaceCommand, WorkspaceState};
 use crate::events::{workspace_stream, Metadata};
 use crate::protocol::{IamError, IamResponse};
-use crate::store::{Append, AppendError, EventStore, RequestKey, StreamAppend};
+use crate::store::{EventStore, RequestKey, StreamAppend, StreamHead};
 use actix::prelude::*;
 use chrono::Utc;
 use std::time::{Duration, Instant};
@@ -21,6 +22,8 @@ pub struct Execute {
 
 /// The workspace's state as of `head`.
 struct Loaded {
+    /// The workspace's stream.
+    stream: String,
     state: WorkspaceState,
     head: Head,
     /// The version of the last snapshot taken (or being taken) of this stream; 0 for none.
@@ -32,6 +35,7 @@ impl Loaded {
     async fn load(store: &EventStore, id: &str) -> Result<Loaded, IamError> {
         let l = snapshot::load(store, id).await?;
         let mut loaded = Loaded {
+            stream: workspace_stream(id),
             state: l.state,
             head: Head { version: l.version, last_hash: l.last_hash },
             snapshot: l.snapshot.unwrap_or(0),
@@ -113,8 +117,56 @@ impl Handler<Execute> for WorkspaceActor {
     }
 }
 
-/// decide → apply → append, with one reload-and-retry on a version conflict. Returns the
-/// state to keep (`None` when it may no longer match the log) and the reply.
+impl Aggregate for Loaded {
+    type Command = WorkspaceCommand;
+    type Reply = IamResponse;
+
+    async fn load(store: &EventStore, id: &str) -> Result<Loaded, IamError> {
+        Loaded::load(store, id).await
+    }
+
+    async fn decide(
+        &mut self,
+        _store: &EventStore,
+        command: &WorkspaceCommand,
+    ) -> Result<Decision, IamError> {
+        let events = workspace::decide(&self.state, command, Utc::now())?;
+        if events.is_empty() {
+            return Ok(Decision::Unchanged(workspace::reply(&self.state, command)));
+        }
+        for event in &events {
+            workspace::apply(&mut self.state, event);
+        }
+        let stream = StreamAppend {
+            stream: self.stream.clone(),
+            expected_version: self.head.version,
+            last_hash: self.head.last_hash.clone(),
+            events,
+        };
+        Ok(Decision::Record {
+            streams: vec![stream],
+            signing_key: None,
+            response: workspace::reply(&self.state, command),
+        })
+    }
+
+    fn committed(&mut self, store: &EventStore, id: &str, heads: Vec<StreamHead>) {
+        if let Some(h) = heads.into_iter().next() {
+            self.head = Head { version: h.version, last_hash: h.last_hash };
+            self.snapshot_if_due(store, id);
+        }
+    }
+
+    fn reply(&self, response: IamResponse, _applied: bool) -> IamResponse {
+        response
+    }
+
+    async fn replay(_store: &EventStore, _id: &str, response: IamResponse) -> Result<IamResponse, IamError> {
+        Ok(response)
+    }
+}
+
+/// The command through the actors' pipeline.
 async fn execute(
     store: &EventStore,
     id: &str,
@@ -122,64 +174,13 @@ async fn execute(
     msg: Execute,
 ) -> (Option<Loaded>, Result<IamResponse, IamError>) {
     let stream = workspace_stream(id);
-    let mut loaded = match loaded {
-        Some(l) => l,
-        None => match Loaded::load(store, id).await {
-            Ok(l) => l,
-            Err(e) => return (None, Err(e)),
-        },
+    let run = Run {
+        store,
+        id,
+        stream: &stream,
+        command: &msg.command,
+        metadata: &msg.metadata,
+        idempotency: &msg.idempotency,
     };
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        let events = match workspace::decide(&loaded.state, &msg.command, Utc::now()) {
-            Ok(events) => events,
-            Err(e) => return (Some(loaded), Err(e)),
-        };
-        if events.is_empty() {
-            let reply = workspace::reply(&loaded.state, &msg.command);
-            return (Some(loaded), Ok(reply));
-        }
-        let expected = loaded.head.clone();
-        for event in &events {
-            workspace::apply(&mut loaded.state, event);
-        }
-        let reply = workspace::reply(&loaded.state, &msg.command);
-        let append = Append {
-            streams: vec![StreamAppend {
-                stream: stream.clone(),
-                expected_version: expected.version,
-                last_hash: expected.last_hash,
-                events,
-            }],
-            metadata: msg.metadata.clone(),
-            signing_key: None,
-            dedupe: dedupe(&msg.idempotency, &msg.metadata.operation, &reply),
-        };
-        match store.append(append).await {
-            Ok(heads) => {
-                if let Some(h) = heads.into_iter().next() {
-                    loaded.head = Head { version: h.version, last_hash: h.last_hash };
-                    loaded.snapshot_if_due(store, id);
-                }
-                return (Some(loaded), Ok(reply));
-            }
-            Err(AppendError::Conflict(_)) if attempts < 2 => {
-                tracing::debug!(%stream, "version conflict, reloading");
-                loaded = match Loaded::load(store, id).await {
-                    Ok(l) => l,
-                    Err(e) => return (None, Err(e)),
-                };
-            }
-            Err(AppendError::AlreadyProcessed) => {
-                let Some(key) = &msg.idempotency else { return (None, Err(IamError::internal())) };
-                return match replayed(store, key, &msg.metadata.operation).await {
-                    Ok(Some(r)) => (None, Ok(r)),
-                    Ok(None) => (None, Err(IamError::internal())),
-                    Err(e) => (None, Err(e)),
-                };
-            }
-            Err(e) => return (None, Err(store_error(&stream, e))),
-        }
-    }
+    pipeline::execute(loaded, run).await
 }
