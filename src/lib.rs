@@ -16,10 +16,10 @@
 //!   and the resolve-api-key cache.
 //! - [`db`]: the connection pool and migrations.
 //! - [`store`]: everything that touches the log's tables: the append, the gapless tail, the
-//!   rebuild of the read tables.
+//!   rebuild of the read tables, the workspace snapshots.
 //! - [`actors`]: one `WorkspaceActor` per workspace and the `SystemActor`, behind a registry.
 //! - [`authn_audit`]: the authentication audit: its vocabulary, the batching recorder, the query.
-//! - [`audit`]: checks of the log itself (verify, replay, log).
+//! - [`audit`]: checks of the log itself (verify, replay, log) and of the snapshots against it.
 //! - [`service`]: one dispatch from `IamRequest` to `IamResponse` for every adapter.
 //! - [`adapters`]: transports: HTTP and Kafka, with the Kafka request/response client
 //!   ([`adapters::kafka::client`]: `iamd call --kafka`, tests, bench), and TrustGraph's

@@ -11,7 +11,6 @@
 //! stream's [`snapshot`] (a cache of the state, checked against the log) when one is usable.
 
 mod pipeline;
-pub mod snapshot;
 mod system;
 mod workspace;
 

@@ -1,10 +1,11 @@
 //! The actor owning one workspace stream.
 
 use super::pipeline::{self, Aggregate, Decision, Run};
-use super::{snapshot, Deregister, Head};
+use super::{Deregister, Head};
 use crate::domain::workspace::{self, WorkspaceCommand, WorkspaceState};
 use crate::events::{workspace_stream, Metadata};
 use crate::protocol::{IamError, IamResponse};
+use crate::store::snapshot;
 use crate::store::{EventStore, RequestKey, StreamAppend, StreamHead};
 use actix::prelude::*;
 use chrono::Utc;

@@ -6,6 +6,7 @@
 pub mod log;
 pub mod redact;
 pub mod replay;
+pub mod snapshots;
 pub mod verify;
 pub mod walk;
 

@@ -35,13 +35,13 @@ pub async fn audit_verify(settings: Settings, workspace: Option<String>) -> anyh
     }
 }
 
-/// One line per snapshot; exit 2 when one is a problem (see `iamd::actors::snapshot`).
+/// One line per snapshot; exit 2 when one is a problem (see `iamd::audit::snapshots`).
 pub async fn snapshots_verify(settings: Settings, workspace: Option<String>) -> anyhow::Result<()> {
     let pool = iamd::db::connect(settings.database.url.expose(), 1).await?;
     if !iamd::db::is_migrated(&pool).await? {
         anyhow::bail!("snapshots: the database is not migrated; run `iamd migrate` first");
     }
-    let checked = iamd::actors::snapshot::verify(&pool, workspace.as_deref()).await?;
+    let checked = iamd::audit::snapshots::verify(&pool, workspace.as_deref()).await?;
     let problems = checked.iter().filter(|c| c.finding.is_problem()).count();
     for c in &checked {
         println!("snapshots verify: {c}");

@@ -5,6 +5,7 @@
 
 pub mod append;
 pub mod rebuild;
+pub mod snapshot;
 pub mod tail;
 
 pub use append::{

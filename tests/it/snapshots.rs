@@ -6,10 +6,11 @@
 use crate::support::commands::{create_user, execute};
 use crate::support::server::run_iamd;
 use crate::support::TestDb;
-use iamd::actors::snapshot::{self, Finding, EVERY, FORMAT};
 use iamd::actors::{Execute, Registry};
+use iamd::audit::snapshots::Finding;
 use iamd::domain::workspace::WorkspaceCommand;
 use iamd::protocol::ErrorKind;
+use iamd::store::snapshot::{self, EVERY, FORMAT};
 use std::time::{Duration, Instant};
 
 const WS: &str = "acme";
@@ -98,7 +99,7 @@ async fn wait_for_snapshot(db: &TestDb, at_least: i64) -> i64 {
 }
 
 async fn findings(db: &TestDb) -> Vec<Finding> {
-    snapshot::verify(&db.pool(), None).await.unwrap().into_iter().map(|c| c.finding).collect()
+    iamd::audit::snapshots::verify(&db.pool(), None).await.unwrap().into_iter().map(|c| c.finding).collect()
 }
 
 /// Waits until the stored snapshot is usable and equal to the replay (rewritten in the

@@ -42,7 +42,7 @@ pub struct KeyState {
 
 /// Everything decide needs to know about one workspace. Ordered maps keep iteration (and so
 /// the order of cascaded events) deterministic. Serialisable for the actors' snapshots
-/// (`crate::actors::snapshot`): a change to these types or to [`apply`] bumps its `FORMAT`.
+/// (`crate::store::snapshot`): a change to these types or to [`apply`] bumps its `FORMAT`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkspaceState {
     pub id: String,
