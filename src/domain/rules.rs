@@ -45,6 +45,20 @@ pub fn username(name: &str) -> Result<(), IamError> {
     Ok(())
 }
 
+/// A new user's fields, checked once with the wire's names (`user.name`): by the service
+/// before it spends a password hash, and by `decide`. Returns the roles deduplicated.
+pub fn new_user(username: &str, name: &str, email: &str, roles: &[String]) -> Result<Vec<String>, IamError> {
+    self::username(username)?;
+    max_len("user.name", name, MAX_NAME)?;
+    self::email(email)?;
+    self::roles(roles)
+}
+
+/// A workspace's name.
+pub fn workspace_name(name: &str) -> Result<(), IamError> {
+    max_len("workspace_record.name", name, MAX_NAME)
+}
+
 pub fn max_len(field: &str, value: &str, max: usize) -> Result<(), IamError> {
     if value.chars().count() > max {
         return Err(IamError::invalid(format!("{field} is longer than {max} characters")));

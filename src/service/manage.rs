@@ -24,10 +24,12 @@ impl Service {
     pub(super) async fn create_user(&self, req: IamRequest, ctx: Ctx) -> Result<IamResponse, IamError> {
         let ws = self.existing_workspace(&req.workspace).await?;
         let input = req.user.ok_or_else(|| IamError::invalid("user is required"))?;
-        rules::username(&input.username)?;
-        rules::max_len("user.name", &input.name, rules::MAX_NAME)?;
-        rules::email(&input.email)?;
-        let roles = rules::roles(input.roles.as_deref().unwrap_or_default())?;
+        let roles = rules::new_user(
+            &input.username,
+            &input.name,
+            &input.email,
+            input.roles.as_deref().unwrap_or_default(),
+        )?;
         required("user.password", &input.password)?;
         self.inner.settings.policy.check(&input.password, &input.username)?;
         if !ws.enabled {
@@ -104,7 +106,7 @@ impl Service {
         let id = Self::workspace_id(&req).to_owned();
         rules::workspace_id(&id)?;
         let name = req.workspace_record.map(|r| r.name).unwrap_or_default();
-        rules::max_len("workspace_record.name", &name, rules::MAX_NAME)?;
+        rules::workspace_name(&name)?;
         if self.inner.queries.workspace(&id).await?.is_some() {
             return Err(IamError::duplicate("workspace already exists"));
         }

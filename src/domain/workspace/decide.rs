@@ -122,7 +122,7 @@ pub fn decide(
     match command {
         C::CreateWorkspace { name } => {
             rules::workspace_id(&state.id)?;
-            rules::max_len("name", name, rules::MAX_NAME)?;
+            rules::workspace_name(name)?;
             if state.exists {
                 return Err(IamError::duplicate("workspace already exists"));
             }
@@ -133,7 +133,7 @@ pub fn decide(
             existing(state)?;
             let rename = name.as_ref().filter(|n| !n.is_empty() && **n != state.name);
             if let Some(name) = rename {
-                rules::max_len("name", name, rules::MAX_NAME)?;
+                rules::workspace_name(name)?;
             }
             let renamed = rename.map(|name| Event::WorkspaceRenamed { name: name.clone() });
             let mut events = Vec::new();
@@ -183,10 +183,7 @@ pub fn decide(
             must_change_password,
             password_hash,
         } => {
-            rules::username(username)?;
-            rules::max_len("name", name, rules::MAX_NAME)?;
-            rules::email(email)?;
-            let roles = rules::roles(roles)?;
+            let roles = rules::new_user(username, name, email, roles)?;
             enabled_workspace(state)?;
             if state.user_by_username(username).is_some() {
                 return Err(IamError::duplicate("username is already taken"));
@@ -231,7 +228,7 @@ pub fn decide(
             }
             let name = name.as_ref().filter(|v| !v.is_empty() && **v != u.name);
             if let Some(v) = name {
-                rules::max_len("name", v, rules::MAX_NAME)?;
+                rules::max_len("user.name", v, rules::MAX_NAME)?;
             }
             let email = email.as_ref().filter(|v| **v != u.email);
             if let Some(v) = email {
