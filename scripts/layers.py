@@ -12,8 +12,30 @@ import sys
 
 SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 PATH = re.compile(r"\bcrate::([a-z_][a-z0-9_]*)")
-# `use crate::{a, b::c}` groups.
-GROUP = re.compile(r"\bcrate::\{([^}]*)\}", re.S)
+GROUP_START = re.compile(r"\bcrate::\{")
+
+
+def groups(text):
+    """The first segment of each top-level item of every `crate::{a, b::{c, d}}` group."""
+    for m in GROUP_START.finditer(text):
+        depth, i, item, names = 1, m.end(), "", []
+        while i < len(text) and depth:
+            c = text[i]
+            if c == "{":
+                depth += 1
+            elif c == "}":
+                depth -= 1
+            if depth == 1 and c == ",":
+                names.append(item)
+                item = ""
+            elif depth >= 1:
+                item += c
+            i += 1
+        names.append(item)
+        for name in names:
+            first = re.match(r"\s*([a-z_][a-z0-9_]*)", name)
+            if first:
+                yield first.group(1)
 
 
 def top_of(rel):
@@ -53,9 +75,7 @@ def edges():
                 continue
             src = top_of(rel)
             text = strip_tests(open(path, encoding="utf-8").read())
-            targets = set(PATH.findall(text))
-            for group in GROUP.findall(text):
-                targets.update(re.findall(r"(?:^|,)\s*([a-z_][a-z0-9_]*)", group))
+            targets = set(PATH.findall(text)) | set(groups(text))
             for dst in targets:
                 if dst != src:
                     found.setdefault((src, dst), rel)
