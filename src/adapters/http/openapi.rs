@@ -147,6 +147,28 @@ mod tests {
         }
     }
 
+    /// Every REST write takes an `Idempotency-Key`; its two refusals are documented on each.
+    #[test]
+    fn every_rest_write_documents_the_idempotency_key_refusals() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let mut writes = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            if !path.starts_with("/api/v1/") || path == "/api/v1/iam" || path == "/api/v1/auth/login" {
+                continue;
+            }
+            for method in ["post", "patch", "delete"] {
+                let Some(op) = item.get(method) else { continue };
+                writes += 1;
+                let text = |status: &str| {
+                    op["responses"][status]["description"].as_str().unwrap_or_default().to_owned()
+                };
+                assert!(text("409").contains("Idempotency-Key"), "{method} {path}: {}", text("409"));
+                assert!(text("422").contains("Idempotency-Key"), "{method} {path}: {}", text("422"));
+            }
+        }
+        assert_eq!(writes, 13);
+    }
+
     #[test]
     fn trustgraphs_spellings_are_documented_as_aliases() {
         let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();

@@ -36,7 +36,8 @@ pub async fn list_api_keys(
         (status = 401, description = "No valid bearer", body = Refusal),
         (status = 403, description = "Not granted, or operation-not-permitted", body = ErrorReply),
         (status = 404, description = "not-found", body = ErrorReply),
-        (status = 409, description = "duplicate: the user has an active key of that name; disabled", body = ErrorReply),
+        (status = 409, description = "duplicate: the user has an active key of that name; disabled; or a retry under the same Idempotency-Key while the first is still being applied (invalid-argument)", body = ErrorReply),
+        (status = 422, description = "Invalid-argument: the Idempotency-Key was already used for a different request", body = ErrorReply),
     ))]
 pub async fn create_api_key(
     http: HttpRequest,
@@ -66,6 +67,8 @@ pub async fn create_api_key(
         (status = 401, description = "No valid bearer", body = Refusal),
         (status = 403, description = "Not granted, or operation-not-permitted", body = ErrorReply),
         (status = 404, description = "not-found", body = ErrorReply),
+        (status = 409, description = "A retry under the same Idempotency-Key while the first is still being applied (invalid-argument)", body = ErrorReply),
+        (status = 422, description = "Invalid-argument: the Idempotency-Key was already used for a different request", body = ErrorReply),
     ))]
 pub async fn revoke_api_key(
     http: HttpRequest,
@@ -82,6 +85,8 @@ pub async fn revoke_api_key(
         (status = 200, description = "The new public key", body = SigningKeyReply),
         (status = 401, description = "No valid bearer", body = Refusal),
         (status = 403, description = "Not granted", body = Refusal),
+        (status = 409, description = "A retry under the same Idempotency-Key while the first is still being applied (invalid-argument)", body = ErrorReply),
+        (status = 422, description = "Invalid-argument: the Idempotency-Key was already used for a different request", body = ErrorReply),
     ))]
 pub async fn rotate_signing_key(http: HttpRequest, state: web::Data<HttpState>) -> HttpResponse {
     let render = |r: IamResponse| to_json(SigningKeyReply { signing_key_public: r.signing_key_public });

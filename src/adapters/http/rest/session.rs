@@ -28,7 +28,8 @@ pub async fn login(http: HttpRequest, payload: web::Payload, state: web::Data<Ht
         (status = 204, description = "Changed"),
         (status = 400, description = "invalid-argument", body = ErrorReply),
         (status = 401, description = "No valid bearer (`auth failure`), or auth-failed: the current password is wrong", body = ErrorReply),
-        (status = 422, description = "weak-password: too short, the username, or one repeated character", body = ErrorReply),
+        (status = 422, description = "weak-password: too short, the username, or one repeated character; or invalid-argument: the Idempotency-Key was already used for a different request", body = ErrorReply),
+        (status = 409, description = "A retry under the same Idempotency-Key while the first is still being applied (invalid-argument)", body = ErrorReply),
     ))]
 pub async fn change_password(
     http: HttpRequest,

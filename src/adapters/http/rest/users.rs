@@ -33,8 +33,8 @@ pub async fn list_users(
         (status = 401, description = "No valid bearer", body = Refusal),
         (status = 403, description = "Not granted", body = Refusal),
         (status = 404, description = "not-found: no such workspace", body = ErrorReply),
-        (status = 409, description = "duplicate: the username is taken; disabled: the workspace is disabled", body = ErrorReply),
-        (status = 422, description = "weak-password", body = ErrorReply),
+        (status = 409, description = "duplicate: the username is taken; disabled: the workspace is disabled; or a retry under the same Idempotency-Key while the first is still being applied (invalid-argument)", body = ErrorReply),
+        (status = 422, description = "weak-password; or invalid-argument: the Idempotency-Key was already used for a different request", body = ErrorReply),
     ))]
 pub async fn create_user(
     http: HttpRequest,
@@ -77,7 +77,8 @@ pub async fn get_user(
         (status = 401, description = "No valid bearer", body = Refusal),
         (status = 403, description = "Not granted, or operation-not-permitted", body = ErrorReply),
         (status = 404, description = "not-found", body = ErrorReply),
-        (status = 409, description = "duplicate: the new username is taken", body = ErrorReply),
+        (status = 409, description = "duplicate: the new username is taken; or a retry under the same Idempotency-Key while the first is still being applied (invalid-argument)", body = ErrorReply),
+        (status = 422, description = "Invalid-argument: the Idempotency-Key was already used for a different request", body = ErrorReply),
     ))]
 pub async fn update_user(
     http: HttpRequest,
@@ -99,6 +100,8 @@ pub async fn update_user(
         (status = 401, description = "No valid bearer", body = Refusal),
         (status = 403, description = "Not granted, or operation-not-permitted", body = ErrorReply),
         (status = 404, description = "not-found", body = ErrorReply),
+        (status = 409, description = "A retry under the same Idempotency-Key while the first is still being applied (invalid-argument)", body = ErrorReply),
+        (status = 422, description = "Invalid-argument: the Idempotency-Key was already used for a different request", body = ErrorReply),
     ))]
 pub async fn delete_user(
     http: HttpRequest,
@@ -118,6 +121,8 @@ pub async fn delete_user(
         (status = 401, description = "No valid bearer", body = Refusal),
         (status = 403, description = "Not granted, or operation-not-permitted", body = ErrorReply),
         (status = 404, description = "not-found", body = ErrorReply),
+        (status = 409, description = "A retry under the same Idempotency-Key while the first is still being applied (invalid-argument)", body = ErrorReply),
+        (status = 422, description = "Invalid-argument: the Idempotency-Key was already used for a different request", body = ErrorReply),
     ))]
 pub async fn disable_user(
     http: HttpRequest,
@@ -137,7 +142,8 @@ pub async fn disable_user(
         (status = 401, description = "No valid bearer", body = Refusal),
         (status = 403, description = "Not granted, or operation-not-permitted", body = ErrorReply),
         (status = 404, description = "not-found", body = ErrorReply),
-        (status = 409, description = "disabled: the workspace is disabled", body = ErrorReply),
+        (status = 409, description = "disabled: the workspace is disabled; or a retry under the same Idempotency-Key while the first is still being applied (invalid-argument)", body = ErrorReply),
+        (status = 422, description = "Invalid-argument: the Idempotency-Key was already used for a different request", body = ErrorReply),
     ))]
 pub async fn enable_user(
     http: HttpRequest,
@@ -157,7 +163,8 @@ pub async fn enable_user(
         (status = 401, description = "No valid bearer", body = Refusal),
         (status = 403, description = "Not granted, or operation-not-permitted", body = ErrorReply),
         (status = 404, description = "not-found", body = ErrorReply),
-        (status = 409, description = "disabled: the user is disabled", body = ErrorReply),
+        (status = 409, description = "disabled: the user is disabled; or a retry under the same Idempotency-Key while the first is still being applied (invalid-argument)", body = ErrorReply),
+        (status = 422, description = "Invalid-argument: the Idempotency-Key was already used for a different request", body = ErrorReply),
     ))]
 pub async fn reset_password(
     http: HttpRequest,

@@ -29,7 +29,8 @@ pub async fn list_workspaces(
         (status = 400, description = "invalid-argument: a bad id or name", body = ErrorReply),
         (status = 401, description = "No valid bearer", body = Refusal),
         (status = 403, description = "Not granted", body = Refusal),
-        (status = 409, description = "duplicate: the workspace exists", body = ErrorReply),
+        (status = 409, description = "duplicate: the workspace exists; or a retry under the same Idempotency-Key while the first is still being applied (invalid-argument)", body = ErrorReply),
+        (status = 422, description = "Invalid-argument: the Idempotency-Key was already used for a different request", body = ErrorReply),
     ))]
 pub async fn create_workspace(
     http: HttpRequest,
@@ -68,6 +69,8 @@ pub async fn get_workspace(
         (status = 401, description = "No valid bearer", body = Refusal),
         (status = 403, description = "Not granted", body = Refusal),
         (status = 404, description = "not-found", body = ErrorReply),
+        (status = 409, description = "A retry under the same Idempotency-Key while the first is still being applied (invalid-argument)", body = ErrorReply),
+        (status = 422, description = "Invalid-argument: the Idempotency-Key was already used for a different request", body = ErrorReply),
     ))]
 pub async fn update_workspace(
     http: HttpRequest,
@@ -89,6 +92,8 @@ pub async fn update_workspace(
         (status = 401, description = "No valid bearer", body = Refusal),
         (status = 403, description = "Not granted", body = Refusal),
         (status = 404, description = "not-found", body = ErrorReply),
+        (status = 409, description = "A retry under the same Idempotency-Key while the first is still being applied (invalid-argument)", body = ErrorReply),
+        (status = 422, description = "Invalid-argument: the Idempotency-Key was already used for a different request", body = ErrorReply),
     ))]
 pub async fn disable_workspace(
     http: HttpRequest,
