@@ -19,7 +19,7 @@ pub use workspace::{Execute, WorkspaceActor};
 
 use crate::events::RecordedEvent;
 use crate::protocol::{IamError, IamResponse};
-use crate::store::{AppendError, Dedupe, EventStore, RequestKey};
+use crate::store::{Dedupe, EventStore, RequestKey};
 use actix::prelude::*;
 use actix::MailboxError;
 use std::collections::HashMap;
@@ -40,24 +40,6 @@ impl Head {
         match events.last() {
             Some(e) => Head { version: e.version, last_hash: e.hash.clone() },
             None => Head { version: 0, last_hash: crate::events::hash::GENESIS.to_owned() },
-        }
-    }
-}
-
-/// Maps a store failure to the protocol error the caller sees; the cause is logged.
-fn store_error(stream: &str, e: AppendError) -> IamError {
-    match e {
-        AppendError::Duplicate(message) => IamError::duplicate(message),
-        AppendError::Conflict(_) => {
-            tracing::warn!(stream, "version conflict persisted after a reload");
-            IamError::new(
-                crate::protocol::ErrorKind::InternalError,
-                "concurrent modification; retry the request",
-            )
-        }
-        other => {
-            tracing::error!(stream, error = %other, "event store failure");
-            IamError::internal()
         }
     }
 }
@@ -83,7 +65,7 @@ pub async fn replayed(
     let stored = store
         .processed(&key.caller, &key.request_id)
         .await
-        .map_err(|e| store_error("processed_requests", e))?;
+        .map_err(|e| e.into_iam_error("processed_requests"))?;
     match stored {
         None => Ok(None),
         Some(p) if p.operation != operation || p.digest.as_ref().is_some_and(|d| *d != key.digest) => {

@@ -3,7 +3,7 @@
 //! a version conflict (another process, or a stale actor, wrote first), and the stored answer
 //! when the same request was already applied.
 
-use super::{dedupe, replayed, store_error};
+use super::{dedupe, replayed};
 use crate::crypto::SigningKey;
 use crate::events::Metadata;
 use crate::protocol::{IamError, IamResponse};
@@ -98,7 +98,7 @@ pub(super) async fn execute<A: Aggregate>(
                 };
                 return (None, result);
             }
-            Err(e) => return (None, Err(store_error(stream, e))),
+            Err(e) => return (None, Err(e.into_iam_error(stream))),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! the `default` workspace's stream, in the same transaction.
 
 use super::pipeline::{self, Aggregate, Decision, Run};
-use super::{decode_all, store_error, Head};
+use super::{decode_all, Head};
 use crate::crypto::SigningKey;
 use crate::domain::system::{self, SystemCommand, SystemState, BOOTSTRAP_WORKSPACE};
 use crate::domain::workspace::{self, WorkspaceState};
@@ -64,7 +64,7 @@ impl Handler<SystemExecute> for SystemActor {
 }
 
 async fn load_system(store: &EventStore) -> Result<(SystemState, Head), IamError> {
-    let recorded = store.load_stream(SYSTEM_STREAM).await.map_err(|e| store_error(SYSTEM_STREAM, e))?;
+    let recorded = store.load_stream(SYSTEM_STREAM).await.map_err(|e| e.into_iam_error(SYSTEM_STREAM))?;
     let mut state = SystemState::default();
     for event in decode_all(SYSTEM_STREAM, &recorded)? {
         system::apply(&mut state, &event);
@@ -76,7 +76,7 @@ async fn load_system(store: &EventStore) -> Result<(SystemState, Head), IamError
 /// any race through the version check).
 async fn load_default(store: &EventStore) -> Result<(WorkspaceState, Head), IamError> {
     let stream = workspace_stream(BOOTSTRAP_WORKSPACE);
-    let recorded = store.load_stream(&stream).await.map_err(|e| store_error(&stream, e))?;
+    let recorded = store.load_stream(&stream).await.map_err(|e| e.into_iam_error(&stream))?;
     let mut state = WorkspaceState::new(BOOTSTRAP_WORKSPACE);
     for event in decode_all(&stream, &recorded)? {
         workspace::apply(&mut state, &event);

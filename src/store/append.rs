@@ -14,6 +14,7 @@ use crate::projections::{
     self,
     key_cache::{self, Change, KeyCache},
 };
+use crate::protocol::{ErrorKind, IamError};
 use chrono::Utc;
 use deadpool_postgres::{GenericClient, Pool};
 use std::sync::Arc;
@@ -103,6 +104,23 @@ pub enum AppendError {
     Database(#[from] tokio_postgres::Error),
     #[error("event store: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
+}
+
+impl AppendError {
+    /// The protocol error a caller sees for this failure on `stream`; the cause is logged.
+    pub fn into_iam_error(self, stream: &str) -> IamError {
+        match self {
+            AppendError::Duplicate(message) => IamError::duplicate(message),
+            AppendError::Conflict(_) => {
+                tracing::warn!(stream, "version conflict persisted after a reload");
+                IamError::new(ErrorKind::InternalError, "concurrent modification; retry the request")
+            }
+            other => {
+                tracing::error!(stream, error = %other, "event store failure");
+                IamError::internal()
+            }
+        }
+    }
 }
 
 /// The log and the tables written with it.

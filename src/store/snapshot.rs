@@ -69,7 +69,7 @@ pub struct Loaded {
 /// Loads a workspace: from its snapshot when one is usable, else from the start of its stream.
 pub async fn load(store: &EventStore, id: &str) -> Result<Loaded, IamError> {
     let stream = workspace_stream(id);
-    let client = store.pool().get().await.map_err(|e| store_error(&stream, e.into()))?;
+    let client = store.pool().get().await.map_err(|e| AppendError::from(e).into_iam_error(&stream))?;
     let (mut state, mut version, mut last_hash, snapshot) = match read_snapshot(&client, &stream, id).await {
         Ok(Some((version, hash, state))) => (state, version, hash, Some(version)),
         Ok(None) => (WorkspaceState::new(id), 0, crate::events::hash::GENESIS.to_owned(), None),
@@ -135,7 +135,7 @@ pub(crate) async fn replay_into(
     up_to: i64,
     mut head: impl FnMut(i64, String),
 ) -> Result<u64, IamError> {
-    let failed = |e: tokio_postgres::Error| store_error(stream, AppendError::Database(e));
+    let failed = |e: tokio_postgres::Error| AppendError::Database(e).into_iam_error(stream);
     let stmt = client.prepare_cached(SELECT_EVENTS).await.map_err(failed)?;
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&stream, &after, &up_to];
     let rows = client.query_raw(&stmt, params).await.map_err(failed)?;
@@ -168,7 +168,7 @@ fn decode_event(event_type: &str, schema_version: i32, payload: &str) -> Result<
 /// The state of workspace `id` replayed from the start of its stream up to `up_to`.
 pub async fn replay(store: &EventStore, id: &str, up_to: i64) -> Result<WorkspaceState, IamError> {
     let stream = workspace_stream(id);
-    let client = store.pool().get().await.map_err(|e| store_error(&stream, e.into()))?;
+    let client = store.pool().get().await.map_err(|e| AppendError::from(e).into_iam_error(&stream))?;
     let mut state = WorkspaceState::new(id);
     replay_into(&client, &stream, &mut state, 0, up_to, |_, _| {}).await?;
     Ok(state)
@@ -208,12 +208,6 @@ pub async fn write(
     let client = pool.get().await?;
     let stmt = client.prepare_cached(UPSERT).await?;
     Ok(client.execute(&stmt, &[&stream, &version, &hash, &FORMAT, &text]).await? == 1)
-}
-
-/// A snapshot read or write that failed: logged with its cause, an internal error to the caller.
-fn store_error(stream: &str, e: AppendError) -> IamError {
-    tracing::error!(stream, error = %e, "snapshot store failure");
-    IamError::internal()
 }
 
 #[cfg(test)]
