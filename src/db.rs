@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (10, "sealed_signing_keys", include_str!("../migrations/0010_sealed_signing_keys.sql")),
     (11, "username_digests", include_str!("../migrations/0011_username_digests.sql")),
     (12, "username_keys", include_str!("../migrations/0012_username_keys.sql")),
+    (13, "unknown_names_index", include_str!("../migrations/0013_unknown_names_index.sql")),
 ];
 
 /// A read-only REPEATABLE READ transaction: one consistent snapshot of the database for a
