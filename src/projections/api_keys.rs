@@ -1,16 +1,31 @@
 //! The `api_keys` read table. A revoked key's row is deleted: resolve finds nothing.
 
-use super::{Context, Statement};
+use super::write::{Shape, Value::*, Write};
+use super::Context;
 use crate::crypto::ApiKeyHash;
 use crate::events::Event;
 
-pub fn reduce(ctx: &Context<'_>, event: &Event) -> Vec<Statement> {
+static CREATE: Shape = Shape::insert(
+    "api_keys",
+    &[
+        ("key_hash", Param),
+        ("id", Param),
+        ("user_id", Param),
+        ("workspace", Param),
+        ("name", Param),
+        ("prefix", Param),
+        ("expires", Param),
+        ("created", Param),
+    ],
+);
+static REVOKE: Shape = Shape::delete("api_keys", "id");
+
+pub fn reduce(ctx: &Context<'_>, event: &Event) -> Vec<Write> {
     match event {
         Event::ApiKeyCreated { key_id, user_id, name, prefix, key_hash, expires, created } => {
             let hash = ApiKeyHash::from_tagged(key_hash).map(|h| h.0.to_vec()).unwrap_or_default();
-            vec![Statement::new(
-                "INSERT INTO api_keys (key_hash, id, user_id, workspace, name, prefix, expires, created) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            vec![Write::new(
+                &CREATE,
                 vec![
                     Box::new(hash),
                     Box::new(key_id.clone()),
@@ -23,9 +38,7 @@ pub fn reduce(ctx: &Context<'_>, event: &Event) -> Vec<Statement> {
                 ],
             )]
         }
-        Event::ApiKeyRevoked { key_id, .. } => {
-            vec![Statement::new("DELETE FROM api_keys WHERE id = $1", vec![Box::new(key_id.clone())])]
-        }
+        Event::ApiKeyRevoked { key_id, .. } => vec![Write::new(&REVOKE, vec![Box::new(key_id.clone())])],
         _ => vec![],
     }
 }

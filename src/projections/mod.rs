@@ -1,8 +1,9 @@
-//! Inline projections: reducers that turn one event into the SQL statements that keep the
-//! read tables (`workspaces`, `users`, `api_keys`) and the username reservations current.
-//! They are pure (tested without a database); the event store executes their statements in
-//! the append transaction, so a command's effects are visible the moment it returns.
-//! Each table has exactly one module that writes it.
+//! Inline projections: reducers that turn one event into the typed writes ([`write`]) that
+//! keep the read tables (`workspaces`, `users`, `api_keys`) and the username reservations
+//! current. They are pure (tested without a database); the event store runs their writes in
+//! the append transaction, so a command's effects are visible the moment it returns, and a
+//! rebuild runs the same writes many rows at a time. Each table has exactly one module that
+//! writes it.
 
 mod api_keys;
 pub mod key_cache;
@@ -10,25 +11,11 @@ mod signing_keys;
 pub mod uniqueness;
 mod users;
 mod workspaces;
+pub mod write;
 
 use crate::events::Event;
 use chrono::{DateTime, Utc};
-use tokio_postgres::types::ToSql;
-
-/// A parameter of a projection statement.
-pub type Param = Box<dyn ToSql + Sync + Send>;
-
-/// One SQL statement a projection wants executed.
-pub struct Statement {
-    pub sql: &'static str,
-    pub params: Vec<Param>,
-}
-
-impl Statement {
-    pub fn new(sql: &'static str, params: Vec<Param>) -> Self {
-        Statement { sql, params }
-    }
-}
+pub use write::{Param, Write};
 
 /// The context a reducer may need beyond the event itself.
 pub struct Context<'a> {
@@ -43,17 +30,17 @@ impl Context<'_> {
     }
 }
 
-/// Every statement every projection derives from `event`, in order.
-pub fn statements(ctx: &Context<'_>, event: &Event) -> Vec<Statement> {
-    let mut out = read_table_statements(ctx, event);
+/// Every write every projection derives from `event`, in order.
+pub fn writes(ctx: &Context<'_>, event: &Event) -> Vec<Write> {
+    let mut out = read_table_writes(ctx, event);
     out.extend(signing_keys::reduce(ctx, event));
     out
 }
 
-/// The statements for the read tables only ([`READ_TABLES`]): [`statements`] without the
+/// The writes to the read tables only ([`READ_TABLES`]): [`writes`] without the
 /// `signing_keys` retirement stamps, which update a table that is not rebuilt from the log.
 /// What `iamd projections rebuild|verify` replay.
-pub fn read_table_statements(ctx: &Context<'_>, event: &Event) -> Vec<Statement> {
+pub fn read_table_writes(ctx: &Context<'_>, event: &Event) -> Vec<Write> {
     let mut out = Vec::new();
     out.extend(workspaces::reduce(ctx, event));
     out.extend(users::reduce(ctx, event));
@@ -87,7 +74,7 @@ mod tests {
             password_hash: None,
             created: Utc::now(),
         };
-        let sql: Vec<_> = statements(&ctx(), &e).into_iter().map(|s| s.sql).collect();
+        let sql: Vec<_> = writes(&ctx(), &e).into_iter().map(|w| w.shape.sql()).collect();
         assert_eq!(sql.len(), 2);
         assert!(sql[0].starts_with("INSERT INTO users"));
         assert!(sql[1].starts_with("INSERT INTO unique_usernames"));
@@ -103,7 +90,7 @@ mod tests {
             roles: None,
             must_change_password: None,
         };
-        let sql: Vec<_> = statements(&ctx(), &rename).into_iter().map(|s| s.sql).collect();
+        let sql: Vec<_> = writes(&ctx(), &rename).into_iter().map(|w| w.shape.sql()).collect();
         assert_eq!(sql.len(), 3);
         assert!(sql[1].starts_with("DELETE FROM unique_usernames"));
         let other = Event::UserChanged {
@@ -114,13 +101,13 @@ mod tests {
             roles: None,
             must_change_password: None,
         };
-        assert_eq!(statements(&ctx(), &other).len(), 1);
+        assert_eq!(writes(&ctx(), &other).len(), 1);
     }
 
     #[test]
     fn user_deleted_deletes_the_user_row_and_frees_the_name() {
         let e = Event::UserDeleted { user_id: "u".into(), username: "Alice".into() };
-        let sql: Vec<_> = statements(&ctx(), &e).into_iter().map(|s| s.sql).collect();
+        let sql: Vec<_> = writes(&ctx(), &e).into_iter().map(|w| w.shape.sql()).collect();
         assert_eq!(
             sql,
             vec!["DELETE FROM users WHERE id = $1", "DELETE FROM unique_usernames WHERE user_id = $1"]
@@ -130,17 +117,17 @@ mod tests {
     #[test]
     fn revocation_deletes_the_key_row_and_workspace_events_touch_one_table() {
         let e = Event::ApiKeyRevoked { key_id: "k".into(), reason: RevokeReason::Revoked };
-        let s = statements(&ctx(), &e);
+        let s = writes(&ctx(), &e);
         assert_eq!(s.len(), 1);
-        assert!(s[0].sql.starts_with("DELETE FROM api_keys"));
-        let s = statements(&ctx(), &Event::WorkspaceDisabled {});
+        assert!(s[0].shape.sql().starts_with("DELETE FROM api_keys"));
+        let s = writes(&ctx(), &Event::WorkspaceDisabled {});
         assert_eq!(s.len(), 1);
-        assert!(s[0].sql.starts_with("UPDATE workspaces"));
+        assert!(s[0].shape.sql().starts_with("UPDATE workspaces"));
     }
 
     #[test]
     fn signing_key_creation_writes_no_read_table() {
         let e = Event::SigningKeyCreated { kid: "k".into(), public_key: "p".into(), created: Utc::now() };
-        assert!(statements(&Context { stream: "system", recorded_at: Utc::now() }, &e).is_empty());
+        assert!(writes(&Context { stream: "system", recorded_at: Utc::now() }, &e).is_empty());
     }
 }

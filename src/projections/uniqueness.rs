@@ -2,12 +2,16 @@
 //! comparison key ([`crate::domain::username`]), computed here from the event's display form.
 //! A collision fails the whole append with 23505, which the store turns into `duplicate`.
 
-use super::{Context, Statement};
+use super::write::{Shape, Value::Param, Write};
+use super::Context;
 use crate::domain::username::lookup_key;
 use crate::events::Event;
 use std::collections::{BTreeMap, HashSet};
 
-pub fn reduce(_ctx: &Context<'_>, event: &Event) -> Vec<Statement> {
+static RESERVE: Shape = Shape::insert("unique_usernames", &[("username_key", Param), ("user_id", Param)]);
+static RELEASE: Shape = Shape::delete("unique_usernames", "user_id");
+
+pub fn reduce(_ctx: &Context<'_>, event: &Event) -> Vec<Write> {
     match event {
         Event::UserCreated { user_id, username, .. } => vec![reserve(user_id, username)],
         Event::UserChanged { user_id, username: Some(username), .. } => {
@@ -18,15 +22,12 @@ pub fn reduce(_ctx: &Context<'_>, event: &Event) -> Vec<Statement> {
     }
 }
 
-fn reserve(user_id: &str, username: &str) -> Statement {
-    Statement::new(
-        "INSERT INTO unique_usernames (username_key, user_id) VALUES ($1, $2)",
-        vec![Box::new(lookup_key(username)), Box::new(user_id.to_owned())],
-    )
+fn reserve(user_id: &str, username: &str) -> Write {
+    Write::new(&RESERVE, vec![Box::new(lookup_key(username)), Box::new(user_id.to_owned())])
 }
 
-fn release(user_id: &str) -> Statement {
-    Statement::new("DELETE FROM unique_usernames WHERE user_id = $1", vec![Box::new(user_id.to_owned())])
+fn release(user_id: &str) -> Write {
+    Write::new(&RELEASE, vec![Box::new(user_id.to_owned())])
 }
 
 /// Users whose names compare equal under the comparison key but were taken under `lower()`.

@@ -1,9 +1,54 @@
 //! The `users` read table.
 
-use super::{Context, Statement};
+use super::write::{Shape, Value::*, Write};
+use super::Context;
 use crate::events::Event;
 
-pub fn reduce(ctx: &Context<'_>, event: &Event) -> Vec<Statement> {
+static CREATE: Shape = Shape::insert(
+    "users",
+    &[
+        ("id", Param),
+        ("workspace", Param),
+        ("username", Param),
+        ("name", Param),
+        ("email", Param),
+        ("roles", Param),
+        ("enabled", Param),
+        ("must_change_password", Param),
+        ("password_hash", Param),
+        ("account_version", Literal("1")),
+        ("created", Param),
+    ],
+);
+static CHANGE: Shape = Shape::update(
+    "users",
+    "id",
+    &[
+        ("username", ParamOrKeep),
+        ("name", ParamOrKeep),
+        ("email", ParamOrKeep),
+        ("roles", ParamOrKeep),
+        ("must_change_password", ParamOrKeep),
+    ],
+);
+/// Disabling a user ends its sessions: the account version moves on.
+static DISABLE: Shape =
+    Shape::update("users", "id", &[("enabled", Literal("false")), ("account_version", Increment)]);
+static ENABLE: Shape = Shape::update("users", "id", &[("enabled", Literal("true"))]);
+static DELETE: Shape = Shape::delete("users", "id");
+/// A new password ends every session; a reset one must be changed at the next login.
+static PASSWORD_CHANGED: Shape = Shape::update(
+    "users",
+    "id",
+    &[("password_hash", Param), ("must_change_password", Literal("false")), ("account_version", Increment)],
+);
+static PASSWORD_RESET: Shape = Shape::update(
+    "users",
+    "id",
+    &[("password_hash", Param), ("must_change_password", Literal("true")), ("account_version", Increment)],
+);
+
+pub fn reduce(ctx: &Context<'_>, event: &Event) -> Vec<Write> {
     match event {
         Event::UserCreated {
             user_id,
@@ -15,10 +60,8 @@ pub fn reduce(ctx: &Context<'_>, event: &Event) -> Vec<Statement> {
             must_change_password,
             password_hash,
             created,
-        } => vec![Statement::new(
-            "INSERT INTO users (id, workspace, username, name, email, roles, enabled, \
-             must_change_password, password_hash, account_version, created) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10)",
+        } => vec![Write::new(
+            &CREATE,
             vec![
                 Box::new(user_id.clone()),
                 Box::new(ctx.workspace().to_owned()),
@@ -33,10 +76,8 @@ pub fn reduce(ctx: &Context<'_>, event: &Event) -> Vec<Statement> {
             ],
         )],
         Event::UserChanged { user_id, username, name, email, roles, must_change_password } => {
-            vec![Statement::new(
-                "UPDATE users SET username = COALESCE($2, username), name = COALESCE($3, name), \
-                 email = COALESCE($4, email), roles = COALESCE($5, roles), \
-                 must_change_password = COALESCE($6, must_change_password) WHERE id = $1",
+            vec![Write::new(
+                &CHANGE,
                 vec![
                     Box::new(user_id.clone()),
                     Box::new(username.clone()),
@@ -47,25 +88,15 @@ pub fn reduce(ctx: &Context<'_>, event: &Event) -> Vec<Statement> {
                 ],
             )]
         }
-        Event::UserDisabled { user_id } => vec![Statement::new(
-            "UPDATE users SET enabled = false, account_version = account_version + 1 WHERE id = $1",
-            vec![Box::new(user_id.clone())],
-        )],
-        Event::UserEnabled { user_id } => vec![Statement::new(
-            "UPDATE users SET enabled = true WHERE id = $1",
-            vec![Box::new(user_id.clone())],
-        )],
-        Event::UserDeleted { user_id, .. } => {
-            vec![Statement::new("DELETE FROM users WHERE id = $1", vec![Box::new(user_id.clone())])]
-        }
-        Event::UserPasswordChanged { user_id, password_hash } => vec![Statement::new(
-            "UPDATE users SET password_hash = $2, must_change_password = false, \
-             account_version = account_version + 1 WHERE id = $1",
+        Event::UserDisabled { user_id } => vec![Write::new(&DISABLE, vec![Box::new(user_id.clone())])],
+        Event::UserEnabled { user_id } => vec![Write::new(&ENABLE, vec![Box::new(user_id.clone())])],
+        Event::UserDeleted { user_id, .. } => vec![Write::new(&DELETE, vec![Box::new(user_id.clone())])],
+        Event::UserPasswordChanged { user_id, password_hash } => vec![Write::new(
+            &PASSWORD_CHANGED,
             vec![Box::new(user_id.clone()), Box::new(password_hash.clone())],
         )],
-        Event::UserPasswordReset { user_id, password_hash } => vec![Statement::new(
-            "UPDATE users SET password_hash = $2, must_change_password = true, \
-             account_version = account_version + 1 WHERE id = $1",
+        Event::UserPasswordReset { user_id, password_hash } => vec![Write::new(
+            &PASSWORD_RESET,
             vec![Box::new(user_id.clone()), Box::new(password_hash.clone())],
         )],
         _ => vec![],

@@ -1,25 +1,29 @@
 //! The `workspaces` read table.
 
-use super::{Context, Statement};
+use super::write::{Shape, Value::*, Write};
+use super::Context;
 use crate::events::Event;
 
-pub fn reduce(ctx: &Context<'_>, event: &Event) -> Vec<Statement> {
+static CREATE: Shape = Shape::insert(
+    "workspaces",
+    &[("id", Param), ("name", Param), ("enabled", Literal("true")), ("created", Param)],
+);
+static RENAME: Shape = Shape::update("workspaces", "id", &[("name", Param)]);
+static DISABLE: Shape = Shape::update("workspaces", "id", &[("enabled", Literal("false"))]);
+static ENABLE: Shape = Shape::update("workspaces", "id", &[("enabled", Literal("true"))]);
+
+pub fn reduce(ctx: &Context<'_>, event: &Event) -> Vec<Write> {
     let ws = ctx.workspace().to_owned();
     match event {
-        Event::WorkspaceCreated { workspace_id, name, created } => vec![Statement::new(
-            "INSERT INTO workspaces (id, name, enabled, created) VALUES ($1, $2, true, $3)",
+        Event::WorkspaceCreated { workspace_id, name, created } => vec![Write::new(
+            &CREATE,
             vec![Box::new(workspace_id.clone()), Box::new(name.clone()), Box::new(*created)],
         )],
-        Event::WorkspaceRenamed { name } => vec![Statement::new(
-            "UPDATE workspaces SET name = $2 WHERE id = $1",
-            vec![Box::new(ws), Box::new(name.clone())],
-        )],
-        Event::WorkspaceDisabled {} => {
-            vec![Statement::new("UPDATE workspaces SET enabled = false WHERE id = $1", vec![Box::new(ws)])]
+        Event::WorkspaceRenamed { name } => {
+            vec![Write::new(&RENAME, vec![Box::new(ws), Box::new(name.clone())])]
         }
-        Event::WorkspaceEnabled {} => {
-            vec![Statement::new("UPDATE workspaces SET enabled = true WHERE id = $1", vec![Box::new(ws)])]
-        }
+        Event::WorkspaceDisabled {} => vec![Write::new(&DISABLE, vec![Box::new(ws)])],
+        Event::WorkspaceEnabled {} => vec![Write::new(&ENABLE, vec![Box::new(ws)])],
         _ => vec![],
     }
 }

@@ -270,10 +270,10 @@ async fn write(
             .map_err(classify)?;
             changes.extend(key_cache::changes(&sa.stream, event));
             let ctx = projections::Context { stream: &sa.stream, recorded_at };
-            for st in projections::statements(&ctx, event) {
-                let stmt = tx.prepare_cached(st.sql).await?;
+            for w in projections::writes(&ctx, event) {
+                let stmt = tx.prepare_cached(w.shape.sql()).await?;
                 let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-                    st.params.iter().map(|p| p.as_ref() as _).collect();
+                    w.params.iter().map(|p| p.as_ref() as _).collect();
                 tx.execute(&stmt, &params).await.map_err(classify)?;
             }
             prev = hash;

@@ -1,22 +1,22 @@
 //! `iamd projections rebuild [--online]` and `iamd projections verify`: the read tables
 //! ([`READ_TABLES`]) replayed from the log with the reducers the append path runs inline
-//! ([`read_table_statements`]), into shadow tables that are then swapped in or compared.
+//! ([`read_table_writes`]), into shadow tables that are then swapped in or compared.
 //!
 //! - **Shadow tables** are clones of the live ones, read from the catalog (columns, defaults,
 //!   checks, primary keys, unique constraints and indexes under the SAME names, so the store's
 //!   constraint-name matching keeps working after a swap, and a later migration that alters a
 //!   read table is cloned too). A rebuild puts them in the schema [`SHADOW_SCHEMA`]; verify
 //!   uses temporary tables. The reducers' unqualified table names reach them through
-//!   `search_path`, which names only the shadow while statements run, so a statement can
+//!   `search_path`, which names only the shadow while the writes run, so a write can
 //!   never fall through to a live table.
 //! - **Order**: commit order, `(transaction_id, position)`, read gaplessly as `store::tail`
 //!   does ([`read_log`]). Usernames are unique across workspaces, so a name freed in one
 //!   workspace and taken in another must be replayed in the order the two commits happened,
 //!   which `(stream, version)` order would not give. That order is still not exactly commit
 //!   order (see [`Plan`]), so the unique constraints are built after the replay.
-//! - **Speed**: PostgreSQL's cost was per request, not per row, so each page's statements
-//!   are regrouped into multi-row statements ([`batch`]: rewritten mechanically from the
-//!   reducers' SQL, each (stream, table) sequence kept in order), sent pipelined; the next
+//! - **Speed**: PostgreSQL's cost was per request, not per row, so each page's writes are
+//!   regrouped into multi-row statements ([`batch`]: the reducers' typed writes rendered
+//!   many rows at a time, each (stream, table) sequence kept in order), sent pipelined; the next
 //!   page is read and planned on the blocking pool while PostgreSQL applies one ([`Pager`]).
 //!   The shadow tables are UNLOGGED while they fill and have no index but hash indexes on the
 //!   columns the reducers find rows by ([`Plan`]); they are made logged (rewritten with their
@@ -43,7 +43,8 @@ mod verify;
 
 use super::tail::{self, Cursor, TailedEvent};
 use crate::events::Event;
-use crate::projections::{read_table_statements, Context, READ_TABLES};
+use crate::projections::write::Shape;
+use crate::projections::{read_table_writes, Context, READ_TABLES};
 use anyhow::{anyhow, bail};
 use batch::Batch;
 use chrono::{DateTime, Utc};
@@ -422,15 +423,14 @@ mod tests {
             valid_until: Utc::now(),
         };
         let ctx = Context { stream: "system", recorded_at: Utc::now() };
-        assert!(read_table_statements(&ctx, &retired).is_empty());
-        assert_eq!(crate::projections::statements(&ctx, &retired).len(), 1);
+        assert!(read_table_writes(&ctx, &retired).is_empty());
+        assert_eq!(crate::projections::writes(&ctx, &retired).len(), 1);
     }
 
-    /// A reducer statement that `batch` cannot take apart still replays (alone, a barrier to
-    /// regrouping), but every one today can be regrouped: keep it so, or a rebuild slows down
-    /// to a statement per request.
+    /// Every read-table write names a table a rebuild replaces and carries the parameters
+    /// its shape counts (the multi-row statements are cut by that count).
     #[test]
-    fn every_read_table_statement_can_be_regrouped() {
+    fn every_read_table_write_fits_its_shape() {
         use crate::events::{Event, RevokeReason};
         let now = Utc::now();
         let ctx = Context { stream: "workspace:acme", recorded_at: now };
@@ -476,10 +476,9 @@ mod tests {
         ];
         let mut seen = 0;
         for event in &events {
-            for st in read_table_statements(&ctx, event) {
-                let shape = batch::Shape::of(st.sql).unwrap_or_else(|| panic!("not regroupable: {}", st.sql));
-                assert_eq!(shape.params, st.params.len(), "{}", st.sql);
-                assert!(READ_TABLES.contains(&shape.table.as_str()), "{}", st.sql);
+            for w in read_table_writes(&ctx, event) {
+                assert_eq!(w.shape.params(), w.params.len(), "{}", w.shape.sql());
+                assert!(READ_TABLES.contains(&w.shape.table), "{}", w.shape.sql());
                 seen += 1;
             }
         }

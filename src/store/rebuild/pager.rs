@@ -223,11 +223,11 @@ pub(super) fn plan_page(events: &mut [LogEvent], order: Order) -> anyhow::Result
     let mut items = Vec::with_capacity(events.len() * 3 / 2);
     for (i, (e, event)) in events.iter().zip(&decoded).enumerate() {
         let ctx = Context { stream: &e.stream, recorded_at: e.recorded_at };
-        for statement in read_table_statements(&ctx, event) {
-            items.push(batch::Item { event: i, stream: &e.stream, statement });
+        for write in read_table_writes(&ctx, event) {
+            items.push(batch::Item { event: i, stream: &e.stream, write });
         }
     }
-    Ok(batch::schedule(items, &mut batch::Shapes::default(), order == Order::Coalesced))
+    Ok(batch::schedule(items, order == Order::Coalesced))
 }
 
 /// [`plan_page`] on the blocking pool; gives the page back with its plan.
@@ -243,7 +243,7 @@ pub(super) async fn plan_off_thread(
     .map_err(|e| anyhow!("planning a page of the replay: {e}"))
 }
 
-/// The SQL of multi-row statements, by (reducer SQL, rows).
+/// The SQL of multi-row statements, by (single-row SQL, rows).
 #[derive(Default)]
 pub(super) struct BatchTexts(pub(super) HashMap<(&'static str, usize), String>);
 
@@ -259,7 +259,7 @@ pub(super) struct Request<'a> {
 /// Sends the statements of `batches`, in order, pipelined: each request is sent as soon as it
 /// is built (a tokio-postgres request goes out on its future's first poll) and its reply
 /// awaited later ([`settle`]), in order, with at most [`WINDOW`] outstanding. A batch of more
-/// than one row is one multi-row statement (or a few: [`batch::Shape::pieces`]). The first
+/// than one row is one multi-row statement (or a few: [`crate::projections::write::Shape::pieces`]). The first
 /// failure is reported against its event(s); PostgreSQL refuses everything after it in the
 /// transaction.
 pub(super) async fn send<'a>(
@@ -272,7 +272,7 @@ pub(super) async fn send<'a>(
 ) -> anyhow::Result<u64> {
     let mut requests = 0;
     for (b, batch) in batches.iter().enumerate() {
-        if let Some(sql) = plan.lookups_for(batch.shape.as_deref()) {
+        if let Some(sql) = plan.lookups_for(batch.shape) {
             // After everything in flight (and it waits for that): report a failure there first.
             if let Err(e) = tx.batch_execute(&sql).await {
                 settle_all(inflight, events, batches).await?;
@@ -315,15 +315,12 @@ pub(super) async fn send<'a>(
 
 /// How many rows of `batch` each of its statements takes.
 pub(super) fn pieces(batch: &Batch) -> Vec<usize> {
-    match &batch.shape {
-        Some(shape) if batch.rows.len() > 1 => shape.pieces(batch.rows.len()),
-        _ => vec![1; batch.rows.len()],
-    }
+    batch.shape.pieces(batch.rows.len())
 }
 
-/// The prepared statement for `rows` rows of `batch`: the reducer's own for one, else the
-/// multi-row rewrite, prepared with the reducer statement's parameter types repeated.
-/// `single` keeps the reducer's own once prepared.
+/// The prepared statement for `rows` rows of `batch`: the single-row one for one, else the
+/// multi-row one, prepared with the single-row statement's parameter types repeated.
+/// `single` keeps the single-row one once prepared.
 pub(super) async fn statement(
     tx: &Transaction<'_>,
     batch: &Batch,
@@ -333,15 +330,13 @@ pub(super) async fn statement(
 ) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
     let single = match single {
         Some(stmt) => stmt,
-        None => single.insert(tx.prepare_cached(batch.sql).await?),
+        None => single.insert(tx.prepare_cached(batch.shape.sql()).await?),
     };
-    let Some(shape) = batch.shape.as_ref().filter(|_| rows > 1) else {
+    if rows == 1 {
         return Ok(single.clone());
-    };
-    // `Shape::of` counted `$1..$n`; PostgreSQL counts them too, and they agree for any
-    // statement that prepares (each `$k` is used, none is missing).
+    }
     let types: Vec<Type> = (0..rows).flat_map(|_| single.params().iter().cloned()).collect();
-    let text = texts.0.entry((batch.sql, rows)).or_insert_with(|| shape.batched(rows));
+    let text = texts.0.entry((batch.shape.sql(), rows)).or_insert_with(|| batch.shape.batched(rows));
     tx.prepare_typed_cached(text, &types).await
 }
 

@@ -18,8 +18,7 @@ use super::*;
 /// row version, and the replay needs only to find rows by the columns its reducers name
 /// (`WHERE id = $1`). For that, a column that an index is on (alone and plainly) gets a hash
 /// index of the replay's own, created the first time an `UPDATE` or `DELETE` on its table
-/// names that column in its condition ([`Plan::lookups`]; a statement [`batch`] cannot take
-/// apart creates them all). The real indexes are built after the replay, in one sort each
+/// finds its rows by that column ([`Plan::lookups`]). The real indexes are built after the replay, in one sort each
 /// ([`Plan::indexes`]; the unique ones and the constraints in `enforce`).
 pub(super) struct Plan {
     /// Tables, checks and exclusion constraints.
@@ -54,15 +53,12 @@ pub(super) struct Lookup {
 }
 
 impl Plan {
-    /// The lookup indexes `shape` (`None`: a statement of unknown shape) may need that are
-    /// not there yet, as one SQL string, marked as there.
-    pub(super) fn lookups_for(&self, shape: Option<&batch::Shape>) -> Option<String> {
+    /// The lookup indexes writes of `shape` need that are not there yet, as one SQL string,
+    /// marked as there.
+    pub(super) fn lookups_for(&self, shape: &Shape) -> Option<String> {
         let mut sql = String::new();
         for lookup in self.lookups.iter().filter(|l| !l.ready.get()) {
-            let needed = match shape {
-                Some(shape) => shape.table == lookup.table && shape.finds_rows_by(&lookup.column),
-                None => true,
-            };
+            let needed = shape.table == lookup.table && shape.finds_rows_by(&lookup.column);
             if needed {
                 sql.push_str(&lookup.create);
                 lookup.ready.set(true);
