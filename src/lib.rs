@@ -20,7 +20,9 @@
 //! - [`actors`]: one `WorkspaceActor` per workspace and the `SystemActor`, behind a registry.
 //! - [`authn_audit`]: the authentication audit: its vocabulary, the batching recorder, the query.
 //! - [`audit`]: checks of the log itself (verify, replay, log) and of the snapshots against it.
-//! - [`service`]: one dispatch from `IamRequest` to `IamResponse` for every adapter.
+//! - [`service`]: one authorisation of the adapter's `Caller` (gateway, user by API key or
+//!   JWT, anonymous; [`service::access`]) and one dispatch from `IamRequest` to `IamResponse`
+//!   for every adapter. Adapters only authenticate.
 //! - [`adapters`]: transports: HTTP and Kafka, with the Kafka request/response client
 //!   ([`adapters::kafka::client`]: `iamd call --kafka`, tests, bench), and TrustGraph's
 //!   workspace registration.

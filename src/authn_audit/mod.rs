@@ -174,25 +174,12 @@ pub struct Origin {
     /// The transport's request id (HTTP: the `X-Request-Id` of the response), used when the
     /// request names none of its own.
     pub request_id: Option<String>,
-    /// Who the transport authenticated, when it did: `gateway` (its secret), `user:<id>` (a
-    /// user's bearer). What scopes the caller's idempotency keys.
-    pub caller: Option<String>,
 }
 
 impl Origin {
     /// A transport with nothing more known.
     pub fn of(source: &str) -> Origin {
         Origin { source: source.to_owned(), ..Default::default() }
-    }
-
-    /// Whose request ids these are: the authenticated caller; else the gateway for Kafka
-    /// (the only writer on its request topic), else the transport (`cli`, `http`).
-    pub fn idempotency_caller(&self) -> String {
-        match (&self.caller, self.source.as_str()) {
-            (Some(caller), _) => caller.clone(),
-            (None, "kafka") => "gateway".to_owned(),
-            (None, source) => source.to_owned(),
-        }
     }
 
     /// This origin, with the end client's address as a trusted relay (the API gateway over
@@ -298,7 +285,6 @@ mod tests {
             source: "http".into(),
             client: Some("10.0.0.1".into()),
             request_id: Some("transport-id".into()),
-            caller: None,
         };
         let a = Attempt::new(AuthOperation::ResolveApiKey, CredentialKind::ApiKey, &origin, "req-1");
         assert_eq!(a.reason, Reason::Error);

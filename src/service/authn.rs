@@ -44,14 +44,8 @@ impl Principal {
 }
 
 impl Service {
-    /// The principal behind a bearer token, or `None` for anything that does not prove a
-    /// usable identity. Database trouble is an error, not a denial. An HTTP caller that knows
-    /// the client should use [`Service::authenticate_from`].
-    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, IamError> {
-        self.authenticate_from(token, &Origin::of("http")).await
-    }
-
-    /// [`Service::authenticate`] for a caller from `origin`. A failure (or an error) is
+    /// The principal behind a bearer token from `origin`, or `None` for anything that does
+    /// not prove a usable identity; database trouble is an error, not a denial. A failure (or an error) is
     /// recorded in the authentication audit as `http-bearer`; a success is not — every
     /// authenticated call would be one.
     pub async fn authenticate_from(

@@ -169,14 +169,17 @@ impl Service {
     }
 
     /// `workspace`, when given, must own the key (as for enable-user and delete-user).
-    pub(super) async fn revoke_api_key(&self, req: IamRequest, ctx: Ctx) -> Result<IamResponse, IamError> {
+    pub(super) async fn revoke_api_key(
+        &self,
+        req: IamRequest,
+        mut ctx: Ctx,
+    ) -> Result<IamResponse, IamError> {
         let key_id = required("key_id", &req.key_id)?;
-        let (workspace, _) = self
-            .inner
-            .queries
-            .key_owner(key_id)
-            .await?
-            .ok_or_else(|| IamError::not_found("api key not found"))?;
+        let owner = match ctx.key_owner.take() {
+            Some(looked_up) => looked_up,
+            None => self.inner.queries.key_owner(key_id).await?,
+        };
+        let (workspace, _) = owner.ok_or_else(|| IamError::not_found("api key not found"))?;
         if !req.workspace.is_empty() && workspace != req.workspace {
             return Err(IamError::not_permitted("the api key belongs to another workspace"));
         }

@@ -1,12 +1,15 @@
-//! One dispatch from `IamRequest` to `IamResponse` for every adapter (HTTP, Kafka, CLI).
+//! One dispatch from `IamRequest` to `IamResponse` for every adapter (HTTP, Kafka), after one
+//! authorisation of the adapter's [`Caller`] ([`access`]).
 //! Queries read the read tables ([`queries`]); commands go to the workspace's actor (or the
 //! system actor) after the slow or secret work is done here: argon2 on the hashing pool,
 //! API-key and signing-key generation. Every failure is a protocol error; causes are logged.
 //!
+//! - [`access`]: who may ask what, for every transport.
 //! - [`credentials`]: login, resolve-api-key, change-password, reset-password.
 //! - [`manage`]: users, workspaces and API keys.
 //! - [`system`]: signing keys and bootstrap.
 
+pub mod access;
 mod authn;
 mod credentials;
 mod identity;
@@ -18,6 +21,7 @@ mod signer;
 mod system;
 mod tokens;
 
+pub use access::{Caller, Refusal};
 pub use authn::{Credential, Principal};
 pub use queries::Queries;
 pub use signer::SignerCache;
@@ -32,6 +36,7 @@ use crate::events::Metadata;
 use crate::metrics::{self, Metrics};
 use crate::protocol::{IamError, IamRequest, IamResponse, Operation, UserRecord};
 use crate::store::{EventStore, RequestKey};
+use access::Grant;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -139,53 +144,47 @@ impl Service {
         &self.inner.authentications
     }
 
-    /// Answers one request. `source` names the transport (`http`, `kafka`, `cli`) for the
-    /// events' metadata and the request metrics (counted by operation and outcome, timed).
-    pub async fn handle(&self, req: IamRequest, source: &str) -> IamResponse {
-        self.handle_from(req, &Origin::of(source)).await
-    }
-
-    /// [`Service::handle`], with what the transport knows of the caller (its address, its
-    /// request id) for the authentication audit.
-    pub async fn handle_from(&self, req: IamRequest, origin: &Origin) -> IamResponse {
+    /// Answers one authorised request (see [`Service::handle_as`]): counted by operation and
+    /// outcome and timed, per transport (`origin.source`). `scope` is whose request ids these
+    /// are ([`Caller::idempotency_scope`]).
+    async fn handle_scoped(
+        &self,
+        req: IamRequest,
+        origin: &Origin,
+        scope: &str,
+        grant: Grant,
+    ) -> IamResponse {
         let started = Instant::now();
         let operation = metrics::operation_label(&req.operation);
-        let response = self.answer(req, origin).await;
+        let op = req.operation.clone();
+        let response = match self.dispatch(req, origin, scope, grant).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(operation = %op.chars().take(64).collect::<String>(), error = %e.kind.as_str(), "request refused");
+                IamResponse::error(e)
+            }
+        };
         let outcome = metrics::outcome_label(&response);
         let transport = metrics::transport_label(&origin.source);
         self.inner.metrics.observe(operation, outcome, transport, started.elapsed());
         response
     }
 
-    async fn answer(&self, req: IamRequest, origin: &Origin) -> IamResponse {
-        let op = req.operation.clone();
-        match self.dispatch(req, origin).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::debug!(operation = %op.chars().take(64).collect::<String>(), error = %e.kind.as_str(), "request refused");
-                IamResponse::error(e)
-            }
-        }
-    }
-
-    async fn dispatch(&self, req: IamRequest, origin: &Origin) -> Result<IamResponse, IamError> {
+    async fn dispatch(
+        &self,
+        req: IamRequest,
+        origin: &Origin,
+        scope: &str,
+        grant: Grant,
+    ) -> Result<IamResponse, IamError> {
         let op = Operation::parse(&req.operation)?;
-        // Over Kafka the gateway is trusted to say who its client was (HTTP decides in its
-        // adapter, which knows whether the caller is the gateway).
-        let relayed;
-        let origin = if origin.source == "kafka" && origin.client.is_none() {
-            relayed = origin.clone().relayed(&req.client_ip);
-            &relayed
-        } else {
-            origin
-        };
         if let Err(e) = check_sizes(&req) {
             self.record_malformed(op, &req, origin);
             return Err(e);
         }
         let source = origin.source.as_str();
         let idempotency = (op.is_command() && !req.request_id.is_empty()).then(|| RequestKey {
-            caller: origin.idempotency_caller(),
+            caller: scope.to_owned(),
             request_id: req.request_id.clone(),
             digest: self.inner.digest_key.digest("request", &req.idempotency_input()),
         });
@@ -208,6 +207,7 @@ impl Service {
                 operation: op.as_str().to_owned(),
             },
             idempotency,
+            key_owner: grant.key_owner,
         };
         use Operation as O;
         match op {
@@ -268,10 +268,12 @@ impl Service {
     }
 }
 
-/// Who asked, through what, under which idempotency key.
+/// Who asked, through what, under which idempotency key; and what authorisation looked up.
 struct Ctx {
     metadata: Metadata,
     idempotency: Option<RequestKey>,
+    /// revoke-api-key: the key's (workspace, user) when authorisation looked it up already.
+    key_owner: Option<Option<(String, String)>>,
 }
 
 /// The requests (caller, request id) this process is applying now; a claim leaves the set

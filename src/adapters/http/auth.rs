@@ -1,22 +1,27 @@
-//! Who is calling over HTTP: the API gateway with `http.gateway_secret` as its bearer
-//! (compared in constant time; trusted like Kafka), or a user proving itself with an API key
-//! (`Bearer tg_…`) or a JWT (`Bearer eyJ…`, see [`Service::authenticate`]). No bearer, or one
-//! that proves nothing, is 401 `{"error":"auth failure"}`.
+//! Who is calling over HTTP — authentication only; what a caller may do is decided by the
+//! service for every transport ([`crate::service::access`]). One [`Gatekeeper::authenticate`]
+//! for every endpoint: the API gateway with `http.gateway_secret` as its bearer (compared in
+//! constant time), or a user proving itself with an API key (`Bearer tg_…`) or a JWT
+//! (`Bearer eyJ…`, see [`Service::authenticate_from`]). A bearer that proves nothing is 401
+//! `{"error":"auth failure"}`.
 
+use super::HttpState;
 use crate::config::Secret;
 use crate::protocol::IamError;
-use crate::service::{Principal, Service};
+use crate::service::{Caller, Principal, Refusal, Service};
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{HttpRequest, HttpResponse};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// An authenticated caller.
-#[derive(Debug, Clone)]
-pub enum Caller {
-    /// The API gateway: it authorised its own caller already.
-    Gateway,
-    User(Principal),
+/// Whom an endpoint serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serves {
+    /// The protocol endpoint: the gateway (its secret) and users.
+    GatewayAndUsers,
+    /// Everything else: users only. The gateway's secret is no user's bearer here, and a
+    /// failure like any other bearer that proves nothing (recorded as such).
+    Users,
 }
 
 pub struct Gatekeeper {
@@ -30,11 +35,17 @@ impl Gatekeeper {
         Gatekeeper { gateway_secret: gateway_secret.is_set().then(|| digest(gateway_secret.expose())) }
     }
 
-    /// The caller behind the request's bearer; `Ok(None)` when there is none or it proves
-    /// nothing. A database failure is an error, not a denial.
-    pub async fn caller(&self, req: &HttpRequest, service: &Service) -> Result<Option<Caller>, IamError> {
-        let Some(token) = bearer(req) else { return Ok(None) };
-        if let Some(secret) = &self.gateway_secret {
+    /// The caller behind the request's bearer: [`Caller::Anonymous`] without one, `Ok(None)`
+    /// for one that proves nothing (recorded in the authentication audit with the client's
+    /// address and the request id). A database failure is an error, not a denial.
+    pub async fn authenticate(
+        &self,
+        req: &HttpRequest,
+        service: &Service,
+        serves: Serves,
+    ) -> Result<Option<Caller>, IamError> {
+        let Some(token) = bearer(req) else { return Ok(Some(Caller::Anonymous)) };
+        if let Some(secret) = self.gateway_secret.as_ref().filter(|_| serves == Serves::GatewayAndUsers) {
             if bool::from(digest(token).ct_eq(secret)) {
                 return Ok(Some(Caller::Gateway));
             }
@@ -42,29 +53,39 @@ impl Gatekeeper {
         let origin = super::authentications::origin(req);
         Ok(service.authenticate_from(token, &origin).await?.map(Caller::User))
     }
+
+    /// [`Gatekeeper::authenticate`] for endpoints that serve users only: the user, or the
+    /// reply to send — 401 without a user bearer, 503 when the database cannot tell.
+    pub async fn user(&self, req: &HttpRequest, service: &Service) -> Result<Principal, HttpResponse> {
+        match self.authenticate(req, service, Serves::Users).await {
+            Ok(Some(Caller::User(principal))) => Ok(principal),
+            Ok(_) => Err(unauthorized()),
+            Err(e) => Err(super::error_body(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, e)),
+        }
+    }
 }
 
 /// The user behind the request's bearer when its roles grant the system-wide `capability`
 /// (`/metrics`, the audit endpoints); otherwise the reply to send: 401 without a valid user
-/// bearer (the gateway secret is not one), 403 without the capability, 503 when the database
-/// cannot tell. A refused bearer is recorded in the authentication audit with the client's
-/// address and the request id.
+/// bearer, 403 without the capability, 503 when the database cannot tell.
 pub async fn user_with(
     req: &HttpRequest,
-    service: &Service,
+    state: &HttpState,
     capability: &str,
-) -> Result<crate::service::Principal, HttpResponse> {
-    let Some(token) = bearer(req) else { return Err(unauthorized()) };
-    let origin = super::authentications::origin(req);
-    let principal = match service.authenticate_from(token, &origin).await {
-        Ok(Some(principal)) => principal,
-        Ok(None) => return Err(unauthorized()),
-        Err(e) => return Err(super::error_body(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, e)),
-    };
-    if !crate::authz::allows(&principal.roles, &principal.workspace, capability, None) {
+) -> Result<Principal, HttpResponse> {
+    let principal = state.gatekeeper.user(req, &state.service).await?;
+    if !principal.holds_system(capability) {
         return Err(forbidden());
     }
     Ok(principal)
+}
+
+/// The HTTP reply to a request the service did not let through.
+pub fn refused(refusal: Refusal) -> HttpResponse {
+    match refusal {
+        Refusal::Unauthenticated => unauthorized(),
+        Refusal::Forbidden => forbidden(),
+    }
 }
 
 fn digest(s: &str) -> [u8; 32] {

@@ -33,7 +33,6 @@ pub fn origin(req: &HttpRequest) -> Origin {
         source: "http".into(),
         client: req.peer_addr().map(|a| a.ip().to_canonical().to_string()),
         request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
-        caller: None,
     }
 }
 
@@ -116,7 +115,7 @@ fn instant(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, Iam
     ))]
 pub async fn list_authentications(req: HttpRequest, state: web::Data<HttpState>) -> HttpResponse {
     let service = &state.service;
-    if let Err(refusal) = auth::user_with(&req, service, authz::AUDIT_READ).await {
+    if let Err(refusal) = auth::user_with(&req, &state, authz::AUDIT_READ).await {
         return refusal;
     }
     let query = match ListQuery::parse(req.query_string()) {

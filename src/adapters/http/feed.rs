@@ -162,7 +162,7 @@ impl ReadError {
     ))]
 pub async fn audit_events(req: HttpRequest, state: web::Data<HttpState>) -> HttpResponse {
     let service = &state.service;
-    if let Err(refusal) = auth::user_with(&req, service, authz::AUDIT_READ).await {
+    if let Err(refusal) = auth::user_with(&req, &state, authz::AUDIT_READ).await {
         return refusal;
     }
     let query = match FeedQuery::parse(req.query_string()) {

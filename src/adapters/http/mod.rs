@@ -1,11 +1,11 @@
 //! The HTTP adapter (actix-web): `POST /api/v1/iam` takes an `IamRequest` and returns an
 //! `IamResponse` — protocol errors travel in the body's `error` with status 200, as the seed's
 //! forwarder does; malformed JSON and unknown operations are 400, an oversized body 413, a
-//! missing or wrong bearer 401, an operation the caller's roles do not grant 403 ([`access`]).
+//! missing or wrong bearer 401, an operation the caller's roles do not grant 403 (decided by
+//! the service: [`crate::service::access`]; this adapter only authenticates, [`auth`]).
 //! `GET /healthz` is 200 while the database answers; `GET /.well-known/jwks.json` publishes
 //! the keys that verify iamd's tokens.
 
-pub mod access;
 mod auth;
 mod authentications;
 mod bodies;
@@ -17,12 +17,12 @@ pub mod request_id;
 pub mod rest;
 
 use crate::protocol::{IamError, IamRequest, IamResponse, Operation};
-use crate::service::Service;
+use crate::service::{Caller, Service};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 
-pub use auth::{Caller, Gatekeeper};
+pub use auth::Gatekeeper;
 
 /// What the handlers share.
 pub struct HttpState {
@@ -60,37 +60,28 @@ fn error_body(status: StatusCode, error: IamError) -> HttpResponse {
         (status = 413, description = "The body is larger than http.max_body_bytes", body = IamResponse),
     ))]
 pub async fn iam(req: HttpRequest, payload: web::Payload, state: web::Data<HttpState>) -> HttpResponse {
-    let caller = match state.gatekeeper.caller(&req, &state.service).await {
-        Ok(Some(caller)) => caller,
-        Ok(None) => return auth::unauthorized(),
-        Err(e) => return error_body(StatusCode::SERVICE_UNAVAILABLE, e),
-    };
+    let caller =
+        match state.gatekeeper.authenticate(&req, &state.service, auth::Serves::GatewayAndUsers).await {
+            // The protocol endpoint serves the gateway and users: a bearer is required.
+            Ok(Some(Caller::Anonymous) | None) => return auth::unauthorized(),
+            Ok(Some(caller)) => caller,
+            Err(e) => return error_body(StatusCode::SERVICE_UNAVAILABLE, e),
+        };
     let body = match read_body(&req, payload, state.max_body_bytes).await {
         Ok(b) => b,
         Err(response) => return response,
     };
-    let mut request = match IamRequest::from_json(&body) {
+    let request = match IamRequest::from_json(&body) {
         Ok(r) => r,
         Err(e) => return error_body(StatusCode::BAD_REQUEST, e),
     };
-    let op = match Operation::parse(&request.operation) {
-        Ok(op) => op,
-        Err(e) => return error_body(StatusCode::BAD_REQUEST, e),
-    };
-    let mut origin = authentications::origin(&req);
-    match &caller {
-        Caller::User(principal) => match access::permits(principal, op, &mut request, &state.service).await {
-            Ok(true) => origin.caller = Some(access::idempotency_caller(principal)),
-            Ok(false) => return auth::forbidden(),
-            Err(e) => return HttpResponse::Ok().json(IamResponse::error(e)),
-        },
-        // The gateway is trusted to say who its client was.
-        Caller::Gateway => {
-            origin = origin.relayed(&request.client_ip);
-            origin.caller = Some(access::GATEWAY_CALLER.to_owned());
-        }
+    if let Err(e) = Operation::parse(&request.operation) {
+        return error_body(StatusCode::BAD_REQUEST, e);
     }
-    HttpResponse::Ok().json(state.service.handle_from(request, &origin).await)
+    match state.service.handle_as(&caller, request, &authentications::origin(&req)).await {
+        Ok(response) => HttpResponse::Ok().json(response),
+        Err(refusal) => auth::refused(refusal),
+    }
 }
 
 /// RFC 7517: the Ed25519 keys (OKP) that verify iamd's tokens now — the active key and the

@@ -17,7 +17,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 async fn metrics(req: HttpRequest, state: web::Data<HttpState>) -> HttpResponse {
     let service = &state.service;
-    if let Err(refusal) = auth::user_with(&req, service, authz::METRICS_READ).await {
+    if let Err(refusal) = auth::user_with(&req, &state, authz::METRICS_READ).await {
         return refusal;
     }
     let population = match service.queries().population().await {

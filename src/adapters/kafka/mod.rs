@@ -23,9 +23,10 @@ mod order;
 pub use context::{Health, QuietContext};
 pub use message::{id_text, ID_HEADER, REPLY_TO_HEADER};
 
+use crate::authn_audit::Origin;
 use crate::config::KafkaSettings;
-use crate::protocol::IamResponse;
-use crate::service::Service;
+use crate::protocol::{IamError, IamResponse};
+use crate::service::{Caller, Service};
 use anyhow::Context as _;
 use message::{Incoming, ReplyTo};
 use offsets::{OffsetTracker, Partition};
@@ -250,7 +251,14 @@ async fn serve(
 ) {
     turn.ready().await;
     let response = match incoming.request {
-        Ok((request, _)) => shared.service.handle(request, "kafka").await,
+        // The request topic's only writer is the API gateway, which authorised its caller.
+        Ok((request, _)) => {
+            match shared.service.handle_as(&Caller::Gateway, request, &Origin::of("kafka")).await {
+                Ok(response) => response,
+                // Never: the gateway is not refused. Were it, the reply would say so.
+                Err(_) => IamResponse::error(IamError::not_permitted("refused")),
+            }
+        }
         Err(e) => IamResponse::error(e),
     };
     // The effect is committed: the next command of this workspace may start.

@@ -8,11 +8,12 @@ use super::bodies::{
     BootstrapStatusReply, ChangePasswordBody, CreatedApiKey, ErrorReply, LoginBody, LoginReply, Page,
     Refusal, SigningKeyReply, TemporaryPasswordReply,
 };
-use super::{access, auth, read_body, HttpState};
+use super::{auth, read_body, HttpState};
 use crate::protocol::{
     decode_json, ApiKeyInput, ApiKeyRecord, ErrorKind, IamError, IamRequest, IamResponse, Operation,
     UserInput, UserRecord, WorkspaceInput, WorkspaceRecord,
 };
+use crate::service::Caller;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -90,28 +91,32 @@ async fn run(
         Ok(op) => op,
         Err(e) => return error(e),
     };
-    let mut origin = super::authentications::origin(http);
-    if who == Who::Authenticated {
-        let Some(token) = auth::bearer(http) else { return auth::unauthorized() };
-        let caller = match state.service.authenticate_from(token, &origin).await {
-            Ok(Some(caller)) => caller,
-            Ok(None) => return auth::unauthorized(),
-            Err(e) => return error(e),
-        };
-        // The caller's own password, unless it names another user.
-        if op == Operation::ChangePassword && req.user_id.is_empty() {
-            req.user_id = caller.user_id.clone();
+    let caller = match who {
+        // A public endpoint ignores any bearer (a stale one must not stop a login).
+        Who::Public => Caller::Anonymous,
+        // The resource API serves users: the gateway secret is not a user's bearer.
+        Who::Authenticated => {
+            match state.gatekeeper.authenticate(http, &state.service, auth::Serves::Users).await {
+                Ok(Some(Caller::User(principal))) => Caller::User(principal),
+                Ok(_) => return auth::unauthorized(),
+                Err(e) => return error(e),
+            }
         }
-        match access::permits(&caller, op, &mut req, &state.service).await {
-            Ok(true) => origin.caller = Some(access::idempotency_caller(&caller)),
-            Ok(false) => return auth::forbidden(),
-            Err(e) => return error(e),
+    };
+    // The caller's own password, unless it names another user.
+    if let (Operation::ChangePassword, Caller::User(principal)) = (op, &caller) {
+        if req.user_id.is_empty() {
+            req.user_id = principal.user_id.clone();
         }
     }
     if let Some(key) = http.headers().get("Idempotency-Key").and_then(|v| v.to_str().ok()) {
         req.request_id = key.to_owned();
     }
-    let response = state.service.handle_from(req, &origin).await;
+    let origin = super::authentications::origin(http);
+    let response = match state.service.handle_as(&caller, req, &origin).await {
+        Ok(response) => response,
+        Err(refusal) => return auth::refused(refusal),
+    };
     if let Some(e) = response.error {
         // The IETF Idempotency-Key draft: a key reused for another request is 422, a retry
         // while the first is being applied 409.
