@@ -79,6 +79,57 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+
+    /// Serves HTTP, and Kafka and the TrustGraph registration when configured, until
+    /// `shutdown` resolves (`iamd serve`: SIGTERM or SIGINT; the tests: when dropped); then
+    /// drains: in-flight HTTP requests finish, the Kafka adapter replies to what it took and
+    /// commits, and the authentication audit is flushed (bounded).
+    pub async fn serve(
+        self,
+        settings: &Settings,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let kafka = if settings.kafka.enabled() {
+            Some(crate::adapters::kafka::spawn(&settings.kafka, self.service.clone())?)
+        } else {
+            None
+        };
+        let registration = if settings.trustgraph.registers() {
+            let counters = self.service.metrics().registrations().clone();
+            Some(crate::adapters::trustgraph::registration::spawn(settings, counters)?)
+        } else {
+            None
+        };
+        tracing::info!(listen = %settings.http.listen, port = self.port, kafka = kafka.is_some(), "iamd serving HTTP");
+        let http = self.handle();
+        let service = self.service.clone();
+        let mut server = actix_web::rt::spawn(self.run_until_stopped());
+        let ended = tokio::select! {
+            _ = shutdown => None,
+            ended = &mut server => Some(ended),
+        };
+        // HTTP and Kafka drain side by side; the actors they need live until both are done,
+        // because the actix System ends only when this function returns.
+        let kafka = actix_web::rt::task::spawn_blocking(move || kafka.map(|k| k.stop()));
+        match ended {
+            None => {
+                tracing::info!("shutting down: finishing in-flight requests");
+                http.stop(true).await;
+                let _ = server.await;
+            }
+            Some(ended) => tracing::warn!(?ended, "the HTTP server stopped by itself"),
+        }
+        kafka.await?;
+        if let Some(registration) = registration {
+            actix_web::rt::task::spawn_blocking(move || registration.stop()).await?;
+        }
+        // Best effort, bounded: what is still queued for the authentication audit.
+        if !service.authentications().flush(std::time::Duration::from_secs(5)).await {
+            tracing::warn!("authentication audit: records still queued at exit were not all written");
+        }
+        tracing::info!("iamd stopped");
+        Ok(())
+    }
 }
 
 /// Resolves on the first SIGTERM or SIGINT (Ctrl-C).

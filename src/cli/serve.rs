@@ -8,46 +8,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     if let Some(done) = &app.bootstrap {
         announce(done);
     }
-    let kafka = if settings.kafka.enabled() {
-        Some(iamd::adapters::kafka::spawn(&settings.kafka, app.service.clone())?)
-    } else {
-        None
-    };
-    let registration = if settings.trustgraph.registers() {
-        let counters = app.service.metrics().registrations().clone();
-        Some(iamd::adapters::trustgraph::registration::spawn(&settings, counters)?)
-    } else {
-        None
-    };
-    tracing::info!(listen = %settings.http.listen, port = app.port, kafka = kafka.is_some(), "iamd serving HTTP");
-    let http = app.handle();
-    let service = app.service.clone();
-    let mut server = actix_web::rt::spawn(app.run_until_stopped());
-    let ended = tokio::select! {
-        _ = startup::shutdown_signal() => None,
-        ended = &mut server => Some(ended),
-    };
-    // HTTP and Kafka drain side by side; the actors they need live until both are done,
-    // because the actix System ends only when this function returns.
-    let kafka = actix_web::rt::task::spawn_blocking(move || kafka.map(|k| k.stop()));
-    match ended {
-        None => {
-            tracing::info!("shutting down: finishing in-flight requests");
-            http.stop(true).await;
-            let _ = server.await;
-        }
-        Some(ended) => tracing::warn!(?ended, "the HTTP server stopped by itself"),
-    }
-    kafka.await?;
-    if let Some(registration) = registration {
-        actix_web::rt::task::spawn_blocking(move || registration.stop()).await?;
-    }
-    // Best effort, bounded: what is still queued for the authentication audit.
-    if !service.authentications().flush(std::time::Duration::from_secs(5)).await {
-        tracing::warn!("authentication audit: records still queued at exit were not all written");
-    }
-    tracing::info!("iamd stopped");
-    Ok(())
+    app.serve(&settings, startup::shutdown_signal()).await
 }
 
 /// Prints a freshly created admin key once, on standard output, never into the log.

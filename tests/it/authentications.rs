@@ -122,7 +122,7 @@ fn assert_auth_failed(reply: &Value) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_outcome_is_recorded_with_its_reason_and_never_a_secret() {
     let db = TestDb::new().await;
-    let server = TestServer::spawn(db.url(), &[("IAMD_BOOTSTRAP_ON_START", "false")]);
+    let server = TestServer::binary(db.url(), &[("IAMD_BOOTSTRAP_ON_START", "false")]);
     ok(server.call(json!({"operation": "create-workspace", "workspace_record": {"id": "acme"}})).await);
     let admin = server.create_user("acme", "auditor", PASSWORD, &["admin"]).await;
     let alice = server.create_user("acme", "alice", PASSWORD, &["reader"]).await;
@@ -403,7 +403,7 @@ fn sample(text: &str, name: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_name_that_finds_no_user_is_kept_only_as_a_keyed_digest() {
     let db = TestDb::new().await;
-    let server = TestServer::spawn(
+    let server = TestServer::binary(
         db.url(),
         &[("IAMD_BOOTSTRAP_ON_START", "false"), ("IAMD_AUDIT_AUTHENTICATIONS_FLUSH_INTERVAL", "10ms")],
     );
@@ -539,7 +539,7 @@ async fn a_tiny_queue_drops_and_counts_exactly_what_it_dropped() {
 async fn the_server_counts_every_record_it_could_not_write_in_metrics() {
     const ATTEMPTS: u64 = 20;
     let db = TestDb::new().await;
-    let server = TestServer::spawn(
+    let server = TestServer::binary(
         db.url(),
         &[
             ("IAMD_BOOTSTRAP_ON_START", "false"),
@@ -655,7 +655,7 @@ async fn outcomes_over_kafka_name_their_source_and_no_client() {
 async fn what_is_queued_at_shutdown_is_written_before_exit() {
     let db = TestDb::new().await;
     // Batches would wait a minute to fill: only the shutdown flush can write this one soon.
-    let mut server = TestServer::spawn(
+    let mut server = TestServer::binary(
         db.url(),
         &[("IAMD_BOOTSTRAP_ON_START", "false"), ("IAMD_AUDIT_AUTHENTICATIONS_FLUSH_INTERVAL", "60s")],
     );

@@ -239,7 +239,7 @@ async fn the_manual_flow_end_to_end_survives_a_restart_and_leaves_no_plaintext()
     assert_eq!(r["resolved_user_id"], admin_id.as_str());
     let still = ok(login(&server, "dave", "daves long passphrase").await)["jwt"].as_str().unwrap().to_owned();
     assert!(verify(&still, &new_pem).is_some(), "the active key survives the restart");
-    assert!(server.stdout.is_empty(), "no bootstrap key printed: {:?}", server.stdout);
+    assert_eq!(server.bootstrap_key(), None, "no bootstrap key after a restart");
 
     // The database holds no plaintext password or API key.
     let dump = db.dump();
@@ -288,17 +288,15 @@ fn strip(v: &mut Value, field: &str) {
 #[tokio::test]
 async fn serve_bootstraps_at_start_printing_the_admin_key_once_and_never_logging_it() {
     let db = TestDb::new().await;
-    let server = TestServer::spawn(db.url(), &[("IAMD_LOG_LEVEL", "debug")]);
-    let key_line =
-        server.stdout.iter().find(|l| l.contains("tg_")).expect("the bootstrap key is printed once");
-    let admin_key = key_line.rsplit(' ').next().unwrap().to_owned();
+    let server = TestServer::binary(db.url(), &[("IAMD_LOG_LEVEL", "debug")]);
+    let admin_key = server.bootstrap_key().expect("the bootstrap key is printed once");
     assert!(admin_key.starts_with("tg_"));
-    assert!(server.stderr.iter().all(|l| !l.contains(&admin_key)), "the key never reaches the log");
+    assert!(server.stderr().iter().all(|l| !l.contains(&admin_key)), "the key never reaches the log");
     let r = server.call_as(&admin_key, json!({"operation": "list-workspaces"})).await;
     assert_eq!(r["workspaces"][0]["id"], "default");
     // The bootstrap operation is now a no-op, and a restart prints no key.
     assert_eq!(ok(server.call(json!({"operation": "bootstrap"})).await), json!({}));
     let server = server.restart();
-    assert!(server.stdout.iter().all(|l| !l.contains("tg_")), "{:?}", server.stdout);
+    assert!(server.stdout().iter().all(|l| !l.contains("tg_")), "{:?}", server.stdout());
     ok(server.call_as(&admin_key, json!({"operation": "list-workspaces"})).await);
 }

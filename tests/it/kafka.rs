@@ -46,7 +46,7 @@ fn serve(db: &TestDb, broker: &Broker, env: &[(&str, &str)]) -> TestServer {
         ("IAMD_KAFKA_PROPERTIES", "session.timeout.ms=6000,heartbeat.interval.ms=500"),
     ];
     all.extend_from_slice(env);
-    TestServer::spawn(db.url(), &all)
+    TestServer::binary(db.url(), &all)
 }
 
 async fn count(db: &TestDb, sql: &str) -> i64 {
@@ -379,7 +379,7 @@ async fn iamd_starts_while_the_broker_is_down_and_connects_when_it_comes() {
     let db = TestDb::new().await;
     let port = free_port();
     let brokers = format!("127.0.0.1:{port}");
-    let server = TestServer::spawn(db.url(), &[("IAMD_KAFKA_BROKERS", brokers.as_str())]);
+    let server = TestServer::binary(db.url(), &[("IAMD_KAFKA_BROKERS", brokers.as_str())]);
     assert_eq!(server.get("/healthz").await.0, 200, "HTTP serves without Kafka");
     wait_logged(&server, "Kafka brokers unreachable").await;
     let broker = Broker::memory_on(port);

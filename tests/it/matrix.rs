@@ -1,8 +1,12 @@
-//! The full authorisation matrix of the HTTP adapter, through the real binary: the users
-//! `reader`, `writer` and `admin` of workspace `acme` (JWT bearers), each operation aimed at
-//! `acme` (own) or at `globex` (other), on every operation of `POST /api/v1/iam` and on every
-//! REST endpoint of docs/rest.md, plus the cells whose target is the caller itself (its own
-//! API keys, its own password).
+//! The full authorisation matrix: the users `reader`, `writer` and `admin` of workspace
+//! `acme` (JWT bearers), each operation aimed at `acme` (own) or at `globex` (other), on every
+//! protocol operation and on every REST endpoint of docs/rest.md, plus the cells whose target
+//! is the caller itself (its own API keys, its own password). Tested twice, at the two ends of
+//! the one access path (`service::access`):
+//! - through the service: every protocol operation, each user a `Caller::User` authenticated
+//!   from its JWT, as any transport would hand it over (`Service::handle_as`);
+//! - end to end, over HTTP to the running application: every operation of
+//!   `POST /api/v1/iam`, every REST endpoint and the caller's own cells.
 //!
 //! What each cell should answer comes from the tables below, written from the README's
 //! "What each operation needs" — never computed by iamd's code:
@@ -18,6 +22,9 @@
 
 use crate::support::server::{ok, TestServer};
 use crate::support::TestDb;
+use iamd::authn_audit::Origin;
+use iamd::protocol::IamRequest;
+use iamd::service::{Caller, Refusal, Service};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
@@ -190,32 +197,52 @@ fn scopes(op: &str, scoped: bool) -> Vec<Scope> {
 // ----------------------------------------------------------------------------------------
 // The world
 
+/// How the cells reach the access check.
+enum Via {
+    /// End to end: HTTP to the application.
+    Http(TestServer),
+    /// The service itself (its own actix System is the test's).
+    Service(Service),
+}
+
 struct World {
-    server: TestServer,
+    via: Via,
     ids: HashMap<Role, String>,
     jwts: HashMap<Role, String>,
     next: AtomicU32,
 }
 
-/// Workspaces `acme` and `globex`; in `acme` a reader, a writer and an admin, logged in.
+/// Cheap argon2: the matrix is about authorisation, and it hashes a victim per cell.
+const CHEAP_ARGON2: [(&str, &str); 3] = [
+    ("IAMD_BOOTSTRAP_ON_START", "false"),
+    ("IAMD_ARGON2_MEMORY_KIB", "256"),
+    ("IAMD_ARGON2_ITERATIONS", "1"),
+];
+
+/// The world over HTTP.
 async fn world(db: &TestDb) -> World {
-    // Cheap argon2: the matrix is about authorisation, and it hashes a victim per cell.
-    let server = TestServer::spawn(
-        db.url(),
-        &[
-            ("IAMD_BOOTSTRAP_ON_START", "false"),
-            ("IAMD_ARGON2_MEMORY_KIB", "256"),
-            ("IAMD_ARGON2_ITERATIONS", "1"),
-        ],
-    );
+    populated(Via::Http(TestServer::spawn(db.url(), &CHEAP_ARGON2))).await
+}
+
+/// The world of the service alone. Must run inside an actix System (`#[actix_web::test]`).
+async fn service_world(db: &TestDb) -> World {
+    let env = CHEAP_ARGON2.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    let url = ("IAMD_DATABASE_URL".to_owned(), db.url().to_owned());
+    let settings = iamd::config::Settings::from_sources("", env.chain([url])).unwrap();
+    let service = iamd::startup::build_service(&settings).await.unwrap();
+    service.ensure_signing_key().await.unwrap();
+    populated(Via::Service(service)).await
+}
+
+/// Workspaces `acme` and `globex`; in `acme` a reader, a writer and an admin, logged in.
+async fn populated(via: Via) -> World {
+    let mut w = World { via, ids: HashMap::new(), jwts: HashMap::new(), next: AtomicU32::new(0) };
     for ws in ["acme", "globex"] {
-        ok(server.call(json!({"operation": "create-workspace", "workspace_record": {"id": ws}})).await);
+        ok(w.gateway(json!({"operation": "create-workspace", "workspace_record": {"id": ws}})).await);
     }
-    let mut w = World { server, ids: HashMap::new(), jwts: HashMap::new(), next: AtomicU32::new(0) };
     for role in ROLES {
         let r = ok(w
-            .server
-            .call(json!({"operation": "create-user", "workspace": "acme",
+            .gateway(json!({"operation": "create-user", "workspace": "acme",
                 "user": {"username": role.username(), "password": PASSWORD, "roles": [role.name()]}}))
             .await);
         w.ids.insert(role, r["user"]["id"].as_str().unwrap().to_owned());
@@ -230,40 +257,73 @@ impl World {
         format!("{prefix}-{}", self.next.fetch_add(1, Ordering::Relaxed))
     }
 
+    /// A request from the gateway (which no rule refuses): the reply.
+    async fn gateway(&self, request: Value) -> Value {
+        match &self.via {
+            Via::Http(server) => server.call(request).await,
+            Via::Service(service) => {
+                let request = IamRequest::from_json(request.to_string().as_bytes()).unwrap();
+                let reply = service.handle_as(&Caller::Gateway, request, &Origin::of("test")).await;
+                serde_json::to_value(reply.expect("the gateway is never refused")).unwrap()
+            }
+        }
+    }
+
     /// A JWT from login through the gateway.
     async fn login(&self, username: &str, password: &str) -> String {
-        self.server.jwt(username, password).await
+        let r =
+            ok(self.gateway(json!({"operation": "login", "username": username, "password": password})).await);
+        r["jwt"].as_str().expect("a jwt").to_owned()
     }
 
     /// A fresh reader in `ws`: (id, username).
     async fn victim(&self, ws: &str) -> (String, String) {
         let username = self.unique("victim");
-        (self.server.create_user(ws, &username, PASSWORD, &["reader"]).await, username)
+        let r = ok(self
+            .gateway(json!({"operation": "create-user", "workspace": ws,
+                "user": {"username": username, "password": PASSWORD, "roles": ["reader"]}}))
+            .await);
+        (r["user"]["id"].as_str().unwrap().to_owned(), username)
     }
 
     /// A fresh API key of `user` in `ws`: (id, plaintext).
     async fn key_of(&self, ws: &str, user: &str) -> (String, String) {
         let r = ok(self
-            .server
-            .call(json!({"operation": "create-api-key", "workspace": ws,
+            .gateway(json!({"operation": "create-api-key", "workspace": ws,
                 "key": {"user_id": user, "name": self.unique("key")}}))
             .await);
         (r["api_key"]["id"].as_str().unwrap().to_owned(), r["api_key_plaintext"].as_str().unwrap().to_owned())
     }
 
     async fn disable_user(&self, ws: &str, user: &str) {
-        ok(self.server.call(json!({"operation": "disable-user", "workspace": ws, "user_id": user})).await);
+        ok(self.gateway(json!({"operation": "disable-user", "workspace": ws, "user_id": user})).await);
     }
 
-    /// `POST /api/v1/iam` as `role`.
+    /// A protocol request as `role`: over HTTP, `POST /api/v1/iam` with its JWT; through the
+    /// service, the `Caller` its JWT authenticates as, its answer written as HTTP writes it
+    /// (a refusal: 403 `access denied`; a reply: 200).
     async fn iam(&self, role: Role, request: &Value) -> (u16, Value) {
-        self.server.post(Some(&self.jwts[&role]), &request.to_string()).await
+        let jwt = &self.jwts[&role];
+        match &self.via {
+            Via::Http(server) => server.post(Some(jwt), &request.to_string()).await,
+            Via::Service(service) => {
+                let origin = Origin::of("test");
+                let principal = service.authenticate_from(jwt, &origin).await.unwrap().expect("a valid JWT");
+                let req = IamRequest::from_json(request.to_string().as_bytes()).unwrap();
+                match service.handle_as(&Caller::User(principal), req, &origin).await {
+                    Ok(reply) => (200, serde_json::to_value(reply).unwrap()),
+                    Err(Refusal::Forbidden) => (403, json!({"error": "access denied"})),
+                    Err(Refusal::Unauthenticated) => (401, json!({"error": "auth failure"})),
+                }
+            }
+        }
     }
 
     /// A REST call as `role`: (status, JSON body), `Value::Null` for an empty body.
     async fn rest(&self, role: Role, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let Via::Http(server) = &self.via else { panic!("REST is HTTP") };
         let method = Method::from_bytes(method.as_bytes()).unwrap();
-        self.server.request(method, path, Some(&self.jwts[&role]), body.map(Value::to_string), &[]).await
+        server.request(method, path, Some(&self.jwts[&role]), body.map(Value::to_string), &[]).await
     }
 }
 
@@ -447,19 +507,28 @@ fn documented_endpoints() -> BTreeSet<String> {
 // ----------------------------------------------------------------------------------------
 // The matrices
 
+#[actix_web::test]
+async fn every_protocol_operation_is_granted_or_refused_by_the_service_by_role_and_workspace() {
+    let db = TestDb::new().await;
+    protocol_matrix(&service_world(&db).await).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_protocol_operation_is_granted_or_denied_by_role_and_workspace() {
+async fn every_protocol_operation_is_granted_or_denied_over_http_by_role_and_workspace() {
+    let db = TestDb::new().await;
+    protocol_matrix(&world(&db).await).await;
+}
+
+/// Every cell of [`PROTOCOL`], as each role.
+async fn protocol_matrix(w: &World) {
     let ops: BTreeSet<&str> = PROTOCOL.iter().map(|(op, ..)| *op).collect();
     let all: BTreeSet<&str> = iamd::protocol::Operation::ALL.iter().map(|op| op.as_str()).collect();
     assert_eq!((ops.len(), &ops), (PROTOCOL.len(), &all), "the table names every operation once");
-
-    let db = TestDb::new().await;
-    let w = world(&db).await;
     let mut tally = Tally::default();
     for (op, scoped, may) in PROTOCOL {
         for role in ROLES {
             for scope in scopes(op, scoped) {
-                let request = protocol_request(&w, op, scope).await;
+                let request = protocol_request(w, op, scope).await;
                 let reply = w.iam(role, &request).await;
                 let cell = format!("{} {scope:?} POST /api/v1/iam {request}", role.name());
                 let ownership_ok = role != Role::Admin && scope == Scope::Other;

@@ -173,7 +173,7 @@ async fn metrics_are_for_admins_and_count_requests_keys_and_the_population() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_needs_the_database_and_an_active_signing_key_healthz_only_the_database() {
     let db = TestDb::new().await;
-    let server = TestServer::spawn(db.url(), &[("IAMD_BOOTSTRAP_ON_START", "false")]);
+    let server = TestServer::binary(db.url(), &[("IAMD_BOOTSTRAP_ON_START", "false")]);
     assert_eq!(server.get("/readyz").await, (200, json!({"status": "ready"})));
 
     let client = db.pool().get().await.unwrap();
@@ -204,7 +204,7 @@ async fn readyz_needs_the_database_and_an_active_signing_key_healthz_only_the_da
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_ids_are_echoed_or_made_and_carried_by_the_log_lines() {
     let db = TestDb::new().await;
-    let server = TestServer::spawn(db.url(), &[("IAMD_BOOTSTRAP_ON_START", "false")]);
+    let server = TestServer::binary(db.url(), &[("IAMD_BOOTSTRAP_ON_START", "false")]);
 
     let (status, headers, _) =
         send(&server, Method::GET, "/healthz?probe=s3cr3t-query", None, &[("X-Request-Id", "req-42.a_B")])

@@ -71,8 +71,8 @@ async fn the_gateway_secret_or_a_user_credential_may_call_and_roles_decide_the_r
 async fn without_a_gateway_secret_configured_only_admin_keys_are_accepted() {
     let db = TestDb::new().await;
     let server = TestServer::spawn(db.url(), &[("IAMD_HTTP_GATEWAY_SECRET", "")]);
-    let line = server.stdout.iter().find(|l| l.contains("tg_")).unwrap();
-    let admin_key = line.rsplit(' ').next().unwrap();
+    let admin_key = server.bootstrap_key().expect("bootstrapped at start");
+    let admin_key = admin_key.as_str();
     let body = json!({"operation": "list-workspaces"}).to_string();
     assert_eq!(server.post(Some(GATEWAY_SECRET), &body).await.0, 401);
     assert_eq!(server.post(Some(""), &body).await.0, 401);
@@ -358,9 +358,9 @@ async fn updates_change_only_what_is_given_and_keys_expire() {
 async fn with_a_bootstrap_token_no_secret_travels_in_a_response() {
     let db = TestDb::new().await;
     let token = "tg_operator-chosen-token-0123456789";
-    let server = TestServer::spawn(db.url(), &[("IAMD_BOOTSTRAP_TOKEN", token)]);
-    assert!(server.stdout.iter().all(|l| !l.contains("tg_")), "{:?}", server.stdout);
-    assert!(server.stderr.iter().all(|l| !l.contains(token)));
+    let server = TestServer::binary(db.url(), &[("IAMD_BOOTSTRAP_TOKEN", token)]);
+    assert!(server.stdout().iter().all(|l| !l.contains("tg_")), "{:?}", server.stdout());
+    assert!(server.stderr().iter().all(|l| !l.contains(token)));
     let r = ok(server.call(json!({"operation": "resolve-api-key", "api_key": token})).await);
     assert_eq!(r["resolved_workspace"], "default");
     assert_eq!(r["resolved_roles"], json!(["admin"]));
@@ -381,7 +381,7 @@ async fn start_up_and_cli_bootstrap_create_the_admin_in_a_default_workspace_made
         drop(server);
         let key = if how == "on_start" {
             let server = TestServer::spawn(db.url(), &[]);
-            let said = server.stdout.join("\n");
+            let said = server.bootstrap_key().unwrap_or_default();
             let status = ok(server.call(json!({"operation": "bootstrap-status"})).await);
             assert!(status.get("bootstrap_available").is_none(), "{how}: {status}");
             said

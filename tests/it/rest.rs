@@ -1140,7 +1140,7 @@ async fn revoking_a_revoked_key_is_not_found_for_everyone() {
 async fn requests_the_parser_refuses_write_no_error_lines() {
     use std::io::{Read, Write};
     let db = TestDb::new().await;
-    let server = TestServer::spawn(db.url(), &[("IAMD_BOOTSTRAP_ON_START", "false")]);
+    let server = TestServer::binary(db.url(), &[("IAMD_BOOTSTRAP_ON_START", "false")]);
     for raw in [
         &b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"[..],
         &b"BLAH\x01 / HTTP/1.1\r\n\r\n"[..],

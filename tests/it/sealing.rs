@@ -33,7 +33,7 @@ async fn with_a_kek_no_private_key_byte_is_in_a_dump_and_tokens_still_verify() {
     let db = TestDb::new().await;
     let kek = Kek::generate();
     let env = env_with(&kek);
-    let server = TestServer::spawn(db.url(), &pairs(&env));
+    let server = TestServer::binary(db.url(), &pairs(&env));
     assert!(server.logged("no key-encryption key").is_empty(), "no warning with a KEK");
     server.create_user("default", "alice", PASSWORD, &["reader"]).await;
     let before = server.jwt("alice", PASSWORD).await;
@@ -109,8 +109,8 @@ async fn a_wrong_or_missing_kek_stops_the_start_with_one_line() {
 async fn rewrap_seals_unsealed_keys_and_moves_them_to_a_new_kek() {
     let db = TestDb::new().await;
     // Started without a KEK: warned once, stored unsealed.
-    let server = TestServer::spawn(db.url(), &[("IAMD_BOOTSTRAP_ON_START", "true")]);
-    assert_eq!(server.logged("no key-encryption key is set").len(), 1, "{:?}", server.stderr);
+    let server = TestServer::binary(db.url(), &[("IAMD_BOOTSTRAP_ON_START", "true")]);
+    assert_eq!(server.logged("no key-encryption key is set").len(), 1, "{:?}", server.stderr());
     server.create_user("default", "bob", PASSWORD, &["reader"]).await;
     let jwt = server.jwt("bob", PASSWORD).await;
     drop(server);
@@ -150,8 +150,8 @@ async fn rewrap_seals_unsealed_keys_and_moves_them_to_a_new_kek() {
     // The old KEK no longer starts iamd; the new one does, and the token from before verifies.
     let (code, _, _) = run_iamd_with(db.url(), &pairs(&env), &["serve"]);
     assert_eq!(code, 1);
-    let server = TestServer::spawn(db.url(), &pairs(&env2));
-    assert!(server.logged("key-encryption key").is_empty(), "{:?}", server.stderr);
+    let server = TestServer::binary(db.url(), &pairs(&env2));
+    assert!(server.logged("key-encryption key").is_empty(), "{:?}", server.stderr());
     let whoami = server.call_as(&jwt, json!({"operation": "whoami"})).await;
     assert_eq!(ok(whoami)["user"]["username"], "bob");
 }

@@ -296,7 +296,7 @@ async fn workspaces_are_registered_with_trustgraphs_config_service_through_outag
     let env = registering(&brokers);
     let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     // Bootstrap at start creates `default`: it is registered like any other.
-    let server = TestServer::spawn(db.url(), &pairs);
+    let server = TestServer::binary(db.url(), &pairs);
     create_workspace(&server, "acme").await;
     stub.wait_for("put", "default").await;
     stub.wait_for("put", "acme").await;

@@ -1,7 +1,15 @@
-//! [`TestServer`] spawns the real `iamd serve` binary on a test database, on a port the OS
-//! picks (`IAMD_HTTP_LISTEN=127.0.0.1:0`, read back from the JSON start-up log line), and kills
-//! it when dropped. [`TestServer::call`] posts an `IamRequest` to `/api/v1/iam`.
+//! [`TestServer`]: iamd on a test database, on a port the OS picks, stopped when dropped.
+//! [`TestServer::call`] posts an `IamRequest` to `/api/v1/iam`.
+//!
+//! - [`TestServer::spawn`] runs the application **in this process**, as zero2prod's
+//!   `spawn_app` does: `startup::Application` on port 0, served by
+//!   `Application::serve` (Kafka too, when the settings name brokers) on a thread of its own
+//!   with its own actix System. No binary to start, no log line to read the port from.
+//! - [`TestServer::binary`] spawns the real `iamd serve` binary, for the tests of the process
+//!   itself: what it prints and logs, signals, crashes and restarts, two processes.
 
+use iamd::config::Settings;
+use iamd::startup::Application;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -10,16 +18,50 @@ use std::time::Duration;
 
 pub const GATEWAY_SECRET: &str = "test-gateway-secret-0123456789";
 
-pub struct TestServer {
+/// The settings every test server starts from; a test's own `IAMD_*` pairs go on top.
+fn base_env(db_url: &str) -> Vec<(String, String)> {
+    [
+        ("IAMD_DATABASE_URL", db_url),
+        ("IAMD_HTTP_LISTEN", "127.0.0.1:0"),
+        ("IAMD_HTTP_GATEWAY_SECRET", GATEWAY_SECRET),
+        ("IAMD_LOG_FORMAT", "json"),
+        ("IAMD_LOG_LEVEL", "info"),
+        ("IAMD_DATABASE_POOL_SIZE", "4"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+enum Runner {
+    InProcess(InProcess),
+    Binary(Binary),
+}
+
+/// The application on its own thread.
+struct InProcess {
+    /// Ends `Application::serve`.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    http: actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+    bootstrap_key: Option<String>,
+}
+
+/// The `iamd serve` process.
+struct Binary {
     child: Child,
+    /// Everything the process printed on standard output.
+    stdout: Vec<String>,
+    /// Everything it logged on standard error up to the "serving" line.
+    stderr: Vec<String>,
+    /// Everything it logged on standard error since, as it comes.
+    later: Arc<Mutex<Vec<String>>>,
+}
+
+pub struct TestServer {
+    runner: Runner,
     pub port: u16,
     pub base: String,
-    /// Everything the process printed on standard output.
-    pub stdout: Vec<String>,
-    /// Everything it logged on standard error up to the "serving" line.
-    pub stderr: Vec<String>,
-    /// Everything it logged on standard error since, as it comes.
-    pub later: Arc<Mutex<Vec<String>>>,
     http: reqwest::Client,
     db_url: String,
     env: Vec<(String, String)>,
@@ -31,12 +73,7 @@ pub fn command(db_url: &str, env: &[(&str, &str)]) -> Command {
     cmd.arg("serve")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("IAMD_DATABASE_URL", db_url)
-        .env("IAMD_HTTP_LISTEN", "127.0.0.1:0")
-        .env("IAMD_HTTP_GATEWAY_SECRET", GATEWAY_SECRET)
-        .env("IAMD_LOG_FORMAT", "json")
-        .env("IAMD_LOG_LEVEL", "info")
-        .env("IAMD_DATABASE_POOL_SIZE", "4")
+        .envs(base_env(db_url))
         .current_dir(std::env::temp_dir());
     for (k, v) in env {
         cmd.env(k, v);
@@ -67,13 +104,71 @@ pub fn run_iamd_with(db_url: &str, env: &[(&str, &str)], args: &[&str]) -> (i32,
 }
 
 impl TestServer {
-    /// Starts `iamd serve` and waits until it listens.
+    /// Starts the application in this process and waits until it listens.
     pub fn spawn(db_url: &str, env: &[(&str, &str)]) -> TestServer {
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Self::start(db_url.to_owned(), env)
+        Self::in_process(db_url.to_owned(), env)
     }
 
-    fn start(db_url: String, env: Vec<(String, String)>) -> TestServer {
+    /// Starts the `iamd serve` binary and waits until it listens.
+    pub fn binary(db_url: &str, env: &[(&str, &str)]) -> TestServer {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Self::process(db_url.to_owned(), env)
+    }
+
+    fn in_process(db_url: String, env: Vec<(String, String)>) -> TestServer {
+        // The test's own pairs replace the base ones of the same name.
+        let mut pairs = base_env(&db_url);
+        pairs.retain(|(k, _)| env.iter().all(|(name, _)| name != k));
+        pairs.extend(env.iter().cloned());
+        let settings = Settings::from_sources("", pairs).expect("the test settings are valid");
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let system = actix_web::rt::System::new();
+            system.block_on(async move {
+                let app = match Application::build(&settings).await {
+                    Ok(app) => app,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!("{e:#}")));
+                        return;
+                    }
+                };
+                let key = app.bootstrap.as_ref().and_then(|b| b.admin_api_key.as_ref());
+                let _ = ready_tx.send(Ok((app.port, app.handle(), key.map(|k| k.expose().to_owned()))));
+                let stopped = async {
+                    let _ = stop_rx.await;
+                };
+                if let Err(e) = app.serve(&settings, stopped).await {
+                    eprintln!("in-process iamd: {e:#}");
+                }
+                actix_web::rt::System::current().stop();
+            });
+            // Until the System has stopped its arbiters (the actors, and their connections).
+            let _ = system.run();
+        });
+        let (port, http, bootstrap_key) = match ready_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(ready)) => ready,
+            Ok(Err(e)) => panic!("iamd did not start: {e}"),
+            Err(_) => panic!("iamd did not start within 60 s"),
+        };
+        let runner =
+            Runner::InProcess(InProcess { stop: Some(stop_tx), http, thread: Some(thread), bootstrap_key });
+        Self::listening(runner, port, db_url, env)
+    }
+
+    fn listening(runner: Runner, port: u16, db_url: String, env: Vec<(String, String)>) -> TestServer {
+        TestServer {
+            runner,
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+            db_url,
+            env,
+        }
+    }
+
+    fn process(db_url: String, env: Vec<(String, String)>) -> TestServer {
         let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let mut child = command(&db_url, &pairs)
             .stdout(Stdio::piped())
@@ -126,25 +221,52 @@ impl TestServer {
         while let Ok(line) = out_rx.recv_timeout(Duration::from_millis(200)) {
             stdout_lines.push(line);
         }
-        TestServer {
-            child,
-            port,
-            base: format!("http://127.0.0.1:{port}"),
-            stdout: stdout_lines,
-            stderr: logged,
-            later,
-            http: reqwest::Client::new(),
-            db_url,
-            env,
-        }
+        let runner = Runner::Binary(Binary { child, stdout: stdout_lines, stderr: logged, later });
+        Self::listening(runner, port, db_url, env)
     }
 
-    /// Stops the process (SIGKILL) and starts a new one on the same database and settings.
+    /// Stops the server and starts a new one of the same kind on the same database and
+    /// settings: the process is killed (SIGKILL); the in-process application is stopped.
     pub fn restart(self) -> TestServer {
         let db_url = self.db_url.clone();
         let env = self.env.clone();
+        let binary = matches!(self.runner, Runner::Binary(_));
         drop(self);
-        Self::start(db_url, env)
+        if binary {
+            Self::process(db_url, env)
+        } else {
+            Self::in_process(db_url, env)
+        }
+    }
+
+    /// The admin API key the start-up bootstrap created (printed once by the binary).
+    pub fn bootstrap_key(&self) -> Option<String> {
+        match &self.runner {
+            Runner::InProcess(app) => app.bootstrap_key.clone(),
+            Runner::Binary(process) => process
+                .stdout
+                .iter()
+                .find(|l| l.contains("admin API key"))
+                .and_then(|l| l.rsplit(' ').next())
+                .map(str::to_owned),
+        }
+    }
+
+    fn process_only(&self, what: &str) -> &Binary {
+        match &self.runner {
+            Runner::Binary(process) => process,
+            Runner::InProcess(_) => panic!("{what}: only a process has it; start it with TestServer::binary"),
+        }
+    }
+
+    /// What the process printed on standard output.
+    pub fn stdout(&self) -> &[String] {
+        &self.process_only("stdout").stdout
+    }
+
+    /// What the process logged on standard error up to the "serving" line.
+    pub fn stderr(&self) -> &[String] {
+        &self.process_only("stderr").stderr
     }
 
     /// `POST /api/v1/iam` with the gateway secret; returns (status, body).
@@ -232,15 +354,19 @@ impl TestServer {
 impl TestServer {
     /// Sends a signal (`TERM`, `KILL`) to the process.
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status();
+        let pid = self.process_only("a signal").child.id();
+        let status = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status();
         assert!(status.is_ok_and(|s| s.success()), "kill -{name} failed");
     }
 
     /// Waits for the process to exit; its status, or None after `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let Runner::Binary(process) = &mut self.runner else {
+            panic!("wait_exit: start it with TestServer::binary")
+        };
         let deadline = std::time::Instant::now() + timeout;
         while std::time::Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Ok(Some(status)) = process.child.try_wait() {
                 return Some(status);
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -251,15 +377,31 @@ impl TestServer {
     /// Log lines whose text contains `needle`, from start-up on: the Kafka adapter starts
     /// before the "serving" line, so what it says first may be among the start-up lines.
     pub fn logged(&self, needle: &str) -> Vec<String> {
-        let later = self.later.lock().unwrap();
-        self.stderr.iter().chain(later.iter()).filter(|l| l.contains(needle)).cloned().collect()
+        let process = self.process_only("the log");
+        let later = process.later.lock().unwrap();
+        process.stderr.iter().chain(later.iter()).filter(|l| l.contains(needle)).cloned().collect()
     }
 }
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        match &mut self.runner {
+            Runner::Binary(process) => {
+                let _ = process.child.kill();
+                let _ = process.child.wait();
+            }
+            Runner::InProcess(app) => {
+                // Not gracefully: idle keep-alive connections would hold a graceful stop. The
+                // command is sent by the call; its future only waits for the stop to complete.
+                drop(app.http.stop(false));
+                if let Some(stop) = app.stop.take() {
+                    let _ = stop.send(());
+                }
+                if let Some(thread) = app.thread.take() {
+                    let _ = thread.join();
+                }
+            }
+        }
     }
 }
 
