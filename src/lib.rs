@@ -3,6 +3,8 @@
 //! # Layout
 //! From the leaves up (`scripts/layers.py`, run by `make lint`, fails on any cycle between
 //! these modules):
+//! - [`db`]: the connection pool, and the one way a database error is told (never a row's
+//!   values).
 //! - [`protocol`]: the wire types (`IamRequest` / `IamResponse`) and the error taxonomy.
 //! - [`authz`]: the pure capability model: which roles grant what, in which workspaces.
 //! - [`crypto`]: argon2id, API keys, Ed25519/JWT, the KEK seal and the keyed digest.
@@ -12,13 +14,12 @@
 //!   chain.
 //! - [`domain`]: the aggregates (workspace, system): pure `decide` and `apply`, input rules,
 //!   how usernames compare.
-//! - [`projections`]: reducers keeping the read tables, run inside the append transaction,
-//!   and the resolve-api-key cache.
-//! - [`db`]: the connection pool and migrations.
-//! - [`store`]: everything that touches the log's tables: the append, the gapless tail, the
-//!   rebuild of the read tables, the workspace snapshots.
-//! - [`actors`]: one `WorkspaceActor` per workspace and the `SystemActor`, behind a registry.
 //! - [`authn_audit`]: the authentication audit: its vocabulary, the batching recorder, the query.
+//! - [`projections`]: reducers returning typed writes (insert, update, delete) that keep the
+//!   read tables, run inside the append transaction; the resolve-api-key cache.
+//! - [`store`]: everything that touches the log's tables: the schema migrations, the append,
+//!   the gapless tail, the rebuild of the read tables, the workspace snapshots.
+//! - [`actors`]: one `WorkspaceActor` per workspace and the `SystemActor`, behind a registry.
 //! - [`audit`]: checks of the log itself (verify, replay, log) and of the snapshots against it.
 //! - [`service`]: one authorisation of the adapter's `Caller` (gateway, user by API key or
 //!   JWT, anonymous; [`service::access`]) and one dispatch from `IamRequest` to `IamResponse`
@@ -26,7 +27,8 @@
 //! - [`adapters`]: transports: HTTP and Kafka, with the Kafka request/response client
 //!   ([`adapters::kafka::client`]: `iamd call --kafka`, tests, bench), and TrustGraph's
 //!   workspace registration.
-//! - [`startup`]: builds and runs the server.
+//! - [`startup`]: builds and runs the server (`Application`: what `iamd serve` runs and what
+//!   the HTTP tests run in process).
 //! - [`tools`]: `iamd bench` and the synthetic-log generator.
 
 pub mod actors;

@@ -177,11 +177,11 @@ fn threads() -> usize {
 pub async fn build_service(settings: &Settings) -> anyhow::Result<Service> {
     let pool = db::connect(settings.database.url.expose(), settings.database.pool_size).await?;
     if settings.database.migrate_on_start {
-        let applied = db::migrate(&pool).await?;
+        let applied = crate::store::migrations::migrate(&pool).await?;
         if applied > 0 {
             tracing::info!(applied, "database migrations applied");
         }
-    } else if !db::is_migrated(&pool).await? {
+    } else if !crate::store::migrations::is_migrated(&pool).await? {
         bail!("the database schema is not up to date: run `iamd migrate` (or set database.migrate_on_start: true)");
     }
     let kek = settings.kek()?;

@@ -292,13 +292,9 @@ async fn write(pool: &Pool, rows: &[Row]) -> Result<(), String> {
     tx.commit().await.map_err(describe)
 }
 
-/// A database error as one line: the server's message and SQLSTATE (never its DETAIL, which
-/// could quote a row), or the client's error.
+/// A database error as one line ([`crate::db::error_line`]: never a row's values).
 pub(super) fn describe(e: tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
-    }
+    crate::db::error_line(&e)
 }
 
 #[cfg(test)]

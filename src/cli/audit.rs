@@ -38,7 +38,7 @@ pub async fn audit_verify(settings: Settings, workspace: Option<String>) -> anyh
 /// One line per snapshot; exit 2 when one is a problem (see `iamd::audit::snapshots`).
 pub async fn snapshots_verify(settings: Settings, workspace: Option<String>) -> anyhow::Result<()> {
     let pool = iamd::db::connect(settings.database.url.expose(), 1).await?;
-    if !iamd::db::is_migrated(&pool).await? {
+    if !iamd::store::migrations::is_migrated(&pool).await? {
         anyhow::bail!("snapshots: the database is not migrated; run `iamd migrate` first");
     }
     let checked = iamd::audit::snapshots::verify(&pool, workspace.as_deref()).await?;

@@ -9,7 +9,7 @@ pub async fn projections(settings: Settings, command: ProjectionsCommand) -> any
     use iamd::store::rebuild::{self, Mode};
     const EVERY: u64 = 100_000;
     let pool = iamd::db::connect(settings.database.url.expose(), 1).await?;
-    if !iamd::db::is_migrated(&pool).await? {
+    if !iamd::store::migrations::is_migrated(&pool).await? {
         anyhow::bail!("projections: the database is not migrated; run `iamd migrate` first");
     }
     let mut client = pool.get().await?;

@@ -25,8 +25,8 @@ pub fn announce(done: &iamd::service::Bootstrapped) {
 
 pub async fn migrate(settings: Settings) -> anyhow::Result<()> {
     let pool = iamd::db::connect(settings.database.url.expose(), settings.database.pool_size).await?;
-    let applied = iamd::db::migrate(&pool).await?;
-    let latest = iamd::db::MIGRATIONS.iter().map(|m| m.0).max().unwrap_or(0);
+    let applied = iamd::store::migrations::migrate(&pool).await?;
+    let latest = iamd::store::migrations::MIGRATIONS.iter().map(|m| m.0).max().unwrap_or(0);
     println!("migrations applied: {applied} (schema now at {latest})");
     Ok(())
 }

@@ -286,7 +286,7 @@ pub async fn listen(cache: Arc<KeyCache>, config: tokio_postgres::Config) {
                     Err(e) => {
                         driver.abort();
                         if !warned {
-                            tracing::warn!(error = %e, "api key cache: LISTEN failed, resolving from the tables");
+                            tracing::warn!(error = %crate::db::error_line(&e), "api key cache: LISTEN failed, resolving from the tables");
                             warned = true;
                         }
                     }
@@ -294,7 +294,7 @@ pub async fn listen(cache: Arc<KeyCache>, config: tokio_postgres::Config) {
             }
             Err(e) => {
                 if !warned {
-                    tracing::warn!(error = %e, "api key cache: cannot connect its listener, resolving from the tables");
+                    tracing::warn!(error = %crate::db::error_line(&e), "api key cache: cannot connect its listener, resolving from the tables");
                     warned = true;
                 }
             }

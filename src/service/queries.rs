@@ -134,10 +134,10 @@ fn db_error(what: &'static str) -> impl Fn(tokio_postgres::Error) -> IamError {
         if e.code().is_some_and(is_data_exception) {
             // A value the request carried that PostgreSQL cannot hold or compare (validation
             // should have caught it first): the caller's mistake, not iamd's.
-            tracing::warn!(query = what, error = %e, "a request value PostgreSQL refused");
+            tracing::warn!(query = what, error = %crate::db::error_line(&e), "a request value PostgreSQL refused");
             return IamError::invalid("a value in the request cannot be stored or compared");
         }
-        tracing::error!(query = what, error = %e, "read query failed");
+        tracing::error!(query = what, error = %crate::db::error_line(&e), "read query failed");
         IamError::internal()
     }
 }
@@ -310,7 +310,7 @@ impl Queries {
         if !self.ping().await {
             return Err("database unavailable");
         }
-        match crate::db::is_migrated(&self.pool).await {
+        match crate::store::migrations::is_migrated(&self.pool).await {
             Ok(true) => {}
             Ok(false) => return Err("database schema not migrated"),
             Err(_) => return Err("database unavailable"),

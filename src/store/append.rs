@@ -100,10 +100,18 @@ pub enum AppendError {
     /// This caller's request id was already applied; answer from the processed-request record.
     #[error("request already processed")]
     AlreadyProcessed,
-    #[error("event store: {0}")]
-    Database(#[from] tokio_postgres::Error),
+    /// Told by [`crate::db::error_line`], and not its `source()`: the driver's error chain
+    /// quotes the row (a unique violation's DETAIL).
+    #[error("event store: {}", crate::db::error_line(.0))]
+    Database(tokio_postgres::Error),
     #[error("event store: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
+}
+
+impl From<tokio_postgres::Error> for AppendError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        AppendError::Database(e)
+    }
 }
 
 impl AppendError {

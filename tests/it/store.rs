@@ -626,7 +626,7 @@ async fn migrating_keeps_every_processed_request_under_its_caller() {
             .await
             .unwrap();
     }
-    iamd::db::migrate(&db.pool()).await.unwrap();
+    iamd::store::migrations::migrate(&db.pool()).await.unwrap();
 
     let store = db.store();
     for (caller, request_id) in [
@@ -674,7 +674,7 @@ async fn migrating_rekeys_usernames_and_reports_collisions() {
             .await
             .unwrap();
     }
-    iamd::db::migrate(&db.pool()).await.unwrap();
+    iamd::store::migrations::migrate(&db.pool()).await.unwrap();
     let rows = client
         .query("SELECT username_key, user_id FROM unique_usernames ORDER BY user_id", &[])
         .await
@@ -690,4 +690,33 @@ async fn migrating_rekeys_usernames_and_reports_collisions() {
     ];
     assert_eq!(keys, expected.map(|(k, u)| (k.to_owned(), u.to_owned())));
     assert_eq!(count(&db.store(), "SELECT count(*) FROM users", &[]).await, 4, "no user merged away");
+}
+
+/// Every database failure iamd tells (logs, CLI messages, errors) is told by one function,
+/// which names the constraint and SQLSTATE and never quotes a row: a unique violation's DETAIL
+/// carries the key's value (here a username), and tokio-postgres's own `Display` says only
+/// "db error" while its source chain (what `anyhow`'s `{:#}` prints) quotes the row.
+#[tokio::test]
+async fn a_database_error_is_told_without_the_values_of_its_row() {
+    let db = TestDb::new().await;
+    let client = db.pool().get().await.unwrap();
+    let insert = "INSERT INTO unique_usernames (username_key, user_id) VALUES ($1, $2)";
+    client.execute(insert, &[&"secret-looking-name", &"u1"]).await.unwrap();
+    let err = client.execute(insert, &[&"secret-looking-name", &"u2"]).await.unwrap_err();
+    let chain = format!(
+        "{:#}",
+        anyhow::Error::new(iamd::store::AppendError::Database(
+            client.execute(insert, &[&"secret-looking-name", &"u3"]).await.unwrap_err(),
+        ))
+    );
+    assert!(!chain.contains("secret-looking-name"), "{chain}");
+    let raw = format!(
+        "{:#}",
+        anyhow::Error::new(client.execute(insert, &[&"secret-looking-name", &"u4"]).await.unwrap_err(),)
+    );
+    assert!(raw.contains("secret-looking-name"), "tokio-postgres's chain quotes the row: {raw}");
+    let told = iamd::db::error_line(&err);
+    assert!(told.contains("unique_usernames_pkey") && told.contains("SQLSTATE 23505"), "{told}");
+    assert!(!told.contains("secret-looking-name"), "{told}");
+    assert!(!AppendError::Database(err).to_string().contains("secret-looking-name"));
 }

@@ -227,7 +227,7 @@ async fn read(pool: &Pool, query: FeedQuery) -> Result<Vec<TailedEvent>, ReadErr
 }
 
 fn db_error(e: tokio_postgres::Error) -> ReadError {
-    tracing::error!(error = %e, "audit feed: read failed");
+    tracing::error!(error = %crate::db::error_line(&e), "audit feed: read failed");
     ReadError::Database
 }
 

@@ -87,8 +87,8 @@ pub(super) async fn set_path(tx: &Transaction<'_>, paths: &Paths, names: Names<'
     Ok(())
 }
 
-/// A database error as one line: what was being done, the server's message and constraint,
-/// never its DETAIL (which quotes key values, e.g. a key hash). Keeps the SQLSTATE.
+/// A database error as one line: what was being done, then [`crate::db::error_line`] (never
+/// its DETAIL, which quotes key values, e.g. a key hash). Keeps the SQLSTATE.
 #[derive(Debug)]
 pub(super) struct DbFailure {
     pub(super) what: String,
@@ -98,16 +98,7 @@ pub(super) struct DbFailure {
 
 impl DbFailure {
     pub(super) fn new(what: String, err: &tokio_postgres::Error) -> DbFailure {
-        let message = match err.as_db_error() {
-            Some(d) => match d.constraint() {
-                Some(c) => format!("{} (constraint {c})", d.message()),
-                None => d.message().to_owned(),
-            },
-            None if err.is_closed() => "the connection to PostgreSQL closed".to_owned(),
-            // Not from the server (I/O, protocol, conversion): no row values in these.
-            None => err.to_string(),
-        };
-        DbFailure { what, message, code: err.code().cloned() }
+        DbFailure { what, message: crate::db::error_line(err), code: err.code().cloned() }
     }
 }
 

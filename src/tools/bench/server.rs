@@ -33,7 +33,7 @@ impl BenchDb {
             .with_context(|| format!("bench: creating the database {name} (the user needs CREATEDB)"))?;
         let url = key_value_url(&admin, &name);
         let pool = crate::db::connect(&url, 8).await?;
-        crate::db::migrate(&pool).await?;
+        crate::store::migrations::migrate(&pool).await?;
         Ok(BenchDb { admin, name, url, pool })
     }
 

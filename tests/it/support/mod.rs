@@ -72,7 +72,7 @@ impl TestDb {
             }
         };
         let db = TestDb { admin_url, name, url, pool };
-        iamd::db::migrate_to(&db.pool, version)
+        iamd::store::migrations::migrate_to(&db.pool, version)
             .await
             .unwrap_or_else(|e| panic!("migrating {}: {e:#}", db.name));
         db
