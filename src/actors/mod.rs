@@ -11,6 +11,7 @@
 //! stream's [`snapshot`] (a cache of the state, checked against the log) when one is usable.
 
 mod pipeline;
+pub mod replies;
 mod system;
 mod workspace;
 

@@ -1,7 +1,7 @@
 //! The actor owning one workspace stream.
 
 use super::pipeline::{self, Aggregate, Decision, Run};
-use super::{Deregister, Head};
+use super::{replies, Deregister, Head};
 use crate::domain::workspace::{self, WorkspaceCommand, WorkspaceState};
 use crate::events::{workspace_stream, Metadata};
 use crate::protocol::{IamError, IamResponse};
@@ -133,7 +133,7 @@ impl Aggregate for Loaded {
     ) -> Result<Decision, IamError> {
         let events = workspace::decide(&self.state, command, Utc::now())?;
         if events.is_empty() {
-            return Ok(Decision::Unchanged(workspace::reply(&self.state, command)));
+            return Ok(Decision::Unchanged(replies::render(&self.state, &workspace::answer(command))));
         }
         for event in &events {
             workspace::apply(&mut self.state, event);
@@ -147,7 +147,7 @@ impl Aggregate for Loaded {
         Ok(Decision::Record {
             streams: vec![stream],
             signing_key: None,
-            response: workspace::reply(&self.state, command),
+            response: replies::render(&self.state, &workspace::answer(command)),
         })
     }
 

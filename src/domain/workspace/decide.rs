@@ -4,7 +4,7 @@
 use super::{UserState, WorkspaceState};
 use crate::domain::rules;
 use crate::events::{Event, RevokeReason};
-use crate::protocol::{IamError, IamResponse};
+use crate::protocol::IamError;
 use chrono::{DateTime, Utc};
 
 /// The intent of a write to one workspace.
@@ -368,24 +368,32 @@ pub fn decide(
     }
 }
 
-/// The reply to a successful command, read from the state after its events were applied.
-/// One-time secrets are added by the caller, never stored here.
-pub fn reply(state: &WorkspaceState, command: &WorkspaceCommand) -> IamResponse {
+/// What a successful command answers with: nothing, or the workspace, user or key it
+/// concerns, as the state holds it after the command's events (the actor renders it for the
+/// wire: `actors::replies`). One-time secrets are added by the caller, never held here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Nothing,
+    Workspace,
+    User(String),
+    Key(String),
+}
+
+/// The [`Answer`] to `command`.
+pub fn answer(command: &WorkspaceCommand) -> Answer {
     use WorkspaceCommand as C;
-    let mut r = IamResponse::default();
     match command {
-        C::CreateWorkspace { .. } | C::UpdateWorkspace { .. } => r.workspace = Some(state.record()),
+        C::CreateWorkspace { .. } | C::UpdateWorkspace { .. } => Answer::Workspace,
         C::CreateUser { user_id, .. } | C::UpdateUser { user_id, .. } | C::EnableUser { user_id } => {
-            r.user = state.users.get(user_id).map(|u| state.user_record(u));
+            Answer::User(user_id.clone())
         }
-        C::CreateApiKey { key_id, .. } => r.api_key = state.keys.get(key_id).map(|k| state.key_record(k)),
+        C::CreateApiKey { key_id, .. } => Answer::Key(key_id.clone()),
         C::DisableWorkspace
         | C::DisableUser { .. }
         | C::DeleteUser { .. }
         | C::ChangePassword { .. }
         | C::ResetPassword { .. }
         | C::RevokeApiKey { .. }
-        | C::RecordMintedToken { .. } => {}
+        | C::RecordMintedToken { .. } => Answer::Nothing,
     }
-    r
 }

@@ -6,11 +6,9 @@ mod decide;
 #[cfg(test)]
 mod tests;
 
-pub use decide::{decide, reply, WorkspaceCommand};
+pub use decide::{answer, decide, Answer, WorkspaceCommand};
 
-use super::iso;
 use crate::events::Event;
-use crate::protocol::{ApiKeyRecord, UserRecord, WorkspaceRecord};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -65,41 +63,6 @@ impl WorkspaceState {
 
     pub fn active_keys_of<'a>(&'a self, user_id: &'a str) -> impl Iterator<Item = &'a KeyState> + 'a {
         self.keys.values().filter(move |k| !k.revoked && k.user_id == user_id)
-    }
-
-    pub fn record(&self) -> WorkspaceRecord {
-        WorkspaceRecord {
-            id: self.id.clone(),
-            name: self.name.clone(),
-            enabled: self.enabled,
-            created: self.created.map(iso).unwrap_or_default(),
-        }
-    }
-
-    pub fn user_record(&self, u: &UserState) -> UserRecord {
-        UserRecord {
-            id: u.id.clone(),
-            workspace: self.id.clone(),
-            username: u.username.clone(),
-            name: u.name.clone(),
-            email: u.email.clone(),
-            roles: u.roles.clone(),
-            enabled: u.enabled,
-            must_change_password: u.must_change_password,
-            created: iso(u.created),
-        }
-    }
-
-    pub fn key_record(&self, k: &KeyState) -> ApiKeyRecord {
-        ApiKeyRecord {
-            id: k.id.clone(),
-            user_id: k.user_id.clone(),
-            name: k.name.clone(),
-            prefix: k.prefix.clone(),
-            expires: k.expires.map(iso).unwrap_or_default(),
-            created: iso(k.created),
-            last_used: String::new(),
-        }
     }
 }
 

@@ -1,16 +1,13 @@
 //! Given/when/then tests of the workspace aggregate: every command's success and every refusal
-//! of `decide`, the state `apply` folds from the events, the replies read from it, and replay.
+//! of `decide`, the state `apply` folds from the events, what each command answers with, and
+//! replay.
 
-use super::{apply, decide, reply, WorkspaceCommand as C, WorkspaceState};
+use super::{answer, apply, decide, Answer, WorkspaceCommand as C, WorkspaceState};
 use crate::events::{Event, RevokeReason};
-use crate::protocol::{
-    ApiKeyRecord, ErrorKind, IamError, IamResponse, UserRecord, WorkspaceRecord, AUTH_FAILED_MESSAGE,
-};
+use crate::protocol::{ErrorKind, IamError, AUTH_FAILED_MESSAGE};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 const WS: &str = "acme";
-/// `now()` as the protocol writes it.
-const NOW_ISO: &str = "2026-01-02T03:04:05Z";
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap()
@@ -169,10 +166,9 @@ fn create_workspace_records_it_and_replies_with_its_record() {
     let cmd = C::CreateWorkspace { name: "Acme".into() };
     let events = when(&state, &cmd).unwrap();
     assert_eq!(events, vec![workspace_created()]);
-    assert_eq!(
-        reply(&after(&state, &events), &cmd).workspace,
-        Some(WorkspaceRecord { id: WS.into(), name: "Acme".into(), enabled: true, created: NOW_ISO.into() })
-    );
+    let next = after(&state, &events);
+    assert_eq!((next.id.as_str(), next.name.as_str(), next.enabled), (WS, "Acme", true));
+    assert_eq!(answer(&cmd), Answer::Workspace);
 }
 
 #[test]
@@ -224,7 +220,8 @@ fn update_workspace_renames() {
     let cmd = C::UpdateWorkspace { name: Some("Acme Corp".into()), enabled: None };
     let events = when(&state, &cmd).unwrap();
     assert_eq!(events, vec![Event::WorkspaceRenamed { name: "Acme Corp".into() }]);
-    assert_eq!(reply(&after(&state, &events), &cmd).workspace.unwrap().name, "Acme Corp");
+    assert_eq!(after(&state, &events).name, "Acme Corp");
+    assert_eq!(answer(&cmd), Answer::Workspace);
 }
 
 #[test]
@@ -236,7 +233,7 @@ fn update_workspace_is_a_no_op_when_nothing_changes() {
         C::UpdateWorkspace { name: Some("Acme".into()), enabled: Some(true) },
     ] {
         assert_eq!(when(&state, &cmd).unwrap(), vec![], "{cmd:?}");
-        assert_eq!(reply(&state, &cmd).workspace, Some(state.record()));
+        assert_eq!(answer(&cmd), Answer::Workspace, "the workspace as it is");
     }
 }
 
@@ -246,7 +243,8 @@ fn update_workspace_enables_a_disabled_workspace() {
     let cmd = C::UpdateWorkspace { name: None, enabled: Some(true) };
     let events = when(&state, &cmd).unwrap();
     assert_eq!(events, vec![Event::WorkspaceEnabled {}]);
-    assert!(reply(&after(&state, &events), &cmd).workspace.unwrap().enabled);
+    assert!(after(&state, &events).enabled);
+    assert_eq!(answer(&cmd), Answer::Workspace);
 }
 
 #[test]
@@ -311,7 +309,8 @@ fn update_workspace_with_a_new_name_and_enabled_false_renames_and_disables() {
     let next = after(&state, &events);
     assert!(!next.enabled);
     assert!(!next.users["u1"].enabled);
-    assert_eq!(reply(&next, &cmd).workspace.unwrap().name, "Acme Archive");
+    assert_eq!(next.name, "Acme Archive");
+    assert_eq!(answer(&cmd), Answer::Workspace);
 }
 
 #[test]
@@ -353,7 +352,7 @@ fn disable_workspace_disables_every_enabled_user_and_revokes_every_active_key() 
     assert!(!next.enabled);
     assert!(next.users.values().all(|u| !u.enabled));
     assert!(next.keys.values().all(|k| k.revoked));
-    assert_eq!(reply(&next, &C::DisableWorkspace), IamResponse::default());
+    assert_eq!(answer(&C::DisableWorkspace), Answer::Nothing);
 }
 
 #[test]
@@ -394,20 +393,7 @@ fn create_user_records_the_user_and_replies_with_its_record() {
     );
     let next = after(&state, &events);
     assert_eq!(next.users["u9"].account_version, 1);
-    assert_eq!(
-        reply(&next, &cmd).user,
-        Some(UserRecord {
-            id: "u9".into(),
-            workspace: WS.into(),
-            username: "bob".into(),
-            name: "Bob".into(),
-            email: "bob@example.com".into(),
-            roles: strings(&["writer", "admin"]),
-            enabled: true,
-            must_change_password: true,
-            created: NOW_ISO.into(),
-        })
-    );
+    assert_eq!(answer(&cmd), Answer::User("u9".into()));
 }
 
 #[test]
@@ -525,8 +511,9 @@ fn update_user_records_only_the_changed_fields() {
             must_change_password: None,
         }]
     );
-    let record = reply(&after(&state, &events), &cmd).user.unwrap();
-    assert_eq!((record.name.as_str(), record.email.as_str()), ("Alice B", "alice@example.com"));
+    let next = after(&state, &events);
+    let u = &next.users["u1"];
+    assert_eq!((u.name.as_str(), u.email.as_str()), ("Alice B", "alice@example.com"));
 }
 
 #[test]
@@ -555,20 +542,13 @@ fn update_user_changes_every_field_given() {
             must_change_password: Some(true),
         }]
     );
+    let next = after(&state, &events);
+    let u = &next.users["u1"];
     assert_eq!(
-        reply(&after(&state, &events), &cmd).user,
-        Some(UserRecord {
-            id: "u1".into(),
-            workspace: WS.into(),
-            username: "alice.b".into(),
-            name: "Alice B".into(),
-            email: "ab@example.com".into(),
-            roles: strings(&["admin", "writer"]),
-            enabled: true,
-            must_change_password: true,
-            created: NOW_ISO.into(),
-        })
+        (u.username.as_str(), u.name.as_str(), u.email.as_str(), &u.roles, u.enabled, u.must_change_password),
+        ("alice.b", "Alice B", "ab@example.com", &strings(&["admin", "writer"]), true, true)
     );
+    assert_eq!(answer(&cmd), Answer::User("u1".into()));
 }
 
 #[test]
@@ -611,7 +591,7 @@ fn update_user_without_enabled_does_not_re_enable_a_disabled_user() {
     assert!(matches!(&events[..], [Event::UserChanged { .. }]), "{events:?}");
     let next = after(&state, &events);
     assert!(!next.users["u1"].enabled);
-    assert!(!reply(&next, &cmd).user.unwrap().enabled);
+    assert_eq!(answer(&cmd), Answer::User("u1".into()));
 }
 
 #[test]
@@ -629,7 +609,7 @@ fn update_user_with_enabled_false_disables_and_revokes_the_users_active_keys() {
     let events = when(&state, &cmd).unwrap();
     assert_eq!(events, vec![user_disabled("u1"), key_revoked("k1", RevokeReason::UserDisabled)]);
     let next = after(&state, &events);
-    assert!(!reply(&next, &cmd).user.unwrap().enabled);
+    assert_eq!(answer(&cmd), Answer::User("u1".into()));
     assert!(!next.keys["k3"].revoked);
 }
 
@@ -639,7 +619,8 @@ fn update_user_with_enabled_true_re_enables_a_disabled_user() {
     let cmd = update_user("u1", UserEdit { enabled: Some(true), ..UserEdit::default() });
     let events = when(&state, &cmd).unwrap();
     assert_eq!(events, vec![Event::UserEnabled { user_id: "u1".into() }]);
-    assert!(reply(&after(&state, &events), &cmd).user.unwrap().enabled);
+    assert!(after(&state, &events).users["u1"].enabled);
+    assert_eq!(answer(&cmd), Answer::User("u1".into()));
 }
 
 #[test]
@@ -720,7 +701,7 @@ fn disable_user_revokes_only_that_users_active_keys() {
     assert!(!next.users["u1"].enabled);
     assert!(next.users["u2"].enabled);
     assert!(!next.keys["k3"].revoked);
-    assert_eq!(reply(&next, &cmd), IamResponse::default());
+    assert_eq!(answer(&cmd), Answer::Nothing);
 }
 
 #[test]
@@ -756,8 +737,7 @@ fn enable_user_enables_a_disabled_user_and_replies_with_its_record() {
     assert_eq!(events, vec![Event::UserEnabled { user_id: "u1".into() }]);
     let next = after(&state, &events);
     assert!(next.users["u1"].enabled);
-    assert_eq!(reply(&next, &cmd).user, Some(next.user_record(&next.users["u1"])));
-    assert!(reply(&next, &cmd).user.unwrap().enabled);
+    assert_eq!(answer(&cmd), Answer::User("u1".into()));
 }
 
 #[test]
@@ -765,7 +745,8 @@ fn enable_user_of_an_enabled_user_is_a_no_op() {
     let state = given(&[workspace_created(), user_created("u1", "alice")]);
     let cmd = C::EnableUser { user_id: "u1".into() };
     assert_eq!(when(&state, &cmd).unwrap(), vec![]);
-    assert!(reply(&state, &cmd).user.unwrap().enabled);
+    assert!(state.users["u1"].enabled);
+    assert_eq!(answer(&cmd), Answer::User("u1".into()), "the user as it is");
 }
 
 #[test]
@@ -837,7 +818,7 @@ fn delete_user_revokes_the_users_active_keys_then_records_the_deletion() {
     assert!(next.users.contains_key("u2"));
     assert!(next.keys["k1"].revoked && next.keys["k3"].revoked, "the keys stay as revoked history");
     assert!(!next.keys["k2"].revoked);
-    assert_eq!(reply(&next, &cmd), IamResponse::default());
+    assert_eq!(answer(&cmd), Answer::Nothing);
 }
 
 #[test]
@@ -941,7 +922,7 @@ fn change_password_records_the_hash_clears_must_change_password_and_bumps_the_ac
     assert_eq!(u.password_hash.as_deref(), Some("hash-new"));
     assert!(!u.must_change_password);
     assert_eq!(u.account_version, state.users["u1"].account_version + 1);
-    assert_eq!(reply(&next, &cmd), IamResponse::default());
+    assert_eq!(answer(&cmd), Answer::Nothing);
 }
 
 #[test]
@@ -1010,7 +991,7 @@ fn reset_password_records_the_hash_and_sets_must_change_password() {
     assert_eq!(u.password_hash.as_deref(), Some("hash-temp"));
     assert!(u.must_change_password);
     assert_eq!(u.account_version, 2);
-    assert_eq!(reply(&next, &cmd), IamResponse::default());
+    assert_eq!(answer(&cmd), Answer::Nothing);
 }
 
 #[test]
@@ -1067,18 +1048,8 @@ fn create_api_key_records_the_key_and_replies_with_its_record() {
             created: now(),
         }]
     );
-    assert_eq!(
-        reply(&after(&state, &events), &cmd).api_key,
-        Some(ApiKeyRecord {
-            id: "k1".into(),
-            user_id: "u1".into(),
-            name: "laptop".into(),
-            prefix: "tg_k".into(),
-            expires: "2026-02-01T03:04:05Z".into(),
-            created: NOW_ISO.into(),
-            last_used: String::new(),
-        })
-    );
+    assert_eq!(after(&state, &events).keys["k1"].expires, Some(expires));
+    assert_eq!(answer(&cmd), Answer::Key("k1".into()));
 }
 
 #[test]
@@ -1087,7 +1058,7 @@ fn create_api_key_without_expiry_never_expires() {
     let cmd = create_key("k1", "u1", "laptop", None);
     let events = when(&state, &cmd).unwrap();
     assert_eq!(events, vec![key_created("k1", "u1", "laptop")]);
-    assert_eq!(reply(&after(&state, &events), &cmd).api_key.unwrap().expires, "");
+    assert_eq!(after(&state, &events).keys["k1"].expires, None);
 }
 
 #[test]
@@ -1209,7 +1180,7 @@ fn revoke_api_key_records_the_revocation() {
     assert_eq!(events, vec![key_revoked("k1", RevokeReason::Revoked)]);
     let next = after(&state, &events);
     assert!(next.keys["k1"].revoked);
-    assert_eq!(reply(&next, &cmd), IamResponse::default());
+    assert_eq!(answer(&cmd), Answer::Nothing);
 }
 
 #[test]
