@@ -133,7 +133,7 @@ pub fn entry(e: &RecordedEvent) -> anyhow::Result<Entry> {
 
 /// (target, what changed) in words.
 pub fn describe(stream: &str, event: &Event) -> (String, String) {
-    let workspace = stream.strip_prefix("workspace:").unwrap_or(stream);
+    let workspace = crate::events::workspace_of(stream).unwrap_or(stream);
     let time = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
     match event {
         Event::WorkspaceCreated { workspace_id, name, .. } => {

@@ -13,9 +13,6 @@ use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::ops::ControlFlow;
 
-/// Every workspace stream starts with this.
-const PREFIX: &str = "workspace:";
-
 /// Where an API key stood at an instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyStanding {
@@ -57,7 +54,7 @@ impl Fold {
     /// Folds the next event; fails (naming stream and version, never the payload) when it
     /// does not decode.
     pub fn feed(&mut self, e: &RecordedEvent) -> anyhow::Result<()> {
-        let Some(id) = e.stream.strip_prefix(PREFIX) else { return Ok(()) };
+        let Some(id) = crate::events::workspace_of(&e.stream) else { return Ok(()) };
         let event = e.decode().map_err(|err| {
             anyhow::anyhow!(
                 "stream {} version {}: event {} does not decode: {err}",
@@ -108,7 +105,7 @@ pub async fn replay_in_pages(
 ) -> anyhow::Result<Vec<WorkspaceState>> {
     let scope = Scope {
         stream: workspace.map(crate::events::workspace_stream),
-        prefix: Some(PREFIX.to_owned()),
+        prefix: Some(crate::events::WORKSPACE_STREAM_PREFIX.to_owned()),
         until: Some(at),
     };
     let mut fold = Fold::default();

@@ -96,7 +96,7 @@ pub async fn verify(pool: &Pool, workspace: Option<&str>) -> anyhow::Result<Vec<
             match decode_state(&text) {
                 Err(why) => Finding::Undecodable(why),
                 Ok(snapshot) => {
-                    let id = stream.strip_prefix("workspace:").unwrap_or(&stream);
+                    let id = crate::events::workspace_of(&stream).unwrap_or(&stream);
                     let mut replayed = WorkspaceState::new(id);
                     replay_into(&tx, &stream, &mut replayed, 0, version, |_, _| {})
                         .await

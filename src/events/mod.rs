@@ -10,8 +10,17 @@ use serde::{Deserialize, Serialize};
 /// The stream of the system aggregate: signing keys and bootstrap.
 pub const SYSTEM_STREAM: &str = "system";
 
+/// What every workspace's stream name starts with.
+pub const WORKSPACE_STREAM_PREFIX: &str = "workspace:";
+
+/// The stream of workspace `workspace_id`: `workspace:<id>`.
 pub fn workspace_stream(workspace_id: &str) -> String {
-    format!("workspace:{workspace_id}")
+    format!("{WORKSPACE_STREAM_PREFIX}{workspace_id}")
+}
+
+/// The workspace id of a workspace's stream; `None` for any other stream (`system`).
+pub fn workspace_of(stream: &str) -> Option<&str> {
+    stream.strip_prefix(WORKSPACE_STREAM_PREFIX)
 }
 
 /// Why an API key stopped being valid.

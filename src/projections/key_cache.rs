@@ -58,7 +58,7 @@ pub enum Change {
 /// The changes `event`, appended to `stream`, makes to key resolution. Exhaustive: a new event
 /// does not compile until it says what it changes.
 pub fn changes(stream: &str, event: &Event) -> Option<Change> {
-    let workspace = || stream.strip_prefix("workspace:").unwrap_or_default().to_owned();
+    let workspace = || crate::events::workspace_of(stream).unwrap_or_default().to_owned();
     match event {
         Event::ApiKeyRevoked { key_id, .. } => Some(Change::Key(key_id.clone())),
         Event::UserDisabled { user_id }

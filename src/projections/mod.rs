@@ -26,7 +26,7 @@ pub struct Context<'a> {
 impl Context<'_> {
     /// The workspace id of a `workspace:<id>` stream.
     pub fn workspace(&self) -> &str {
-        self.stream.strip_prefix("workspace:").unwrap_or_default()
+        crate::events::workspace_of(self.stream).unwrap_or_default()
     }
 }
 

@@ -37,7 +37,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// What `event` asks of TrustGraph's config service, if anything.
 pub fn registration(event: &TailedEvent) -> Option<Registration> {
-    let workspace = event.event.stream.strip_prefix("workspace:")?.to_owned();
+    let workspace = crate::events::workspace_of(&event.event.stream)?.to_owned();
     match event.event.event_type.as_str() {
         "workspace.created" | "workspace.enabled" => Some(Registration::Put(workspace)),
         "workspace.disabled" => Some(Registration::Delete(workspace)),
