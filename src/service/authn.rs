@@ -45,9 +45,9 @@ impl Principal {
 
 impl Service {
     /// The principal behind a bearer token from `origin`, or `None` for anything that does
-    /// not prove a usable identity; database trouble is an error, not a denial. A failure (or an error) is
-    /// recorded in the authentication audit as `http-bearer`; a success is not — every
-    /// authenticated call would be one.
+    /// not prove a usable identity; database trouble is an error, not a denial. A failure (or
+    /// an error) is recorded in the authentication audit as `http-bearer`; a success is not —
+    /// every authenticated call would be one.
     pub async fn authenticate_from(
         &self,
         token: &str,

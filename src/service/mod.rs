@@ -8,6 +8,7 @@
 //! - [`credentials`]: login, resolve-api-key, change-password, reset-password.
 //! - [`manage`]: users, workspaces and API keys.
 //! - [`system`]: signing keys and bootstrap.
+//! - [`observe`]: what operators and auditors read (metrics, the audits), behind capabilities.
 
 pub mod access;
 mod authn;
@@ -15,6 +16,7 @@ mod credentials;
 mod identity;
 pub mod keys;
 mod manage;
+pub mod observe;
 pub mod page;
 pub mod queries;
 mod signer;
@@ -132,11 +134,6 @@ impl Service {
 
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
-    }
-
-    /// The database pool, for readers of the log itself (the audit feed tails it).
-    pub fn pool(&self) -> &deadpool_postgres::Pool {
-        self.inner.store.pool()
     }
 
     /// The authentication audit's recorder (to flush it at shutdown).

@@ -8,7 +8,8 @@
 use super::HttpState;
 use crate::config::Secret;
 use crate::protocol::IamError;
-use crate::service::{Caller, Principal, Refusal, Service};
+use crate::service::observe::ReadFailure;
+use crate::service::{Caller, Refusal, Service};
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{HttpRequest, HttpResponse};
 use sha2::{Digest, Sha256};
@@ -53,31 +54,27 @@ impl Gatekeeper {
         let origin = super::authentications::origin(req);
         Ok(service.authenticate_from(token, &origin).await?.map(Caller::User))
     }
+}
 
-    /// [`Gatekeeper::authenticate`] for endpoints that serve users only: the user, or the
-    /// reply to send — 401 without a user bearer, 503 when the database cannot tell.
-    pub async fn user(&self, req: &HttpRequest, service: &Service) -> Result<Principal, HttpResponse> {
-        match self.authenticate(req, service, Serves::Users).await {
-            Ok(Some(Caller::User(principal))) => Ok(principal),
-            Ok(_) => Err(unauthorized()),
-            Err(e) => Err(super::error_body(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, e)),
-        }
+/// The caller of an endpoint that serves users only ([`Serves::Users`]): a user, or anonymous
+/// without a bearer; otherwise the reply to send — 401 for a bearer that proves nothing, 503
+/// when the database cannot tell.
+pub async fn user_caller(req: &HttpRequest, state: &HttpState) -> Result<Caller, HttpResponse> {
+    match state.gatekeeper.authenticate(req, &state.service, Serves::Users).await {
+        Ok(Some(caller)) => Ok(caller),
+        Ok(None) => Err(unauthorized()),
+        Err(e) => Err(super::error_body(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, e)),
     }
 }
 
-/// The user behind the request's bearer when its roles grant the system-wide `capability`
-/// (`/metrics`, the audit endpoints); otherwise the reply to send: 401 without a valid user
-/// bearer, 403 without the capability, 503 when the database cannot tell.
-pub async fn user_with(
-    req: &HttpRequest,
-    state: &HttpState,
-    capability: &str,
-) -> Result<Principal, HttpResponse> {
-    let principal = state.gatekeeper.user(req, &state.service).await?;
-    if !principal.holds_system(capability) {
-        return Err(forbidden());
+/// The HTTP reply to a read the service did not answer: 401, 403, 400 or 503.
+pub fn read_failed(failure: ReadFailure) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    match failure {
+        ReadFailure::Refused(refusal) => refused(refusal),
+        ReadFailure::Invalid(e) => super::error_body(StatusCode::BAD_REQUEST, e),
+        ReadFailure::Unavailable(e) => super::error_body(StatusCode::SERVICE_UNAVAILABLE, e),
     }
-    Ok(principal)
 }
 
 /// The HTTP reply to a request the service did not let through.

@@ -8,7 +8,6 @@ use super::bodies::{ErrorReply, Refusal};
 use super::request_id::RequestId;
 use super::{auth, error_body, query, HttpState};
 use crate::authn_audit::{self as audit, Entry, Filter, Origin, Outcome};
-use crate::authz;
 use crate::protocol::IamError;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpMessage as _, HttpRequest, HttpResponse};
@@ -114,25 +113,22 @@ fn instant(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, Iam
         (status = 503, description = "internal-error: the database is unavailable", body = ErrorReply),
     ))]
 pub async fn list_authentications(req: HttpRequest, state: web::Data<HttpState>) -> HttpResponse {
-    let service = &state.service;
-    if let Err(refusal) = auth::user_with(&req, &state, authz::AUDIT_READ).await {
-        return refusal;
-    }
+    let caller = match auth::user_caller(&req, &state).await {
+        Ok(caller) => caller,
+        Err(reply) => return reply,
+    };
     let query = match ListQuery::parse(req.query_string()) {
         Ok(q) => q,
         Err(e) => return error_body(StatusCode::BAD_REQUEST, e),
     };
-    match audit::list(service.pool(), &query.filter, query.after, query.limit).await {
+    match state.service.authentication_records(&caller, &query.filter, query.after, query.limit).await {
         Ok(items) => {
             let next_after = items.last().map_or(query.after, |e| e.id);
             HttpResponse::Ok()
                 .insert_header(("Cache-Control", "no-store"))
                 .json(AuthenticationPage { items, next_after })
         }
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "authentication audit: read failed");
-            error_body(StatusCode::SERVICE_UNAVAILABLE, IamError::internal())
-        }
+        Err(failure) => auth::read_failed(failure),
     }
 }
 

@@ -1,24 +1,22 @@
 //! `GET /api/v1/audit/events?after=POSITION`: the live audit feed (`audit:read`, admins).
 //! NDJSON of events in commit order, read with [`crate::store::tail`] so that an event that
 //! commits late is never skipped (invariant 5). When the reader is caught up the request
-//! long-polls: it polls the log every [`POLL_EVERY`] until an event arrives or `wait` runs out,
-//! holding no database connection in between. Payloads go through
+//! long-polls: the service polls the log ([`crate::service::Service::log_after`]) until an
+//! event arrives or `wait` runs out, holding no database connection in between. Payloads go through
 //! [`crate::audit::redact::public_payload`]: password hashes and key digests never leave; a
 //! line names what it withheld. `X-Next-After` says where to resume.
 
 use super::bodies::{ErrorReply, Refusal};
 use super::{auth, error_body, query, HttpState};
 use crate::audit::redact::public_payload;
-use crate::authz;
 use crate::protocol::IamError;
-use crate::store::tail::{self, Cursor, TailedEvent};
+use crate::store::tail::TailedEvent;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Pool;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Where the feed is served.
 pub const PATH: &str = "/api/v1/audit/events";
@@ -34,8 +32,6 @@ pub const MAX_LIMIT: i64 = 10_000;
 pub const DEFAULT_WAIT_SECS: u64 = 25;
 /// The longest a request waits.
 pub const MAX_WAIT_SECS: u64 = 60;
-/// How often a caught-up request looks for new events.
-pub const POLL_EVERY: Duration = Duration::from_millis(75);
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route(PATH, web::get().to(audit_events));
@@ -121,24 +117,6 @@ impl FeedLine {
     }
 }
 
-/// Why a read failed: the caller's `after` names no event, or the database is unavailable.
-enum ReadError {
-    NoSuchPosition(i64),
-    Database,
-}
-
-impl ReadError {
-    fn response(self) -> HttpResponse {
-        match self {
-            ReadError::NoSuchPosition(p) => error_body(
-                StatusCode::BAD_REQUEST,
-                IamError::invalid(format!("after: no event has position {p}")),
-            ),
-            ReadError::Database => error_body(StatusCode::SERVICE_UNAVAILABLE, IamError::internal()),
-        }
-    }
-}
-
 /// The live audit feed: events after `after` in commit order, one JSON object per line.
 /// Returns at once when there are events; when caught up, waits up to `wait` seconds for
 /// one (an empty body when none came). Resume with `after` = the `X-Next-After` header.
@@ -161,17 +139,17 @@ impl ReadError {
         (status = 503, description = "internal-error: the database is unavailable", body = ErrorReply),
     ))]
 pub async fn audit_events(req: HttpRequest, state: web::Data<HttpState>) -> HttpResponse {
-    let service = &state.service;
-    if let Err(refusal) = auth::user_with(&req, &state, authz::AUDIT_READ).await {
-        return refusal;
-    }
+    let caller = match auth::user_caller(&req, &state).await {
+        Ok(caller) => caller,
+        Err(reply) => return reply,
+    };
     let query = match FeedQuery::parse(req.query_string()) {
         Ok(q) => q,
         Err(e) => return error_body(StatusCode::BAD_REQUEST, e),
     };
-    let events = match read(service.pool(), query).await {
+    let events = match state.service.log_after(&caller, query.after, query.limit, query.wait).await {
         Ok(events) => events,
-        Err(e) => return e.response(),
+        Err(failure) => return auth::read_failed(failure),
     };
     let next_after = events.last().map_or(query.after, |e| e.event.position);
     let mut body = String::new();
@@ -194,46 +172,10 @@ pub async fn audit_events(req: HttpRequest, state: web::Data<HttpState>) -> Http
         .body(body)
 }
 
-/// The events after `query.after`: at once if there are any, else the first to arrive
-/// within `query.wait`, else none. A connection is taken per look and returned before
-/// sleeping.
-async fn read(pool: &Pool, query: FeedQuery) -> Result<Vec<TailedEvent>, ReadError> {
-    let deadline = Instant::now() + query.wait;
-    let mut cursor = None;
-    loop {
-        let client = pool.get().await.map_err(|e| {
-            tracing::error!(error = %e, "audit feed: no database connection");
-            ReadError::Database
-        })?;
-        let at = match cursor {
-            Some(at) => at,
-            None => {
-                let at: Cursor = tail::cursor_at(&client, query.after)
-                    .await
-                    .map_err(db_error)?
-                    .ok_or(ReadError::NoSuchPosition(query.after))?;
-                cursor = Some(at);
-                at
-            }
-        };
-        let events = tail::read_after(&client, at, query.limit).await.map_err(db_error)?;
-        drop(client);
-        let now = Instant::now();
-        if !events.is_empty() || now >= deadline {
-            return Ok(events);
-        }
-        tokio::time::sleep(POLL_EVERY.min(deadline - now)).await;
-    }
-}
-
-fn db_error(e: tokio_postgres::Error) -> ReadError {
-    tracing::error!(error = %crate::db::error_line(&e), "audit feed: read failed");
-    ReadError::Database
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::tail::Cursor;
 
     fn parse(q: &str) -> Result<FeedQuery, String> {
         FeedQuery::parse(q).map_err(|e| e.message)

@@ -4,11 +4,8 @@
 //! serve (database answering, schema migrated, an active signing key), else 503 with a short
 //! reason. (`GET /healthz`, liveness, stays in the adapter's root.)
 
-use super::HttpState;
-use super::{auth, error_body};
-use crate::authz;
+use super::{auth, HttpState};
 use crate::metrics::CONTENT_TYPE;
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -16,15 +13,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn metrics(req: HttpRequest, state: web::Data<HttpState>) -> HttpResponse {
-    let service = &state.service;
-    if let Err(refusal) = auth::user_with(&req, &state, authz::METRICS_READ).await {
-        return refusal;
-    }
-    let population = match service.queries().population().await {
-        Ok(p) => p,
-        Err(e) => return error_body(StatusCode::SERVICE_UNAVAILABLE, e),
+    let caller = match auth::user_caller(&req, &state).await {
+        Ok(caller) => caller,
+        Err(reply) => return reply,
     };
-    let text = service.metrics().render(population, service.registry().active());
+    let text = match state.service.metrics_text(&caller).await {
+        Ok(text) => text,
+        Err(failure) => return auth::read_failed(failure),
+    };
     HttpResponse::Ok().content_type(CONTENT_TYPE).insert_header(("Cache-Control", "no-store")).body(text)
 }
 
