@@ -5,7 +5,7 @@
 //! user caused), an interval. The read is one read-only snapshot in keyset pages.
 
 use super::redact::public_payload;
-use crate::events::{Event, Metadata, RecordedEvent};
+use crate::events::{Event, Metadata, RecordedEvent, SessionsEndReason};
 use crate::store::recorded_from_row;
 use anyhow::Context as _;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -198,6 +198,17 @@ pub fn describe(stream: &str, event: &Event) -> (String, String) {
         Event::UserPasswordReset { user_id, .. } => (
             format!("user {user_id}"),
             "password reset to a temporary one (must change it; its sessions ended)".into(),
+        ),
+        Event::UserSessionsEnded { user_id, reason } => (
+            format!("user {user_id}"),
+            format!(
+                "sessions ended ({})",
+                match reason {
+                    SessionsEndReason::LogoutEverywhere => "logged out everywhere",
+                    SessionsEndReason::EmailChanged => "its email changed",
+                    SessionsEndReason::AdminRoleChanged => "it gained or lost the admin role",
+                }
+            ),
         ),
         Event::ApiKeyCreated { key_id, user_id, name, prefix, expires, .. } => (
             format!("api key {key_id}"),

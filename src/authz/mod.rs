@@ -16,7 +16,9 @@
 mod tests;
 
 /// The roles this model knows. Anything else grants nothing.
-pub const KNOWN_ROLES: [&str; 3] = ["reader", "writer", "admin"];
+pub const KNOWN_ROLES: [&str; 3] = ["reader", "writer", ADMIN_ROLE];
+/// The role that administers (every workspace, and the system): a token's `is_admin`.
+pub const ADMIN_ROLE: &str = "admin";
 
 /// Where a role may act.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

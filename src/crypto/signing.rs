@@ -113,7 +113,7 @@ impl Claims {
             user_context: None,
             jti: None,
             nbf: None,
-            is_admin: roles.iter().any(|r| r == "admin"),
+            is_admin: roles.iter().any(|r| r == crate::authz::ADMIN_ROLE),
             roles,
             version,
             iat,

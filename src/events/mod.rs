@@ -33,6 +33,19 @@ pub enum RevokeReason {
     UserDeleted,
 }
 
+/// Why a user's sessions ended, other than by its own event (a password change or reset,
+/// disabling): every token issued before dies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SessionsEndReason {
+    /// logout-all: the user, or an admin for it, logged out everywhere.
+    LogoutEverywhere,
+    /// The email changed: a token was issued for the old address.
+    EmailChanged,
+    /// The user gained or lost the admin role: a token's `is_admin` would no longer hold.
+    AdminRoleChanged,
+}
+
 /// Every fact iamd records. Payloads hold no plaintext secret: passwords travel as argon2id
 /// encodings, API keys as SHA-256, signing keys as public keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,6 +103,9 @@ pub enum Event {
     /// reset-password: sets must_change_password, bumps the account version.
     #[serde(rename = "user.password.reset")]
     UserPasswordReset { user_id: String, password_hash: String },
+    /// Bumps the account version: every token issued before dies (see [`SessionsEndReason`]).
+    #[serde(rename = "user.sessions.ended")]
+    UserSessionsEnded { user_id: String, reason: SessionsEndReason },
 
     #[serde(rename = "api_key.created")]
     ApiKeyCreated {
@@ -184,6 +200,7 @@ impl Event {
             Event::UserDeleted { .. } => "user.deleted",
             Event::UserPasswordChanged { .. } => "user.password.changed",
             Event::UserPasswordReset { .. } => "user.password.reset",
+            Event::UserSessionsEnded { .. } => "user.sessions.ended",
             Event::ApiKeyCreated { .. } => "api_key.created",
             Event::ApiKeyRevoked { .. } => "api_key.revoked",
             Event::TokenMinted { .. } => "token.minted",

@@ -72,6 +72,7 @@ pub fn changes(stream: &str, event: &Event) -> Option<Change> {
         | Event::UserCreated { .. }
         | Event::UserPasswordChanged { .. }
         | Event::UserPasswordReset { .. }
+        | Event::UserSessionsEnded { .. }
         | Event::WorkspaceCreated { .. }
         | Event::WorkspaceRenamed { .. }
         | Event::SigningKeyCreated { .. }

@@ -42,6 +42,8 @@ static PASSWORD_CHANGED: Shape = Shape::update(
     "id",
     &[("password_hash", Param), ("must_change_password", Literal("false")), ("account_version", Increment)],
 );
+/// logout-all, a changed email or admin role: every token issued before dies.
+static SESSIONS_ENDED: Shape = Shape::update("users", "id", &[("account_version", Increment)]);
 static PASSWORD_RESET: Shape = Shape::update(
     "users",
     "id",
@@ -99,6 +101,9 @@ pub fn reduce(ctx: &Context<'_>, event: &Event) -> Vec<Write> {
             &PASSWORD_RESET,
             vec![Box::new(user_id.clone()), Box::new(password_hash.clone())],
         )],
+        Event::UserSessionsEnded { user_id, .. } => {
+            vec![Write::new(&SESSIONS_ENDED, vec![Box::new(user_id.clone())])]
+        }
         _ => vec![],
     }
 }

@@ -35,10 +35,12 @@ pub enum Operation {
     DeleteUser,
     AuthenticateAnonymous,
     MintToken,
+    // Accounts (Netsoc's iamd).
+    LogoutAll,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 29] = [
+    pub const ALL: [Operation; 30] = [
         Operation::Login,
         Operation::ResolveApiKey,
         Operation::ChangePassword,
@@ -68,6 +70,7 @@ impl Operation {
         Operation::DeleteUser,
         Operation::AuthenticateAnonymous,
         Operation::MintToken,
+        Operation::LogoutAll,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -101,6 +104,7 @@ impl Operation {
             Operation::DeleteUser => "delete-user",
             Operation::AuthenticateAnonymous => "authenticate-anonymous",
             Operation::MintToken => "mint-token",
+            Operation::LogoutAll => "logout-all",
         }
     }
 

@@ -79,8 +79,9 @@ pub fn need(op: Operation) -> Need {
     match op {
         O::Login | O::Whoami | O::BootstrapStatus | O::GetSigningKeyPublic => Need::Authenticated,
         O::ListMyWorkspaces => Need::Capability(authz::WORKSPACES_LIST_OWN),
-        // Changing one's own password needs the current one, which is proof enough.
-        O::ChangePassword => Need::OwnOr(None, authz::USERS_ADMIN),
+        // Changing one's own password needs the current one, which is proof enough; anyone
+        // may log itself out everywhere.
+        O::ChangePassword | O::LogoutAll => Need::OwnOr(None, authz::USERS_ADMIN),
         O::CreateUser | O::DisableUser | O::EnableUser | O::DeleteUser | O::ResetPassword => {
             Need::Capability(authz::USERS_ADMIN)
         }
@@ -200,11 +201,11 @@ impl Service {
 }
 
 /// What a token that must first change its password may do: read itself, change its own
-/// password (nobody else's, whatever its roles).
+/// password and log itself out everywhere (nobody else, whatever its roles).
 fn password_change(caller: &Principal, op: Operation, req: &IamRequest) -> bool {
     match op {
         Operation::Whoami => true,
-        Operation::ChangePassword => req.user_id == caller.user_id,
+        Operation::ChangePassword | Operation::LogoutAll => req.user_id == caller.user_id,
         _ => false,
     }
 }
@@ -216,6 +217,7 @@ fn op_has_workspace(op: Operation) -> bool {
     matches!(
         op,
         O::ChangePassword
+            | O::LogoutAll
             | O::ResetPassword
             | O::CreateUser
             | O::ListUsers

@@ -39,7 +39,7 @@ pub struct Principal {
 
 impl Principal {
     pub fn is_admin(&self) -> bool {
-        self.roles.iter().any(|r| r == "admin")
+        self.roles.iter().any(|r| r == crate::authz::ADMIN_ROLE)
     }
 }
 

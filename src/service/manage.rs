@@ -169,6 +169,12 @@ impl Service {
     }
 
     /// `workspace`, when given, must own the key (as for enable-user and delete-user).
+    /// logout-all: every token of the user issued so far dies (its API keys do not).
+    pub(super) async fn logout_all(&self, req: IamRequest, ctx: Ctx) -> Result<IamResponse, IamError> {
+        let user = self.owned_user(&req.workspace, &req.user_id).await?;
+        self.command(&user.workspace, WorkspaceCommand::EndSessions { user_id: user.id }, ctx).await
+    }
+
     pub(super) async fn revoke_api_key(
         &self,
         req: IamRequest,

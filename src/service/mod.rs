@@ -237,6 +237,7 @@ impl Service {
             O::DeleteUser => self.delete_user(req, ctx).await,
             O::AuthenticateAnonymous => self.authenticate_anonymous(&req, origin),
             O::MintToken => self.mint_token(req, ctx).await,
+            O::LogoutAll => self.logout_all(req, ctx).await,
         }
     }
 

@@ -103,7 +103,7 @@ fn expected_granted(may: May, role: Role, scope: Scope) -> bool {
 /// role) or none (one cell per role), who may). User and key operations target ANOTHER
 /// user here; the caller's own are in `OWN_CELLS`. The last two change what the others rely
 /// on and run last.
-const PROTOCOL: [(&str, bool, May); 29] = [
+const PROTOCOL: [(&str, bool, May); 30] = [
     ("login", true, May::Anyone),
     ("whoami", true, May::Anyone),
     ("bootstrap-status", true, May::Anyone),
@@ -131,12 +131,13 @@ const PROTOCOL: [(&str, bool, May); 29] = [
     ("authorise-many", false, May::AdminOnly),
     ("authenticate-anonymous", false, May::AdminOnly),
     ("mint-token", true, May::AdminOnly),
+    ("logout-all", true, May::AdminOnly),
     ("bootstrap", false, May::AdminOnly),
     ("disable-workspace", true, May::AdminOnly),
 ];
 
-/// 21 workspace operations × 3 roles × 2 workspaces + 8 workspace-less × 3 roles.
-const PROTOCOL_CELLS: usize = 150;
+/// 22 workspace operations × 3 roles × 2 workspaces + 8 workspace-less × 3 roles.
+const PROTOCOL_CELLS: usize = 156;
 
 /// Every REST endpoint but change-password (the caller's own only: `OWN_CELLS`):
 /// (method, path as docs/rest.md writes it, operation, concerns a workspace, who may,
@@ -174,15 +175,17 @@ const REST: [(&str, &str, &str, bool, May, u16); 20] = [
 /// 15 workspace endpoints × 3 roles × 2 workspaces + 5 workspace-less × 3 roles.
 const REST_CELLS: usize = 105;
 
-/// The endpoint only `OWN_CELLS` covers.
+/// The endpoints only `OWN_CELLS` covers.
 const CHANGE_PASSWORD: &str = "POST /api/v1/auth/change-password";
+const LOGOUT_ALL: &str = "POST /api/v1/auth/logout-all";
 
-/// The caller's own keys and password (`May::InOwnWorkspace`): per role, in `acme` the
-/// protocol's create-, list-, revoke-api-key and change-password and the four REST endpoints
-/// (4 + 4), and for a reader and a writer the same addressed through `globex` where a request
-/// can name a workspace (4 protocol + 2 REST). An admin's own user is in `acme`: through
-/// `globex` its request contradicts itself (the ownership rule's business, not a role's).
-const OWN_CELLS: usize = 3 * (4 + 4) + 2 * (4 + 2);
+/// The caller's own keys, password and sessions (`May::InOwnWorkspace`): per role, in `acme`
+/// the protocol's create-, list-, revoke-api-key, change-password and logout-all and the five
+/// REST endpoints (5 + 5), and for a reader and a writer the same addressed through `globex`
+/// where a request can name a workspace (5 protocol + 2 REST). An admin's own user is in
+/// `acme`: through `globex` its request contradicts itself (the ownership rule's business, not
+/// a role's).
+const OWN_CELLS: usize = 3 * (5 + 5) + 2 * (5 + 2);
 
 /// The scopes of an operation, in order: `globex` before `acme` for disabling a workspace,
 /// so that disabling the callers' own comes last of all.
@@ -274,6 +277,12 @@ impl World {
         let r =
             ok(self.gateway(json!({"operation": "login", "username": username, "password": password})).await);
         r["jwt"].as_str().expect("a jwt").to_owned()
+    }
+
+    /// A new JWT for `role`, whose sessions ended (a password change, logout-all).
+    async fn relogin(&mut self, role: Role, password: &str) {
+        let jwt = self.login(&role.username(), password).await;
+        self.jwts.insert(role, jwt);
     }
 
     /// A fresh reader in `ws`: (id, username).
@@ -450,6 +459,7 @@ async fn protocol_request(w: &World, op: &str, scope: Scope) -> Value {
         "authorise-many" => json!({"user_id": w.ids[&Role::Reader],
             "authorise_checks": json!([{"capability": "graph:read", "resource": {"workspace": "acme"}}]).to_string()}),
         "authenticate-anonymous" => json!({"client_ip": "192.0.2.1"}),
+        "logout-all" => json!({"workspace": ws, "user_id": w.victim(ws).await.0}),
         "mint-token" => json!({"workspace": ws, "user_id": w.victim(ws).await.0,
             "user_context_json": json!({"purpose": "matrix"}).to_string()}),
         other => panic!("no request for {other}"),
@@ -550,6 +560,7 @@ async fn every_rest_endpoint_is_granted_or_denied_by_role_and_workspace() {
         REST.iter().map(|(method, path, ..)| format!("{method} {path}")).collect();
     assert_eq!(tabled.len(), REST.len(), "no endpoint twice");
     tabled.insert(CHANGE_PASSWORD.to_owned());
+    tabled.insert(LOGOUT_ALL.to_owned());
     assert_eq!(tabled, documented_endpoints(), "the table holds every endpoint of docs/rest.md");
 
     let db = TestDb::new().await;
@@ -646,8 +657,7 @@ async fn own_keys_and_own_password_are_granted_to_every_role_in_its_own_workspac
             );
             if changed {
                 password = next;
-                let jwt = w.login(&role.username(), &password).await;
-                w.jwts.insert(role, jwt);
+                w.relogin(role, &password).await;
             }
             if scope == Scope::Own {
                 let next = format!("{PASSWORD} {}", w.unique("changed"));
@@ -663,8 +673,30 @@ async fn own_keys_and_own_password_are_granted_to_every_role_in_its_own_workspac
                 );
                 if changed {
                     password = next;
-                    let jwt = w.login(&role.username(), &password).await;
-                    w.jwts.insert(role, jwt);
+                    w.relogin(role, &password).await;
+                }
+            }
+
+            // Logging itself out everywhere kills its token: it logs in again.
+            let request = json!({"operation": "logout-all", "workspace": ws, "user_id": me});
+            let reply = w.iam(role, &request).await;
+            let ended = reply.0 == 200 && reply.1.get("error").is_none();
+            tally.record(
+                cell(&format!("POST /api/v1/iam {request}")),
+                granted,
+                ownership_ok,
+                Success::Protocol,
+                reply,
+            );
+            if ended {
+                w.relogin(role, &password).await;
+            }
+            if scope == Scope::Own {
+                let reply = w.rest(role, "POST", "/api/v1/auth/logout-all", None).await;
+                let ended = reply.0 == 204;
+                tally.record(cell(LOGOUT_ALL), granted, false, Success::Rest(204), reply);
+                if ended {
+                    w.relogin(role, &password).await;
                 }
             }
         }

@@ -1233,3 +1233,61 @@ async fn a_replayed_reply_says_so_in_a_header() {
     assert!(again.status().is_success(), "{}", again.status());
     assert_eq!(again.headers().get("idempotent-replayed").map(|v| v.to_str().unwrap()), Some("true"));
 }
+
+/// Logging out everywhere kills every token issued so far — and only tokens: API keys keep
+/// working, a new login works. A user logs itself out; another user takes `users:admin`.
+/// An email change and gaining the admin role end every session too (docs/accounts.md).
+#[tokio::test]
+async fn logout_all_ends_every_session_of_the_user_and_nothing_else() {
+    let db = TestDb::new().await;
+    let server = TestServer::spawn(db.url(), &[("IAMD_BOOTSTRAP_ON_START", "false")]);
+    ok(server.call(json!({"operation": "create-workspace", "workspace_record": {"id": "acme"}})).await);
+    let password = "a long enough passphrase";
+    let alice = server.create_user("acme", "alice", password, &["writer"]).await;
+    let bob = server.create_user("acme", "bob", password, &["reader"]).await;
+    let key = ok(server
+        .call(json!({"operation": "create-api-key", "workspace": "acme", "key": {"user_id": alice, "name": "ci"}}))
+        .await)["api_key_plaintext"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (laptop, phone) = (server.jwt("alice", password).await, server.jwt("alice", password).await);
+    let bobs = server.jwt("bob", password).await;
+    assert_eq!(get(&server, "/api/v1/auth/whoami", &laptop).await.0, 200);
+
+    // Bob may not log Alice out; Alice logs herself out.
+    let other = post(&server, "/api/v1/auth/logout-all", &bobs, json!({"user_id": alice})).await;
+    assert_eq!(other, (403, json!({"error": "access denied"})));
+    assert_eq!(get(&server, "/api/v1/auth/whoami", &phone).await.0, 200, "nothing ended");
+    assert_eq!(post_empty(&server, "/api/v1/auth/logout-all", &laptop).await.0, 204);
+    for token in [&laptop, &phone] {
+        assert_eq!(get(&server, "/api/v1/auth/whoami", token).await.0, 401, "every token died");
+    }
+    assert_eq!(get(&server, "/api/v1/auth/whoami", &key).await.0, 200, "the API key still works");
+    let fresh = server.jwt("alice", password).await;
+    assert_eq!(get(&server, "/api/v1/auth/whoami", &fresh).await.1["id"], alice.as_str());
+    assert_eq!(get(&server, "/api/v1/auth/whoami", &bobs).await.0, 200, "bob's session is his");
+
+    // Over the protocol, through the gateway, for another user; an unknown user is not-found.
+    ok(server.call(json!({"operation": "logout-all", "workspace": "acme", "user_id": bob})).await);
+    assert_eq!(get(&server, "/api/v1/auth/whoami", &bobs).await.0, 401);
+    let nobody =
+        server.call(json!({"operation": "logout-all", "workspace": "acme", "user_id": "nobody"})).await;
+    assert_eq!(error_type(&nobody), "not-found");
+
+    // An email change and the admin role end sessions; a rename does not.
+    let edit = |user: serde_json::Value| json!({"operation": "update-user", "workspace": "acme", "user_id": alice, "user": user});
+    ok(server.call(edit(json!({"username": "alicia"}))).await);
+    assert_eq!(get(&server, "/api/v1/auth/whoami", &fresh).await.0, 200, "a rename keeps sessions");
+    ok(server.call(edit(json!({"email": "alicia@example.com"}))).await);
+    assert_eq!(get(&server, "/api/v1/auth/whoami", &fresh).await.0, 401, "an email change ends them");
+    let token = server.jwt("alicia", password).await;
+    ok(server.call(edit(json!({"roles": ["writer", "admin"]}))).await);
+    assert_eq!(get(&server, "/api/v1/auth/whoami", &token).await.0, 401, "becoming admin ends them");
+
+    // Every ending is in the log, with its reason.
+    let (code, stdout, stderr) = crate::support::server::run_iamd(db.url(), &["audit", "log", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let ended = stdout.lines().filter(|l| l.contains("sessions ended")).count();
+    assert_eq!(ended, 4, "{stdout}");
+}

@@ -23,6 +23,14 @@ pub struct ChangePasswordBody {
     pub new_password: String,
 }
 
+/// Whom to log out everywhere: the caller itself when empty or absent; another user only
+/// for a caller holding `users:admin` in its workspace.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogoutAllBody {
+    pub user_id: String,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LoginReply {
     /// An EdDSA JWT (`kid` header; claims iss, sub, workspace, roles, is_admin, version, iat, exp).

@@ -30,6 +30,7 @@ pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
     paths(
         rest::login,
         rest::change_password,
+        rest::logout_all,
         rest::whoami,
         rest::bootstrap_status,
         rest::list_workspaces,
@@ -130,6 +131,7 @@ mod tests {
         let paths: Vec<&str> = doc["paths"].as_object().unwrap().keys().map(String::as_str).collect();
         for path in [
             "/api/v1/auth/login",
+            "/api/v1/auth/logout-all",
             "/api/v1/workspaces/{ws}/users/{id}/api-keys",
             "/api/v1/api-keys/{id}",
             "/api/v1/iam",
@@ -140,7 +142,7 @@ mod tests {
         ] {
             assert!(paths.contains(&path), "{path} missing from {paths:?}");
         }
-        assert_eq!(doc["paths"].as_object().unwrap().len(), 22, "{paths:?}");
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 23, "{paths:?}");
         assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
         for schema in ["IamRequest", "IamResponse", "UserRecord", "ErrorReply", "Refusal", "LoginReply"] {
             assert!(doc["components"]["schemas"].get(schema).is_some(), "schema {schema} missing");
@@ -166,7 +168,7 @@ mod tests {
                 assert!(text("422").contains("Idempotency-Key"), "{method} {path}: {}", text("422"));
             }
         }
-        assert_eq!(writes, 13);
+        assert_eq!(writes, 14);
     }
 
     #[test]

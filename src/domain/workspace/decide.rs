@@ -3,7 +3,7 @@
 
 use super::{UserState, WorkspaceState};
 use crate::domain::rules;
-use crate::events::{Event, RevokeReason};
+use crate::events::{Event, RevokeReason, SessionsEndReason};
 use crate::protocol::IamError;
 use chrono::{DateTime, Utc};
 
@@ -62,6 +62,10 @@ pub enum WorkspaceCommand {
     ResetPassword {
         user_id: String,
         new_hash: String,
+    },
+    /// logout-all: every token of the user issued before dies (its API keys do not).
+    EndSessions {
+        user_id: String,
     },
     CreateApiKey {
         key_id: String,
@@ -239,6 +243,8 @@ pub fn decide(
                 None => None,
             };
             let must_change_password = must_change_password.filter(|v| *v != u.must_change_password);
+            let admin = |roles: &[String]| roles.iter().any(|r| r == crate::authz::ADMIN_ROLE);
+            let admin_changed = roles.as_ref().is_some_and(|r| admin(r) != admin(&u.roles));
             let mut events = Vec::new();
             if username.is_some()
                 || name.is_some()
@@ -254,6 +260,15 @@ pub fn decide(
                     roles,
                     must_change_password,
                 });
+            }
+            // A token proves an address and says whether its holder is an admin: either
+            // changing ends every session.
+            let ended = |reason| Event::UserSessionsEnded { user_id: u.id.clone(), reason };
+            if email.is_some() {
+                events.push(ended(SessionsEndReason::EmailChanged));
+            }
+            if admin_changed {
+                events.push(ended(SessionsEndReason::AdminRoleChanged));
             }
             match enabled {
                 Some(false) if u.enabled => {
@@ -301,6 +316,14 @@ pub fn decide(
                 return Err(IamError::auth_failed());
             }
             Ok(vec![Event::UserPasswordChanged { user_id: u.id.clone(), password_hash: new_hash.clone() }])
+        }
+        C::EndSessions { user_id } => {
+            existing(state)?;
+            let u = user(state, user_id)?;
+            Ok(vec![Event::UserSessionsEnded {
+                user_id: u.id.clone(),
+                reason: SessionsEndReason::LogoutEverywhere,
+            }])
         }
         C::ResetPassword { user_id, new_hash } => {
             existing(state)?;
@@ -393,6 +416,7 @@ pub fn answer(command: &WorkspaceCommand) -> Answer {
         | C::DeleteUser { .. }
         | C::ChangePassword { .. }
         | C::ResetPassword { .. }
+        | C::EndSessions { .. }
         | C::RevokeApiKey { .. }
         | C::RecordMintedToken { .. } => Answer::Nothing,
     }

@@ -154,6 +154,11 @@ pub fn apply(state: &mut WorkspaceState, event: &Event) {
                 u.account_version += 1;
             }
         }
+        Event::UserSessionsEnded { user_id, .. } => {
+            if let Some(u) = state.users.get_mut(user_id) {
+                u.account_version += 1;
+            }
+        }
         Event::ApiKeyCreated { key_id, user_id, name, prefix, expires, created, .. } => {
             state.keys.insert(
                 key_id.clone(),

@@ -533,14 +533,25 @@ fn update_user_changes_every_field_given() {
     let events = when(&state, &cmd).unwrap();
     assert_eq!(
         events,
-        vec![Event::UserChanged {
-            user_id: "u1".into(),
-            username: Some("alice.b".into()),
-            name: Some("Alice B".into()),
-            email: Some("ab@example.com".into()),
-            roles: Some(strings(&["admin", "writer"])),
-            must_change_password: Some(true),
-        }]
+        vec![
+            Event::UserChanged {
+                user_id: "u1".into(),
+                username: Some("alice.b".into()),
+                name: Some("Alice B".into()),
+                email: Some("ab@example.com".into()),
+                roles: Some(strings(&["admin", "writer"])),
+                must_change_password: Some(true),
+            },
+            // A new email and the admin role each end every session (docs/accounts.md).
+            Event::UserSessionsEnded {
+                user_id: "u1".into(),
+                reason: crate::events::SessionsEndReason::EmailChanged
+            },
+            Event::UserSessionsEnded {
+                user_id: "u1".into(),
+                reason: crate::events::SessionsEndReason::AdminRoleChanged
+            }
+        ]
     );
     let next = after(&state, &events);
     let u = &next.users["u1"];
@@ -1280,4 +1291,87 @@ fn account_version_increments_on_disable_and_on_password_change_and_reset() {
     state = after(&state, &when(&state, &C::DisableWorkspace).unwrap());
     assert_eq!(state.users["u1"].account_version, 5);
     assert_eq!(state.users["u2"].account_version, 2);
+}
+
+// ---- the account version (docs/accounts.md, "Which changes end every session") ----
+
+/// Every row of the table: a change, and whether it moves the account version on (so that
+/// every token issued before dies). Each runs on a fresh enabled reader `u1`.
+#[test]
+fn the_account_version_moves_on_for_exactly_the_changes_in_the_table() {
+    let state = given(&[workspace_created(), user_created("u1", "alice")]);
+    let disabled = after(&state, &[user_disabled("u1")]);
+    let edit = |e: UserEdit| update_user("u1", e);
+    let rows: Vec<(&str, &WorkspaceState, C, i64)> = vec![
+        ("password changed", &state, change_password("u1", "hash-u1"), 1),
+        ("password reset", &state, C::ResetPassword { user_id: "u1".into(), new_hash: "h".into() }, 1),
+        ("disabled", &state, C::DisableUser { user_id: "u1".into() }, 1),
+        (
+            "disabled through update-user",
+            &state,
+            edit(UserEdit { enabled: Some(false), ..UserEdit::default() }),
+            1,
+        ),
+        ("logged out everywhere", &state, C::EndSessions { user_id: "u1".into() }, 1),
+        (
+            "email changed",
+            &state,
+            edit(UserEdit { email: Some("new@example.com"), ..UserEdit::default() }),
+            1,
+        ),
+        (
+            "admin role gained",
+            &state,
+            edit(UserEdit { roles: Some(&["reader", "admin"]), ..UserEdit::default() }),
+            1,
+        ),
+        ("username changed", &state, edit(UserEdit { username: Some("alicia"), ..UserEdit::default() }), 0),
+        ("name changed", &state, edit(UserEdit { name: Some("Alicia"), ..UserEdit::default() }), 0),
+        (
+            "a role other than admin",
+            &state,
+            edit(UserEdit { roles: Some(&["writer"]), ..UserEdit::default() }),
+            0,
+        ),
+        (
+            "must change password set",
+            &state,
+            edit(UserEdit { must_change_password: Some(true), ..UserEdit::default() }),
+            0,
+        ),
+        ("enabled again", &disabled, C::EnableUser { user_id: "u1".into() }, 0),
+        ("an API key created", &state, create_key("k1", "u1", "laptop", None), 0),
+    ];
+    for (what, state, command, bump) in rows {
+        let events = when(state, &command).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(!events.is_empty(), "{what}: nothing changed");
+        let before = state.users["u1"].account_version;
+        assert_eq!(after(state, &events).users["u1"].account_version - before, bump, "{what}: {events:?}");
+    }
+    // Losing the admin role ends sessions too.
+    let admin = after(
+        &state,
+        &when(&state, &edit(UserEdit { roles: Some(&["admin"]), ..UserEdit::default() })).unwrap(),
+    );
+    let events = when(&admin, &edit(UserEdit { roles: Some(&["writer"]), ..UserEdit::default() })).unwrap();
+    assert!(events.contains(&Event::UserSessionsEnded {
+        user_id: "u1".into(),
+        reason: crate::events::SessionsEndReason::AdminRoleChanged
+    }));
+}
+
+#[test]
+fn logout_everywhere_needs_the_user_and_answers_nothing() {
+    let state = given(&[workspace_created(), user_created("u1", "alice")]);
+    let cmd = C::EndSessions { user_id: "u1".into() };
+    assert_eq!(
+        when(&state, &cmd).unwrap(),
+        vec![Event::UserSessionsEnded {
+            user_id: "u1".into(),
+            reason: crate::events::SessionsEndReason::LogoutEverywhere
+        }]
+    );
+    assert_eq!(answer(&cmd), Answer::Nothing);
+    assert_eq!(refused(&state, &C::EndSessions { user_id: "nobody".into() }).kind, ErrorKind::NotFound);
+    assert_eq!(refused(&given(&[]), &cmd).kind, ErrorKind::NotFound);
 }

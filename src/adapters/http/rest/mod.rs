@@ -5,8 +5,8 @@
 //! operation they are and how success looks.
 
 use super::bodies::{
-    BootstrapStatusReply, ChangePasswordBody, CreatedApiKey, ErrorReply, LoginBody, LoginReply, Page,
-    Refusal, SigningKeyReply, TemporaryPasswordReply,
+    BootstrapStatusReply, ChangePasswordBody, CreatedApiKey, ErrorReply, LoginBody, LoginReply,
+    LogoutAllBody, Page, Refusal, SigningKeyReply, TemporaryPasswordReply,
 };
 use super::{auth, read_body, HttpState};
 use crate::protocol::{
@@ -27,6 +27,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::scope("/api/v1")
             .route("/auth/login", web::post().to(login))
             .route("/auth/change-password", web::post().to(change_password))
+            .route("/auth/logout-all", web::post().to(logout_all))
             .route("/auth/whoami", web::get().to(whoami))
             .route("/auth/bootstrap-status", web::get().to(bootstrap_status))
             .route("/workspaces", web::get().to(list_workspaces))
@@ -103,8 +104,8 @@ async fn run(
             }
         }
     };
-    // The caller's own password, unless it names another user.
-    if let (Operation::ChangePassword, Caller::User(principal)) = (op, &caller) {
+    // The caller's own password or sessions, unless it names another user.
+    if let (Operation::ChangePassword | Operation::LogoutAll, Caller::User(principal)) = (op, &caller) {
         if req.user_id.is_empty() {
             req.user_id = principal.user_id.clone();
         }

@@ -45,6 +45,30 @@ pub async fn change_password(
     run(&http, &state, Who::Authenticated, req, Success::NoContent).await
 }
 
+/// Log out everywhere: every token of the user issued so far stops working at once (its API
+/// keys keep working). The caller itself, or — with `users:admin` — another user of its
+/// workspace (an admin: of any workspace).
+#[utoipa::path(post, path = "/api/v1/auth/logout-all", tag = "auth", request_body(content = Option<LogoutAllBody>),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Logged out everywhere"),
+        (status = 400, description = "invalid-argument", body = ErrorReply),
+        (status = 401, description = "No valid bearer", body = Refusal),
+        (status = 403, description = "Another user, without `users:admin` (access denied), or one of another workspace (operation-not-permitted)", body = ErrorReply),
+        (status = 404, description = "not-found: no such user", body = ErrorReply),
+        (status = 422, description = "invalid-argument: the Idempotency-Key was already used for a different request", body = ErrorReply),
+        (status = 409, description = "A retry under the same Idempotency-Key while the first is still being applied (invalid-argument)", body = ErrorReply),
+    ))]
+pub async fn logout_all(
+    http: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    let b: LogoutAllBody = try_or_respond!(body(&http, payload, &state).await);
+    let req = IamRequest { user_id: b.user_id, ..request(Operation::LogoutAll) };
+    run(&http, &state, Who::Authenticated, req, Success::NoContent).await
+}
+
 /// The caller's own user record.
 #[utoipa::path(get, path = "/api/v1/auth/whoami", tag = "auth", security(("bearer" = [])),
     responses(
