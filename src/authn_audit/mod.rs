@@ -150,6 +150,10 @@ pub enum AuthOperation {
     HttpBearer,
     /// TrustGraph's gateway asking for anonymous access (always refused).
     AuthenticateAnonymous,
+    /// validate-token: a service asking whether a JWT is good (failures only).
+    ValidateToken,
+    /// `POST /api/v1/auth/introspect` (RFC 7662; failures only).
+    Introspect,
 }
 
 impl AuthOperation {
@@ -159,6 +163,8 @@ impl AuthOperation {
             AuthOperation::ResolveApiKey => "resolve-api-key",
             AuthOperation::HttpBearer => "http-bearer",
             AuthOperation::AuthenticateAnonymous => "authenticate-anonymous",
+            AuthOperation::ValidateToken => "validate-token",
+            AuthOperation::Introspect => "introspect",
         }
     }
 }

@@ -37,10 +37,11 @@ pub enum Operation {
     MintToken,
     // Accounts (Netsoc's iamd).
     LogoutAll,
+    ValidateToken,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 30] = [
+    pub const ALL: [Operation; 31] = [
         Operation::Login,
         Operation::ResolveApiKey,
         Operation::ChangePassword,
@@ -71,6 +72,7 @@ impl Operation {
         Operation::AuthenticateAnonymous,
         Operation::MintToken,
         Operation::LogoutAll,
+        Operation::ValidateToken,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -105,6 +107,7 @@ impl Operation {
             Operation::AuthenticateAnonymous => "authenticate-anonymous",
             Operation::MintToken => "mint-token",
             Operation::LogoutAll => "logout-all",
+            Operation::ValidateToken => "validate-token",
         }
     }
 
@@ -138,6 +141,7 @@ impl Operation {
                 | Operation::Authorise
                 | Operation::AuthoriseMany
                 | Operation::AuthenticateAnonymous
+                | Operation::ValidateToken
         )
     }
 }

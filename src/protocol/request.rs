@@ -20,6 +20,9 @@ pub struct IamRequest {
     pub key_id: String,
     #[serde(deserialize_with = "nullable")]
     pub api_key: String,
+    /// validate-token: the JWT to check (an iamd extension).
+    #[serde(deserialize_with = "nullable")]
+    pub token: String,
     #[serde(deserialize_with = "nullable")]
     pub password: String,
     #[serde(deserialize_with = "nullable")]
@@ -84,6 +87,7 @@ impl IamRequest {
             ("username", &self.username),
             ("key_id", &self.key_id),
             ("api_key", &self.api_key),
+            ("token", &self.token),
             ("password", &self.password),
             ("new_password", &self.new_password),
             ("request_id", &self.request_id),

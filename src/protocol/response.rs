@@ -37,6 +37,10 @@ pub struct IamResponse {
     pub resolved_default_workspace: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub resolved_roles: Vec<String>,
+    /// validate-token: whether the account holds the admin role now (read from the account,
+    /// never from the token).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub resolved_is_admin: bool,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub temporary_password: String,
     #[serde(skip_serializing_if = "String::is_empty")]

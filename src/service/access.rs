@@ -100,7 +100,8 @@ pub fn need(op: Operation) -> Need {
         | O::ResolveApiKey
         | O::Authorise
         | O::AuthoriseMany
-        | O::AuthenticateAnonymous => Need::Capability(authz::IAM_ADMIN),
+        | O::AuthenticateAnonymous
+        | O::ValidateToken => Need::Capability(authz::IAM_ADMIN),
         O::MintToken => Need::Capability(authz::MINT_TOKEN),
     }
 }

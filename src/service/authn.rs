@@ -5,10 +5,11 @@
 //! account version; the user and its workspace must be enabled. Roles always come from the
 //! read tables, never from the token, so a role change or a disable takes effect at once.
 
-use super::Service;
+use super::{Caller, Refusal, Service};
 use crate::authn_audit::{clip, Attempt, AuthOperation, CredentialKind, Origin, Reason};
 use crate::crypto::api_key::API_KEY_PREFIX;
-use crate::protocol::IamError;
+use crate::domain::iso;
+use crate::protocol::{IamError, IamRequest, IamResponse};
 use chrono::Utc;
 use std::time::{Duration, Instant};
 
@@ -19,8 +20,16 @@ const UNKNOWN_KID_RELOAD: Duration = Duration::from_secs(5);
 /// How the caller proved who it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
-    ApiKey { key_id: String },
-    Jwt { kid: String },
+    ApiKey {
+        key_id: String,
+    },
+    /// A JWT: its signing key, and its `iat`, `exp` and `iss` (what introspection tells).
+    Jwt {
+        kid: String,
+        issued: i64,
+        expires: i64,
+        issuer: String,
+    },
 }
 
 /// An authenticated user.
@@ -68,6 +77,77 @@ impl Service {
             self.inner.authentications.record(attempt);
         }
         result
+    }
+
+    /// The principal behind a JWT iamd issued (never an API key) that is good now: its
+    /// signature and `iss`, its `exp`, the account's current version, the user and its
+    /// workspace enabled. A refusal is recorded in the authentication audit as `operation`.
+    async fn token_principal(
+        &self,
+        token: &str,
+        origin: &Origin,
+        operation: AuthOperation,
+        request_id: &str,
+    ) -> Result<Option<Principal>, IamError> {
+        let mut attempt = Attempt::new(operation, CredentialKind::Jwt, origin, request_id);
+        let result =
+            if !token.starts_with(API_KEY_PREFIX) && token.bytes().filter(|b| *b == b'.').count() == 2 {
+                self.authenticate_jwt(token, &mut attempt).await
+            } else {
+                attempt.reason = Reason::Malformed;
+                Ok(None)
+            };
+        if !matches!(result, Ok(Some(_))) {
+            self.inner.authentications.record(attempt);
+        }
+        result
+    }
+
+    /// validate-token, for services: the account behind a good JWT (see
+    /// [`Service::token_principal`]) — the user, its workspace and roles and whether it is an
+    /// admin, all read from the account, never from the token — and when the token expires.
+    /// Anything else is the one `auth-failed`.
+    pub(super) async fn validate_token(
+        &self,
+        req: &IamRequest,
+        origin: &Origin,
+    ) -> Result<IamResponse, IamError> {
+        let token = super::required("token", &req.token)?;
+        let principal = self
+            .token_principal(token, origin, AuthOperation::ValidateToken, &req.request_id)
+            .await?
+            .ok_or_else(IamError::auth_failed)?;
+        let expires = match &principal.credential {
+            Credential::Jwt { expires, .. } => chrono::DateTime::from_timestamp(*expires, 0).map(iso),
+            Credential::ApiKey { .. } => None,
+        };
+        let is_admin = principal.is_admin();
+        Ok(IamResponse {
+            resolved_is_admin: is_admin,
+            jwt_expires: expires.unwrap_or_default(),
+            ..IamResponse::resolved(principal.user_id, principal.workspace, principal.roles)
+        })
+    }
+
+    /// RFC 7662 token introspection for `caller` (a user, or the gateway: any authenticated
+    /// caller; the holder of a token learns nothing it could not read from it): the principal
+    /// behind `token` when it is good now, `None` (inactive) otherwise.
+    pub async fn introspect(
+        &self,
+        caller: &Caller,
+        token: &str,
+        origin: &Origin,
+    ) -> Result<Option<Principal>, super::observe::ReadFailure> {
+        use super::observe::ReadFailure;
+        if matches!(caller, Caller::Anonymous) {
+            return Err(ReadFailure::Refused(Refusal::Unauthenticated));
+        }
+        if token.len() > super::MAX_TOKEN || token.contains('\0') {
+            return Ok(None);
+        }
+        self.token_principal(token, origin, AuthOperation::Introspect, "")
+            .await
+            .map_err(ReadFailure::Unavailable)
     }
 
     async fn authenticate_api_key(
@@ -130,7 +210,7 @@ impl Service {
             user_id: user.record.id,
             workspace: user.record.workspace,
             roles: user.record.roles,
-            credential: Credential::Jwt { kid },
+            credential: Credential::Jwt { kid, issued: claims.iat, expires: claims.exp, issuer: claims.iss },
         }))
     }
 

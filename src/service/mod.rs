@@ -45,6 +45,9 @@ use std::time::Instant;
 
 /// Longest accepted identifier-like request field (ids, usernames, actor, request id).
 pub const MAX_ID_FIELD: usize = 256;
+/// Longest accepted token to validate (iamd's JWTs are well under 2 KiB, a mint-token
+/// context included).
+pub const MAX_TOKEN: usize = 16 * 1024;
 
 /// What the service needs from the settings.
 #[derive(Debug, Clone)]
@@ -238,6 +241,7 @@ impl Service {
             O::AuthenticateAnonymous => self.authenticate_anonymous(&req, origin),
             O::MintToken => self.mint_token(req, ctx).await,
             O::LogoutAll => self.logout_all(req, ctx).await,
+            O::ValidateToken => self.validate_token(&req, origin).await,
         }
     }
 
@@ -328,6 +332,9 @@ fn check_sizes(req: &IamRequest) -> Result<(), IamError> {
         if value.len() > MAX_ID_FIELD {
             return Err(IamError::invalid(format!("{field} is longer than {MAX_ID_FIELD} bytes")));
         }
+    }
+    if req.token.len() > MAX_TOKEN {
+        return Err(IamError::invalid(format!("token is longer than {MAX_TOKEN} bytes")));
     }
     Ok(())
 }

@@ -1,8 +1,9 @@
 //! Who may call iamd over HTTP and what they may do, through the real binary: JWT bearers and
 //! their edge cases (expired, wrong key, HS256 and `none`, no `sub`, a stale account version,
-//! a disabled user, a rotated key in and out of its grace period), the JWKS document, the
-//! role × own/other workspace × operation matrix on `POST /api/v1/iam`, and the upstream
-//! extensions whoami, list-my-workspaces, bootstrap-status, authorise and authorise-many.
+//! a disabled user, a rotated key in and out of its grace period), the JWKS document, token
+//! validation for services (validate-token, `GET /api/v1/auth/validate`, RFC 7662
+//! introspection), and the upstream extensions whoami, list-my-workspaces, bootstrap-status,
+//! authorise and authorise-many. (What each role may do is `tests/it/matrix.rs`'s.)
 
 use crate::support::server::{error_type, ok, TestServer};
 use crate::support::TestDb;
@@ -425,4 +426,119 @@ async fn mint_token_issues_an_audited_token_that_jwks_and_iamd_verify_and_a_pass
         .unwrap()
         .get(0);
     assert_eq!(minted, 3, "refusals record nothing");
+}
+
+/// Services validate tokens three ways — validate-token over the protocol, `GET
+/// /api/v1/auth/validate` with the token as the bearer, RFC 7662 introspection — and all three
+/// say the same: good while its signature, expiry, the account's version and state hold; the
+/// roles and `is_admin` read from the account. Refusals land in the authentication audit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_validate_tokens_through_the_protocol_rest_and_introspection() {
+    let db = TestDb::new().await;
+    let (server, ids) = world(&db).await;
+    let (reader, admin) = (jwt_of(&server, "reader").await, jwt_of(&server, "admin").await);
+    let validate = |token: &str| json!({"operation": "validate-token", "token": token});
+    // validate-token (here through the gateway; a user needs iam:admin).
+    let r = ok(server.call(validate(&reader)).await);
+    assert_eq!(r["resolved_user_id"], ids["reader"].as_str());
+    assert_eq!(
+        (r["resolved_workspace"].as_str(), r["resolved_roles"].clone()),
+        (Some("acme"), json!(["reader"]))
+    );
+    assert!(r.get("resolved_is_admin").is_none(), "{r}");
+    let expires = chrono::DateTime::parse_from_rfc3339(r["jwt_expires"].as_str().unwrap()).unwrap();
+    assert!(expires > Utc::now(), "{r}");
+    assert_eq!(ok(server.call(validate(&admin)).await)["resolved_is_admin"], true);
+    let api_key = ok(server
+        .call(json!({"operation": "create-api-key", "workspace": "acme", "key": {"user_id": ids["reader"], "name": "k"}}))
+        .await)["api_key_plaintext"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for bad in ["garbage", "a.b.c", api_key.as_str()] {
+        assert_eq!(error_type(&server.call(validate(bad)).await), "auth-failed", "{bad}");
+    }
+    assert_eq!(error_type(&server.call(json!({"operation": "validate-token"})).await), "invalid-argument");
+    assert_eq!(status_as(&server, &reader, validate(&admin)).await.0, 403, "a reader may not ask");
+
+    // GET /api/v1/auth/validate: the bearer itself.
+    assert_eq!(
+        (
+            validated(&server, Some(&reader)).await,
+            validated(&server, Some("garbage")).await,
+            validated(&server, None).await
+        ),
+        (204, 401, 401)
+    );
+
+    // Introspection: form-encoded (or JSON), by any authenticated caller.
+    let (status, body) =
+        introspect(&server, Some(&admin), format!("token={reader}&token_type_hint=access_token")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["active"].clone(), body["sub"].clone(), body["scope"].clone(), body["is_admin"].clone()),
+        (json!(true), json!(ids["reader"]), json!("reader"), json!(false))
+    );
+    assert_eq!(body["iss"], "iamd");
+    assert!(body["exp"].as_i64().unwrap() > body["iat"].as_i64().unwrap());
+    let (_, by_json) = server
+        .request(
+            reqwest::Method::POST,
+            "/api/v1/auth/introspect",
+            Some(&reader),
+            Some(json!({"token": admin}).to_string()),
+            &[],
+        )
+        .await;
+    assert_eq!((by_json["active"].clone(), by_json["is_admin"].clone()), (json!(true), json!(true)));
+    assert_eq!(introspect(&server, Some(&admin), "token=garbage".into()).await.1, json!({"active": false}));
+    assert_eq!(
+        introspect(&server, None, format!("token={reader}")).await.0,
+        401,
+        "the caller must authenticate"
+    );
+
+    // After a logout everywhere the reader's token is good nowhere.
+    ok(server.call(json!({"operation": "logout-all", "workspace": "acme", "user_id": ids["reader"]})).await);
+    assert_eq!(error_type(&server.call(validate(&reader)).await), "auth-failed");
+    assert_eq!(validated(&server, Some(&reader)).await, 401);
+    assert_eq!(
+        introspect(&server, Some(&admin), format!("token={reader}")).await.1,
+        json!({"active": false})
+    );
+
+    // The refusals are audited under their own operations, with the reason bucket.
+    let pool = db.pool();
+    crate::support::eventually("audited refusals", std::time::Duration::from_secs(10), async || {
+        let client = pool.get().await.unwrap();
+        let row = client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE operation = 'validate-token' AND reason = 'stale-token'), \
+                        count(*) FILTER (WHERE operation = 'introspect' AND reason = 'stale-token') \
+                 FROM authentications",
+                &[],
+            )
+            .await
+            .unwrap();
+        row.get::<_, i64>(0) == 1 && row.get::<_, i64>(1) == 1
+    })
+    .await;
+}
+
+/// `POST /api/v1/auth/introspect` with a form body: (status, JSON body).
+async fn introspect(server: &TestServer, bearer: Option<&str>, form: String) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{}/api/v1/auth/introspect", server.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form);
+    if let Some(b) = bearer {
+        req = req.bearer_auth(b);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status().as_u16(), resp.json::<Value>().await.unwrap_or(Value::Null))
+}
+
+/// The status of `GET /api/v1/auth/validate` with `bearer`.
+async fn validated(server: &TestServer, bearer: Option<&str>) -> u16 {
+    server.request(reqwest::Method::GET, "/api/v1/auth/validate", bearer, None, &[]).await.0
 }

@@ -103,7 +103,7 @@ fn expected_granted(may: May, role: Role, scope: Scope) -> bool {
 /// role) or none (one cell per role), who may). User and key operations target ANOTHER
 /// user here; the caller's own are in `OWN_CELLS`. The last two change what the others rely
 /// on and run last.
-const PROTOCOL: [(&str, bool, May); 30] = [
+const PROTOCOL: [(&str, bool, May); 31] = [
     ("login", true, May::Anyone),
     ("whoami", true, May::Anyone),
     ("bootstrap-status", true, May::Anyone),
@@ -132,20 +132,23 @@ const PROTOCOL: [(&str, bool, May); 30] = [
     ("authenticate-anonymous", false, May::AdminOnly),
     ("mint-token", true, May::AdminOnly),
     ("logout-all", true, May::AdminOnly),
+    ("validate-token", false, May::AdminOnly),
     ("bootstrap", false, May::AdminOnly),
     ("disable-workspace", true, May::AdminOnly),
 ];
 
-/// 22 workspace operations × 3 roles × 2 workspaces + 8 workspace-less × 3 roles.
-const PROTOCOL_CELLS: usize = 156;
+/// 22 workspace operations × 3 roles × 2 workspaces + 9 workspace-less × 3 roles.
+const PROTOCOL_CELLS: usize = 159;
 
 /// Every REST endpoint but change-password (the caller's own only: `OWN_CELLS`):
 /// (method, path as docs/rest.md writes it, operation, concerns a workspace, who may,
 /// success status). Disabling a workspace runs last.
-const REST: [(&str, &str, &str, bool, May, u16); 20] = [
+const REST: [(&str, &str, &str, bool, May, u16); 22] = [
     ("POST", "/api/v1/auth/login", "login", true, May::Anyone, 200),
     ("GET", "/api/v1/auth/whoami", "whoami", false, May::Anyone, 200),
     ("GET", "/api/v1/auth/bootstrap-status", "bootstrap-status", false, May::Anyone, 200),
+    ("GET", "/api/v1/auth/validate", "validate", false, May::Anyone, 204),
+    ("POST", "/api/v1/auth/introspect", "introspect", false, May::Anyone, 200),
     ("GET", "/api/v1/workspaces", "list-workspaces", false, May::AdminOnly, 200),
     ("POST", "/api/v1/workspaces", "create-workspace", false, May::AdminOnly, 201),
     ("GET", "/api/v1/workspaces/{id}", "get-workspace", true, May::AdminOnly, 200),
@@ -172,8 +175,8 @@ const REST: [(&str, &str, &str, bool, May, u16); 20] = [
     ("POST", "/api/v1/workspaces/{id}/disable", "disable-workspace", true, May::AdminOnly, 204),
 ];
 
-/// 15 workspace endpoints × 3 roles × 2 workspaces + 5 workspace-less × 3 roles.
-const REST_CELLS: usize = 105;
+/// 15 workspace endpoints × 3 roles × 2 workspaces + 7 workspace-less × 3 roles.
+const REST_CELLS: usize = 111;
 
 /// The endpoints only `OWN_CELLS` covers.
 const CHANGE_PASSWORD: &str = "POST /api/v1/auth/change-password";
@@ -460,6 +463,7 @@ async fn protocol_request(w: &World, op: &str, scope: Scope) -> Value {
             "authorise_checks": json!([{"capability": "graph:read", "resource": {"workspace": "acme"}}]).to_string()}),
         "authenticate-anonymous" => json!({"client_ip": "192.0.2.1"}),
         "logout-all" => json!({"workspace": ws, "user_id": w.victim(ws).await.0}),
+        "validate-token" => json!({"token": w.jwts[&Role::Reader]}),
         "mint-token" => json!({"workspace": ws, "user_id": w.victim(ws).await.0,
             "user_context_json": json!({"purpose": "matrix"}).to_string()}),
         other => panic!("no request for {other}"),
@@ -478,7 +482,10 @@ async fn rest_request(w: &World, op: &str, template: &str, scope: Scope) -> (Str
             let (_, username) = w.victim(ws).await;
             (path(""), Some(json!({"username": username, "password": PASSWORD, "workspace": ws})))
         }
-        "whoami" | "bootstrap-status" | "list-workspaces" | "rotate-signing-key" => (path(""), None),
+        "whoami" | "bootstrap-status" | "list-workspaces" | "rotate-signing-key" | "validate" => {
+            (path(""), None)
+        }
+        "introspect" => (path(""), Some(json!({"token": w.jwts[&Role::Reader]}))),
         "create-workspace" => (path(""), Some(json!({"id": w.unique("ws")}))),
         "get-workspace" | "disable-workspace" | "list-users" => (path(ws), None),
         "update-workspace" => (path(ws), Some(json!({"name": "Renamed"}))),

@@ -31,6 +31,40 @@ pub struct LogoutAllBody {
     pub user_id: String,
 }
 
+/// RFC 7662: the token to introspect (form-encoded, or JSON).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct IntrospectBody {
+    pub token: String,
+    /// Accepted and ignored: iamd issues one kind of token.
+    pub token_type_hint: String,
+}
+
+/// RFC 7662's answer: `{"active": false}` for any token that is not good now, else its facts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Introspection {
+    pub active: bool,
+    /// The user id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// The account's roles now, space-separated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
+    /// Read from the account now, never from the token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub is_admin: Option<bool>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LoginReply {
     /// An EdDSA JWT (`kid` header; claims iss, sub, workspace, roles, is_admin, version, iat, exp).

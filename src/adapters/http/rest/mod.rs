@@ -5,15 +5,15 @@
 //! operation they are and how success looks.
 
 use super::bodies::{
-    BootstrapStatusReply, ChangePasswordBody, CreatedApiKey, ErrorReply, LoginBody, LoginReply,
-    LogoutAllBody, Page, Refusal, SigningKeyReply, TemporaryPasswordReply,
+    BootstrapStatusReply, ChangePasswordBody, CreatedApiKey, ErrorReply, IntrospectBody, Introspection,
+    LoginBody, LoginReply, LogoutAllBody, Page, Refusal, SigningKeyReply, TemporaryPasswordReply,
 };
 use super::{auth, read_body, HttpState};
 use crate::protocol::{
     decode_json, ApiKeyInput, ApiKeyRecord, ErrorKind, IamError, IamRequest, IamResponse, Operation,
     UserInput, UserRecord, WorkspaceInput, WorkspaceRecord,
 };
-use crate::service::Caller;
+use crate::service::{Caller, Credential};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -28,6 +28,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/auth/login", web::post().to(login))
             .route("/auth/change-password", web::post().to(change_password))
             .route("/auth/logout-all", web::post().to(logout_all))
+            .route("/auth/validate", web::get().to(validate))
+            .route("/auth/introspect", web::post().to(introspect))
             .route("/auth/whoami", web::get().to(whoami))
             .route("/auth/bootstrap-status", web::get().to(bootstrap_status))
             .route("/workspaces", web::get().to(list_workspaces))

@@ -69,6 +69,86 @@ pub async fn logout_all(
     run(&http, &state, Who::Authenticated, req, Success::NoContent).await
 }
 
+/// Whether the bearer is good now (for services, as Netsoc's `GET /v1/users/self/token`): a
+/// JWT with its signature, issuer and expiry and the account's current version, or an API
+/// key, of an enabled user in an enabled workspace. 204, else 401.
+#[utoipa::path(get, path = "/api/v1/auth/validate", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 204, description = "The bearer is good"),
+        (status = 401, description = "It is not (or there is none)", body = Refusal),
+        (status = 503, description = "internal-error: the database is unavailable", body = ErrorReply),
+    ))]
+pub async fn validate(http: HttpRequest, state: web::Data<HttpState>) -> HttpResponse {
+    match auth::user_caller(&http, &state).await {
+        Ok(Caller::User(_)) => HttpResponse::NoContent().finish(),
+        Ok(_) => auth::unauthorized(),
+        Err(reply) => reply,
+    }
+}
+
+/// RFC 7662 token introspection for services that speak OAuth: `token` form-encoded (or as
+/// JSON); `{"active": false}` for anything that is not a good iamd JWT now, else its subject,
+/// times, issuer, the account's roles as `scope` and whether it is an admin (both read from
+/// the account). The caller authenticates with a bearer of its own.
+#[utoipa::path(post, path = "/api/v1/auth/introspect", tag = "auth", security(("bearer" = [])),
+    request_body(content = IntrospectBody, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The token's state", body = Introspection),
+        (status = 400, description = "invalid-argument: no `token`", body = ErrorReply),
+        (status = 401, description = "The caller has no valid bearer", body = Refusal),
+        (status = 503, description = "internal-error: the database is unavailable", body = ErrorReply),
+    ))]
+pub async fn introspect(
+    http: HttpRequest,
+    body: web::Either<web::Form<IntrospectBody>, web::Json<IntrospectBody>>,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    let caller = match auth::user_caller(&http, &state).await {
+        Ok(caller) => caller,
+        Err(reply) => return reply,
+    };
+    let token = body.into_inner().token;
+    if token.is_empty() {
+        return error(IamError::invalid("token is required"));
+    }
+    let origin = crate::adapters::http::authentications::origin(&http);
+    let principal = match state.service.introspect(&caller, &token, &origin).await {
+        Ok(principal) => principal,
+        Err(failure) => return auth::read_failed(failure),
+    };
+    let reply = match principal {
+        Some(p) => {
+            let (issued, expires, issuer) = match &p.credential {
+                Credential::Jwt { issued, expires, issuer, .. } => (*issued, *expires, issuer.clone()),
+                Credential::ApiKey { .. } => (0, 0, String::new()),
+            };
+            Introspection {
+                active: true,
+                is_admin: Some(p.is_admin()),
+                scope: Some(p.roles.join(" ")),
+                sub: Some(p.user_id),
+                exp: Some(expires),
+                iat: Some(issued),
+                iss: Some(issuer),
+                token_type: Some("Bearer".into()),
+                workspace: Some(p.workspace),
+            }
+        }
+        None => Introspection {
+            active: false,
+            sub: None,
+            exp: None,
+            iat: None,
+            iss: None,
+            scope: None,
+            token_type: None,
+            workspace: None,
+            is_admin: None,
+        },
+    };
+    HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(reply)
+}
+
 /// The caller's own user record.
 #[utoipa::path(get, path = "/api/v1/auth/whoami", tag = "auth", security(("bearer" = [])),
     responses(
