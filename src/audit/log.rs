@@ -234,6 +234,9 @@ pub fn describe(stream: &str, event: &Event) -> (String, String) {
             format!("user {user_id}"),
             format!("token {token_id} minted to act in workspace {workspace}, expires {}", time(expires)),
         ),
+        Event::TokenIssued { user_id, token_id, expires } => {
+            (format!("user {user_id}"), format!("token {token_id} issued, expires {}", time(expires)))
+        }
         Event::SigningKeyCreated { kid, .. } => (format!("signing key {kid}"), "created (Ed25519)".into()),
         Event::SigningKeyRetired { kid, valid_until, .. } => {
             (format!("signing key {kid}"), format!("retired; verifies tokens until {}", time(valid_until)))

@@ -82,6 +82,10 @@ pub struct Claims {
     /// mint-token: the token's id, recorded in its `token.minted` event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
+    /// `"issued"` on a token an admin issued with issue-token: it may live up to
+    /// [`MAX_ISSUED_LIFETIME_SECONDS`] rather than `jwt.ttl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_use: Option<String>,
     /// Not before (iamd never sets it; a token that carries one is held to it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
@@ -112,12 +116,30 @@ impl Claims {
             default_workspace: workspace.to_owned(),
             user_context: None,
             jti: None,
+            token_use: None,
             nbf: None,
             is_admin: roles.iter().any(|r| r == crate::authz::ADMIN_ROLE),
             roles,
             version,
             iat,
             exp,
+        }
+    }
+}
+
+/// The `token_use` of an issued token.
+pub const ISSUED: &str = "issued";
+/// The longest an issued token lives: 876,000 hours (100 years), the longest Netsoc's
+/// clients ask for.
+pub const MAX_ISSUED_LIFETIME_SECONDS: i64 = 876_000 * 3_600;
+
+impl Claims {
+    /// The longest a token of this kind may live, `ttl` (seconds) being `jwt.ttl`.
+    pub fn max_lifetime(&self, ttl: i64) -> i64 {
+        if self.token_use.as_deref() == Some(ISSUED) {
+            MAX_ISSUED_LIFETIME_SECONDS
+        } else {
+            ttl
         }
     }
 }

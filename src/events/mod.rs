@@ -132,6 +132,11 @@ pub enum Event {
         expires: DateTime<Utc>,
         user_context: serde_json::Value,
     },
+    /// issue-token: an admin (the event's actor) issued a long-lived token to `user_id` (of
+    /// this stream's workspace), bound to its account version. `token_id` is its `jti`; the
+    /// token itself is never recorded.
+    #[serde(rename = "token.issued")]
+    TokenIssued { user_id: String, token_id: String, expires: DateTime<Utc> },
 
     /// The private half lives only in the `signing_keys` table.
     #[serde(rename = "signing_key.created")]
@@ -204,6 +209,7 @@ impl Event {
             Event::ApiKeyCreated { .. } => "api_key.created",
             Event::ApiKeyRevoked { .. } => "api_key.revoked",
             Event::TokenMinted { .. } => "token.minted",
+            Event::TokenIssued { .. } => "token.issued",
             Event::SigningKeyCreated { .. } => "signing_key.created",
             Event::SigningKeyRetired { .. } => "signing_key.retired",
             Event::SystemBootstrapped { .. } => "system.bootstrapped",

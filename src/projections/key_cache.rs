@@ -78,7 +78,8 @@ pub fn changes(stream: &str, event: &Event) -> Option<Change> {
         | Event::SigningKeyCreated { .. }
         | Event::SigningKeyRetired { .. }
         | Event::SystemBootstrapped { .. }
-        | Event::TokenMinted { .. } => None,
+        | Event::TokenMinted { .. }
+        | Event::TokenIssued { .. } => None,
     }
 }
 

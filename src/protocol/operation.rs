@@ -38,10 +38,11 @@ pub enum Operation {
     // Accounts (Netsoc's iamd).
     LogoutAll,
     ValidateToken,
+    IssueToken,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 31] = [
+    pub const ALL: [Operation; 32] = [
         Operation::Login,
         Operation::ResolveApiKey,
         Operation::ChangePassword,
@@ -73,6 +74,7 @@ impl Operation {
         Operation::MintToken,
         Operation::LogoutAll,
         Operation::ValidateToken,
+        Operation::IssueToken,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -108,6 +110,7 @@ impl Operation {
             Operation::MintToken => "mint-token",
             Operation::LogoutAll => "logout-all",
             Operation::ValidateToken => "validate-token",
+            Operation::IssueToken => "issue-token",
         }
     }
 

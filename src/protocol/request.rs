@@ -23,6 +23,9 @@ pub struct IamRequest {
     /// validate-token: the JWT to check (an iamd extension).
     #[serde(deserialize_with = "nullable")]
     pub token: String,
+    /// issue-token: how long the token lives, in Go's syntax (`24h`, `1h30m`, `876000h`).
+    #[serde(deserialize_with = "nullable")]
+    pub duration: String,
     #[serde(deserialize_with = "nullable")]
     pub password: String,
     #[serde(deserialize_with = "nullable")]
@@ -88,6 +91,7 @@ impl IamRequest {
             ("key_id", &self.key_id),
             ("api_key", &self.api_key),
             ("token", &self.token),
+            ("duration", &self.duration),
             ("password", &self.password),
             ("new_password", &self.new_password),
             ("request_id", &self.request_id),

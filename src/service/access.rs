@@ -101,7 +101,8 @@ pub fn need(op: Operation) -> Need {
         | O::Authorise
         | O::AuthoriseMany
         | O::AuthenticateAnonymous
-        | O::ValidateToken => Need::Capability(authz::IAM_ADMIN),
+        | O::ValidateToken
+        | O::IssueToken => Need::Capability(authz::IAM_ADMIN),
         O::MintToken => Need::Capability(authz::MINT_TOKEN),
     }
 }

@@ -189,7 +189,7 @@ impl Service {
         let Some(claims) = signer.verify(token, issuer, now) else {
             return refuse(attempt, Reason::InvalidToken);
         };
-        let max_lifetime = self.inner.settings.jwt_ttl.num_seconds();
+        let max_lifetime = claims.max_lifetime(self.inner.settings.jwt_ttl.num_seconds());
         if claims.sub.is_empty() || !claims.times_plausible(now.timestamp(), max_lifetime) {
             return refuse(attempt, Reason::InvalidToken);
         }

@@ -242,6 +242,7 @@ impl Service {
             O::MintToken => self.mint_token(req, ctx).await,
             O::LogoutAll => self.logout_all(req, ctx).await,
             O::ValidateToken => self.validate_token(&req, origin).await,
+            O::IssueToken => self.issue_token(req, ctx).await,
         }
     }
 
@@ -328,6 +329,7 @@ fn check_sizes(req: &IamRequest) -> Result<(), IamError> {
         ("capability", &req.capability),
         ("cursor", &req.cursor),
         ("client_ip", &req.client_ip),
+        ("duration", &req.duration),
     ] {
         if value.len() > MAX_ID_FIELD {
             return Err(IamError::invalid(format!("{field} is longer than {MAX_ID_FIELD} bytes")));

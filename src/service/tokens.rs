@@ -3,7 +3,8 @@
 //! in a workspace with a caller-supplied `user_context` claim. A minted token is an ordinary
 //! iamd JWT (EdDSA, `kid`, the user's account version), so JWKS, the gateway and iamd itself
 //! verify it, and a password change or a disable kills it; its issue is a `token.minted`
-//! event in the user's workspace stream (the token itself is never stored).
+//! event in the user's workspace stream (the token itself is never stored). And Netsoc's
+//! `issue-token`: a long-lived token an admin issues for a service account (`token.issued`).
 
 use super::{Ctx, Service};
 use crate::authn_audit::{Attempt, AuthOperation, CredentialKind, Origin, Reason};
@@ -105,6 +106,58 @@ impl Service {
         };
         // Each mint is its own issue: never answered from a dedupe record, which could not
         // hold the token.
+        self.command(&user.record.workspace, command, Ctx { idempotency: None, ..ctx }).await?;
+        Ok(IamResponse { jwt, jwt_expires: iso(expires), ..Default::default() })
+    }
+
+    /// issue-token (Netsoc's `POST /v1/users/{u}/token`): a token for `user_id` living
+    /// `duration` (Go's syntax, parsed before the user is looked up), from a second up to
+    /// 876,000 hours, bound to the user's account version (a logout everywhere, a password
+    /// change or a disable kills it), acting in the user's own workspace. Recorded as a
+    /// `token.issued` event; the token itself is never stored.
+    pub(super) async fn issue_token(&self, req: IamRequest, ctx: Ctx) -> Result<IamResponse, IamError> {
+        let lifetime = crate::protocol::time::go_duration(req.duration.trim())
+            .map_err(|e| IamError::invalid(format!("duration: {e}")))?;
+        if lifetime < chrono::Duration::seconds(1)
+            || lifetime.num_seconds() > crate::crypto::signing::MAX_ISSUED_LIFETIME_SECONDS
+        {
+            return Err(IamError::invalid("duration must be between 1s and 876000h"));
+        }
+        let user_id = super::required("user_id", &req.user_id)?;
+        let user = self
+            .inner
+            .queries
+            .credentials_by_id(user_id)
+            .await?
+            .ok_or_else(|| IamError::not_found("user not found"))?;
+        if !req.workspace.is_empty() && user.record.workspace != req.workspace {
+            return Err(IamError::not_permitted("the user belongs to another workspace"));
+        }
+        if !user.usable {
+            return Err(IamError::not_permitted("user is disabled"));
+        }
+        let signer = self.inner.signer.get(&self.inner.queries).await?;
+        let now = Utc::now();
+        let expires = now + lifetime;
+        let token_id = uuid::Uuid::new_v4().to_string();
+        let mut claims = Claims::new(
+            &self.inner.settings.jwt_issuer,
+            &user.record.id,
+            &user.record.workspace,
+            user.record.roles.clone(),
+            user.account_version,
+            now.timestamp(),
+            expires.timestamp(),
+        );
+        claims.jti = Some(token_id.clone());
+        claims.token_use = Some(crate::crypto::signing::ISSUED.to_owned());
+        let jwt = signer.sign(&claims).map_err(|e| {
+            tracing::error!(error = %e, "signing a token failed");
+            IamError::internal()
+        })?;
+        let command = WorkspaceCommand::RecordIssuedToken { user_id: user.record.id, token_id, expires };
+        // Each issue is its own: never answered from a dedupe record, which could not hold
+        // the token.
         self.command(&user.record.workspace, command, Ctx { idempotency: None, ..ctx }).await?;
         Ok(IamResponse { jwt, jwt_expires: iso(expires), ..Default::default() })
     }

@@ -542,3 +542,53 @@ async fn introspect(server: &TestServer, bearer: Option<&str>, form: String) -> 
 async fn validated(server: &TestServer, bearer: Option<&str>) -> u16 {
     server.request(reqwest::Method::GET, "/api/v1/auth/validate", bearer, None, &[]).await.0
 }
+
+/// An admin issues a long-lived token for a service account (Netsoc's `POST
+/// /v1/users/{u}/token`, Go durations): it works as a bearer for as long as asked — past
+/// `jwt.ttl` — until the account's version moves on; it is recorded, never stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issued_token_lives_its_duration_and_dies_with_the_account_version() {
+    let db = TestDb::new().await;
+    let (server, ids) = world(&db).await;
+    let admin = jwt_of(&server, "admin").await;
+    let path = format!("/api/v1/users/{}/token", ids["target"]);
+    let issue = |bearer: &str, duration: &str| {
+        let (server, path, body) = (&server, path.clone(), json!({"duration": duration}).to_string());
+        let bearer = bearer.to_owned();
+        async move { server.request(reqwest::Method::POST, &path, Some(&bearer), Some(body), &[]).await }
+    };
+    let (status, issued) = issue(&admin, "876000h").await;
+    assert_eq!(status, 200, "{issued}");
+    let token = issued["token"].as_str().unwrap().to_owned();
+    let expires = chrono::DateTime::parse_from_rfc3339(issued["expires"].as_str().unwrap()).unwrap();
+    assert!(expires > Utc::now() + Duration::days(365 * 99), "{issued}");
+    let whoami = json!({"operation": "whoami"});
+    assert_eq!(status_as(&server, &token, whoami.clone()).await.1["user"]["id"], ids["target"].as_str());
+    let checked = ok(server.call(json!({"operation": "validate-token", "token": token})).await);
+    assert_eq!(checked["resolved_user_id"], ids["target"].as_str());
+    let (status, short) = issue(&admin, "1h30m").await;
+    assert_eq!(status, 200);
+    let lives =
+        chrono::DateTime::parse_from_rfc3339(short["expires"].as_str().unwrap()).unwrap().with_timezone(&Utc)
+            - Utc::now();
+    assert!(lives > Duration::minutes(89) && lives <= Duration::minutes(90), "{short}");
+
+    // Refusals: the syntax, the bounds, the caller, the user.
+    for bad in ["24", "1d", "0", "-1h", "876001h", ""] {
+        let (status, body) = issue(&admin, bad).await;
+        assert_eq!((status, error_type(&body)), (400, "invalid-argument"), "{bad}: {body}");
+    }
+    let writer = jwt_of(&server, "writer").await;
+    assert_eq!(issue(&writer, "24h").await, (403, json!({"error": "access denied"})));
+    let nobody =
+        server.call(json!({"operation": "issue-token", "user_id": "nobody", "duration": "1h"})).await;
+    assert_eq!(error_type(&nobody), "not-found");
+
+    // A logout everywhere kills it; the log has the issues, never the token.
+    ok(server.call(json!({"operation": "logout-all", "workspace": "acme", "user_id": ids["target"]})).await);
+    assert_eq!(status_as(&server, &token, whoami).await.0, 401);
+    let (code, stdout, stderr) = crate::support::server::run_iamd(db.url(), &["audit", "log"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().filter(|l| l.contains("issued, expires")).count(), 2, "{stdout}");
+    assert!(!db.dump().contains(&token), "the token is never stored");
+}

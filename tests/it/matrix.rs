@@ -103,7 +103,7 @@ fn expected_granted(may: May, role: Role, scope: Scope) -> bool {
 /// role) or none (one cell per role), who may). User and key operations target ANOTHER
 /// user here; the caller's own are in `OWN_CELLS`. The last two change what the others rely
 /// on and run last.
-const PROTOCOL: [(&str, bool, May); 31] = [
+const PROTOCOL: [(&str, bool, May); 32] = [
     ("login", true, May::Anyone),
     ("whoami", true, May::Anyone),
     ("bootstrap-status", true, May::Anyone),
@@ -133,17 +133,18 @@ const PROTOCOL: [(&str, bool, May); 31] = [
     ("mint-token", true, May::AdminOnly),
     ("logout-all", true, May::AdminOnly),
     ("validate-token", false, May::AdminOnly),
+    ("issue-token", false, May::AdminOnly),
     ("bootstrap", false, May::AdminOnly),
     ("disable-workspace", true, May::AdminOnly),
 ];
 
-/// 22 workspace operations × 3 roles × 2 workspaces + 9 workspace-less × 3 roles.
-const PROTOCOL_CELLS: usize = 159;
+/// 22 workspace operations × 3 roles × 2 workspaces + 10 workspace-less × 3 roles.
+const PROTOCOL_CELLS: usize = 162;
 
 /// Every REST endpoint but change-password (the caller's own only: `OWN_CELLS`):
 /// (method, path as docs/rest.md writes it, operation, concerns a workspace, who may,
 /// success status). Disabling a workspace runs last.
-const REST: [(&str, &str, &str, bool, May, u16); 22] = [
+const REST: [(&str, &str, &str, bool, May, u16); 23] = [
     ("POST", "/api/v1/auth/login", "login", true, May::Anyone, 200),
     ("GET", "/api/v1/auth/whoami", "whoami", false, May::Anyone, 200),
     ("GET", "/api/v1/auth/bootstrap-status", "bootstrap-status", false, May::Anyone, 200),
@@ -172,11 +173,12 @@ const REST: [(&str, &str, &str, bool, May, u16); 22] = [
     ("POST", "/api/v1/workspaces/{ws}/users/{id}/api-keys", "create-api-key", true, May::AdminOnly, 201),
     ("DELETE", "/api/v1/api-keys/{id}", "revoke-api-key", true, May::AdminOnly, 204),
     ("POST", "/api/v1/signing-keys/rotate", "rotate-signing-key", false, May::AdminOnly, 200),
+    ("POST", "/api/v1/users/{id}/token", "issue-token", false, May::AdminOnly, 200),
     ("POST", "/api/v1/workspaces/{id}/disable", "disable-workspace", true, May::AdminOnly, 204),
 ];
 
-/// 15 workspace endpoints × 3 roles × 2 workspaces + 7 workspace-less × 3 roles.
-const REST_CELLS: usize = 111;
+/// 15 workspace endpoints × 3 roles × 2 workspaces + 8 workspace-less × 3 roles.
+const REST_CELLS: usize = 114;
 
 /// The endpoints only `OWN_CELLS` covers.
 const CHANGE_PASSWORD: &str = "POST /api/v1/auth/change-password";
@@ -464,6 +466,7 @@ async fn protocol_request(w: &World, op: &str, scope: Scope) -> Value {
         "authenticate-anonymous" => json!({"client_ip": "192.0.2.1"}),
         "logout-all" => json!({"workspace": ws, "user_id": w.victim(ws).await.0}),
         "validate-token" => json!({"token": w.jwts[&Role::Reader]}),
+        "issue-token" => json!({"user_id": w.victim("acme").await.0, "duration": "1h"}),
         "mint-token" => json!({"workspace": ws, "user_id": w.victim(ws).await.0,
             "user_context_json": json!({"purpose": "matrix"}).to_string()}),
         other => panic!("no request for {other}"),
@@ -486,6 +489,7 @@ async fn rest_request(w: &World, op: &str, template: &str, scope: Scope) -> (Str
             (path(""), None)
         }
         "introspect" => (path(""), Some(json!({"token": w.jwts[&Role::Reader]}))),
+        "issue-token" => (path(&w.victim("acme").await.0), Some(json!({"duration": "1h"}))),
         "create-workspace" => (path(""), Some(json!({"id": w.unique("ws")}))),
         "get-workspace" | "disable-workspace" | "list-users" => (path(ws), None),
         "update-workspace" => (path(ws), Some(json!({"name": "Renamed"}))),

@@ -499,9 +499,10 @@ async fn hostile_text_in_any_field_is_refused_without_a_5xx_and_changes_nothing(
     let db = TestDb::new().await;
     let (server, alice) = with_alice(&db, &[]).await;
     let (_, key_id) = new_key(&server, "acme", &alice, "k").await;
-    const FIELDS: [&str; 28] = [
+    const FIELDS: [&str; 29] = [
         "workspace",
         "token",
+        "duration",
         "actor",
         "user_id",
         "username",

@@ -85,6 +85,21 @@ pub struct TemporaryPasswordReply {
     pub temporary_password: String,
 }
 
+/// issue-token: how long the token lives, in Go's syntax (`24h`, `1h30m`, `876000h`).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct IssueTokenBody {
+    pub duration: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IssuedTokenReply {
+    /// An EdDSA JWT for the user, bound to its account version. Shown once.
+    pub token: String,
+    /// When it expires, ISO-8601 UTC.
+    pub expires: String,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SigningKeyReply {
     /// The new active key, SubjectPublicKeyInfo PEM.

@@ -51,6 +51,7 @@ pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
         rest::list_api_keys,
         rest::create_api_key,
         rest::revoke_api_key,
+        rest::issue_token,
         rest::rotate_signing_key,
         super::feed::audit_events,
         super::authentications::list_authentications,
@@ -144,7 +145,7 @@ mod tests {
         ] {
             assert!(paths.contains(&path), "{path} missing from {paths:?}");
         }
-        assert_eq!(doc["paths"].as_object().unwrap().len(), 25, "{paths:?}");
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 26, "{paths:?}");
         assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
         for schema in ["IamRequest", "IamResponse", "UserRecord", "ErrorReply", "Refusal", "LoginReply"] {
             assert!(doc["components"]["schemas"].get(schema).is_some(), "schema {schema} missing");
@@ -172,7 +173,7 @@ mod tests {
                 assert!(text("422").contains("Idempotency-Key"), "{method} {path}: {}", text("422"));
             }
         }
-        assert_eq!(writes, 14);
+        assert_eq!(writes, 15);
     }
 
     #[test]

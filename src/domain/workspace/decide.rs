@@ -87,6 +87,12 @@ pub enum WorkspaceCommand {
         expires: DateTime<Utc>,
         user_context: serde_json::Value,
     },
+    /// issue-token: records that a token for `user_id` was issued. Never the token itself.
+    RecordIssuedToken {
+        user_id: String,
+        token_id: String,
+        expires: DateTime<Utc>,
+    },
 }
 
 fn existing(state: &WorkspaceState) -> Result<(), IamError> {
@@ -388,6 +394,18 @@ pub fn decide(
                 user_context: user_context.clone(),
             }])
         }
+        C::RecordIssuedToken { user_id, token_id, expires } => {
+            existing(state)?;
+            let u = user(state, user_id)?;
+            if !u.enabled || !state.enabled {
+                return Err(IamError::not_permitted("user is disabled"));
+            }
+            Ok(vec![Event::TokenIssued {
+                user_id: u.id.clone(),
+                token_id: token_id.clone(),
+                expires: *expires,
+            }])
+        }
     }
 }
 
@@ -418,6 +436,7 @@ pub fn answer(command: &WorkspaceCommand) -> Answer {
         | C::ResetPassword { .. }
         | C::EndSessions { .. }
         | C::RevokeApiKey { .. }
-        | C::RecordMintedToken { .. } => Answer::Nothing,
+        | C::RecordMintedToken { .. }
+        | C::RecordIssuedToken { .. } => Answer::Nothing,
     }
 }

@@ -181,6 +181,7 @@ pub fn apply(state: &mut WorkspaceState, event: &Event) {
         Event::SigningKeyCreated { .. }
         | Event::SigningKeyRetired { .. }
         | Event::SystemBootstrapped { .. }
-        | Event::TokenMinted { .. } => {}
+        | Event::TokenMinted { .. }
+        | Event::TokenIssued { .. } => {}
     }
 }

@@ -6,7 +6,8 @@
 
 use super::bodies::{
     BootstrapStatusReply, ChangePasswordBody, CreatedApiKey, ErrorReply, IntrospectBody, Introspection,
-    LoginBody, LoginReply, LogoutAllBody, Page, Refusal, SigningKeyReply, TemporaryPasswordReply,
+    IssueTokenBody, IssuedTokenReply, LoginBody, LoginReply, LogoutAllBody, Page, Refusal, SigningKeyReply,
+    TemporaryPasswordReply,
 };
 use super::{auth, read_body, HttpState};
 use crate::protocol::{
@@ -48,6 +49,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/workspaces/{ws}/users/{id}/api-keys", web::get().to(list_api_keys))
             .route("/workspaces/{ws}/users/{id}/api-keys", web::post().to(create_api_key))
             .route("/api-keys/{id}", web::delete().to(revoke_api_key))
+            .route("/users/{id}/token", web::post().to(issue_token))
             .route("/signing-keys/rotate", web::post().to(rotate_signing_key))
             .default_service(web::to(super::not_found)),
     );

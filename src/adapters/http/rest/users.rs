@@ -176,3 +176,32 @@ pub async fn reset_password(
         |r: IamResponse| to_json(TemporaryPasswordReply { temporary_password: r.temporary_password });
     run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, render)).await
 }
+
+/// Issue a long-lived token for a user (`iam:admin`; Netsoc's `POST /v1/users/{u}/token`), for
+/// a service account: it lives `duration` (Go's syntax, up to `876000h`), acts in the user's
+/// workspace and dies with a logout everywhere, a password change or a disable. Recorded as a
+/// `token.issued` event; the token is shown once.
+#[utoipa::path(post, path = "/api/v1/users/{id}/token", tag = "users", request_body = IssueTokenBody,
+    params(("id" = String, Path, description = "User id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The token", body = IssuedTokenReply),
+        (status = 400, description = "invalid-argument: a duration that is not Go's syntax, or outside 1s–876000h", body = ErrorReply),
+        (status = 401, description = "No valid bearer", body = Refusal),
+        (status = 403, description = "Not granted (`iam:admin`), or operation-not-permitted: the user is disabled", body = ErrorReply),
+        (status = 404, description = "not-found", body = ErrorReply),
+        (status = 409, description = "A retry under the same Idempotency-Key while the first is still being applied (invalid-argument)", body = ErrorReply),
+        (status = 422, description = "invalid-argument: the Idempotency-Key was already used for a different request", body = ErrorReply),
+    ))]
+pub async fn issue_token(
+    http: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    let b: IssueTokenBody = try_or_respond!(body(&http, payload, &state).await);
+    let req =
+        IamRequest { user_id: path.into_inner(), duration: b.duration, ..request(Operation::IssueToken) };
+    let render = |r: IamResponse| to_json(IssuedTokenReply { token: r.jwt, expires: r.jwt_expires });
+    run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, render)).await
+}
