@@ -38,6 +38,11 @@ fn user_record(state: &WorkspaceState, u: &UserState) -> UserRecord {
         enabled: u.enabled,
         must_change_password: u.must_change_password,
         created: iso(u.created),
+        first_name: u.profile.first_name.clone(),
+        last_name: u.profile.last_name.clone(),
+        ssh_key: u.profile.ssh_key.clone(),
+        verified: u.profile.verified,
+        renewed: u.profile.renewed.map(iso).unwrap_or_default(),
     }
 }
 
@@ -129,6 +134,11 @@ mod tests {
                 enabled: true,
                 must_change_password: true,
                 created: created.into(),
+                first_name: String::new(),
+                last_name: String::new(),
+                ssh_key: String::new(),
+                verified: false,
+                renewed: String::new(),
             })
         );
         assert_eq!(

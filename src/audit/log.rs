@@ -199,6 +199,25 @@ pub fn describe(stream: &str, event: &Event) -> (String, String) {
             format!("user {user_id}"),
             "password reset to a temporary one (must change it; its sessions ended)".into(),
         ),
+        Event::UserProfileChanged { user_id, first_name, last_name, ssh_key, verified, renewed } => {
+            let mut changes = Vec::new();
+            if let Some(v) = first_name {
+                changes.push(format!("first name {v:?}"));
+            }
+            if let Some(v) = last_name {
+                changes.push(format!("last name {v:?}"));
+            }
+            if let Some(v) = ssh_key {
+                changes.push(if v.is_empty() { "ssh key removed".into() } else { "ssh key set".into() });
+            }
+            if let Some(v) = verified {
+                changes.push(if *v { "verified".into() } else { "no longer verified".into() });
+            }
+            if let Some(v) = renewed {
+                changes.push(format!("renewed {}", time(v)));
+            }
+            (format!("user {user_id}"), format!("profile: {}", changes.join(", ")))
+        }
         Event::UserSessionsEnded { user_id, reason } => (
             format!("user {user_id}"),
             format!(
@@ -207,6 +226,7 @@ pub fn describe(stream: &str, event: &Event) -> (String, String) {
                     SessionsEndReason::LogoutEverywhere => "logged out everywhere",
                     SessionsEndReason::EmailChanged => "its email changed",
                     SessionsEndReason::AdminRoleChanged => "it gained or lost the admin role",
+                    SessionsEndReason::VerifiedChanged => "its email's verification changed",
                 }
             ),
         ),

@@ -77,6 +77,50 @@ pub fn email(value: &str) -> Result<(), IamError> {
     Ok(())
 }
 
+/// The longest OpenSSH public key line accepted (an RSA 16384-bit key is ~2.8 KB).
+pub const MAX_SSH_KEY: usize = 8 * 1024;
+
+/// The key types of an OpenSSH public key line iamd accepts.
+const SSH_KEY_TYPES: [&str; 7] = [
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+];
+
+/// An OpenSSH public key line, `<type> <base64 blob> [comment]`, whose blob decodes and names
+/// the same type; empty means none. Returns it trimmed.
+pub fn ssh_key(value: &str) -> Result<String, IamError> {
+    use base64::Engine;
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(String::new());
+    }
+    let invalid =
+        || IamError::invalid("ssh_key is not an OpenSSH public key (e.g. ssh-ed25519 AAAA… comment)");
+    if value.len() > MAX_SSH_KEY || value.contains(|c: char| c.is_control()) {
+        return Err(invalid());
+    }
+    let mut parts = value.split_whitespace();
+    let (Some(kind), Some(blob)) = (parts.next(), parts.next()) else { return Err(invalid()) };
+    if !SSH_KEY_TYPES.contains(&kind) {
+        return Err(invalid());
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(blob).map_err(|_| invalid())?;
+    // The blob starts with the key type as an SSH string: a 4-byte big-endian length.
+    let named = decoded
+        .get(..4)
+        .map(|n| u32::from_be_bytes([n[0], n[1], n[2], n[3]]) as usize)
+        .and_then(|n| decoded.get(4..4 + n));
+    if named != Some(kind.as_bytes()) || decoded.len() <= 4 + kind.len() {
+        return Err(invalid());
+    }
+    Ok(value.to_owned())
+}
+
 /// Roles must be a subset of [`ROLES`]; returns them deduplicated in their given order.
 pub fn roles(roles: &[String]) -> Result<Vec<String>, IamError> {
     let mut out: Vec<String> = Vec::with_capacity(roles.len());

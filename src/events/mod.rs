@@ -44,6 +44,8 @@ pub enum SessionsEndReason {
     EmailChanged,
     /// The user gained or lost the admin role: a token's `is_admin` would no longer hold.
     AdminRoleChanged,
+    /// The email became verified, or stopped being: a verification token must not work twice.
+    VerifiedChanged,
 }
 
 /// Every fact iamd records. Payloads hold no plaintext secret: passwords travel as argon2id
@@ -103,6 +105,22 @@ pub enum Event {
     /// reset-password: sets must_change_password, bumps the account version.
     #[serde(rename = "user.password.reset")]
     UserPasswordReset { user_id: String, password_hash: String },
+    /// Netsoc's account fields of a user changed: only those present. `ssh_key: ""` removes
+    /// the key. A change of `verified` comes with a `user.sessions.ended`.
+    #[serde(rename = "user.profile.changed")]
+    UserProfileChanged {
+        user_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        first_name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ssh_key: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        verified: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        renewed: Option<DateTime<Utc>>,
+    },
     /// Bumps the account version: every token issued before dies (see [`SessionsEndReason`]).
     #[serde(rename = "user.sessions.ended")]
     UserSessionsEnded { user_id: String, reason: SessionsEndReason },
@@ -206,6 +224,7 @@ impl Event {
             Event::UserPasswordChanged { .. } => "user.password.changed",
             Event::UserPasswordReset { .. } => "user.password.reset",
             Event::UserSessionsEnded { .. } => "user.sessions.ended",
+            Event::UserProfileChanged { .. } => "user.profile.changed",
             Event::ApiKeyCreated { .. } => "api_key.created",
             Event::ApiKeyRevoked { .. } => "api_key.revoked",
             Event::TokenMinted { .. } => "token.minted",

@@ -73,6 +73,7 @@ pub fn changes(stream: &str, event: &Event) -> Option<Change> {
         | Event::UserPasswordChanged { .. }
         | Event::UserPasswordReset { .. }
         | Event::UserSessionsEnded { .. }
+        | Event::UserProfileChanged { .. }
         | Event::WorkspaceCreated { .. }
         | Event::WorkspaceRenamed { .. }
         | Event::SigningKeyCreated { .. }

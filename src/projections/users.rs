@@ -42,6 +42,17 @@ static PASSWORD_CHANGED: Shape = Shape::update(
     "id",
     &[("password_hash", Param), ("must_change_password", Literal("false")), ("account_version", Increment)],
 );
+static PROFILE: Shape = Shape::update(
+    "users",
+    "id",
+    &[
+        ("first_name", ParamOrKeep),
+        ("last_name", ParamOrKeep),
+        ("ssh_key", ParamOrKeep),
+        ("verified", ParamOrKeep),
+        ("renewed", ParamOrKeep),
+    ],
+);
 /// logout-all, a changed email or admin role: every token issued before dies.
 static SESSIONS_ENDED: Shape = Shape::update("users", "id", &[("account_version", Increment)]);
 static PASSWORD_RESET: Shape = Shape::update(
@@ -101,6 +112,19 @@ pub fn reduce(ctx: &Context<'_>, event: &Event) -> Vec<Write> {
             &PASSWORD_RESET,
             vec![Box::new(user_id.clone()), Box::new(password_hash.clone())],
         )],
+        Event::UserProfileChanged { user_id, first_name, last_name, ssh_key, verified, renewed } => {
+            vec![Write::new(
+                &PROFILE,
+                vec![
+                    Box::new(user_id.clone()),
+                    Box::new(first_name.clone()),
+                    Box::new(last_name.clone()),
+                    Box::new(ssh_key.clone()),
+                    Box::new(*verified),
+                    Box::new(*renewed),
+                ],
+            )]
+        }
         Event::UserSessionsEnded { user_id, .. } => {
             vec![Write::new(&SESSIONS_ENDED, vec![Box::new(user_id.clone())])]
         }

@@ -20,6 +20,19 @@ pub struct UserInput {
     pub must_change_password: Option<bool>,
     #[serde(deserialize_with = "nullable", alias = "default_workspace")]
     pub workspace: String,
+    /// Netsoc's account fields (an iamd extension); absent or empty leaves them as they are.
+    #[serde(deserialize_with = "nullable")]
+    pub first_name: String,
+    #[serde(deserialize_with = "nullable")]
+    pub last_name: String,
+    /// An OpenSSH public key line (`ssh-ed25519 AAAA… comment`).
+    #[serde(deserialize_with = "nullable")]
+    pub ssh_key: String,
+    /// Admins only.
+    pub verified: Option<bool>,
+    /// When the account was renewed, RFC 3339; admins only.
+    #[serde(deserialize_with = "nullable")]
+    pub renewed: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
@@ -57,6 +70,12 @@ pub struct UserRecord {
     pub enabled: bool,
     pub must_change_password: bool,
     pub created: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub ssh_key: String,
+    pub verified: bool,
+    /// RFC 3339; empty: never renewed.
+    pub renewed: String,
 }
 
 /// [`UserRecord`] as JSON: both spellings of the workspace.
@@ -79,6 +98,19 @@ struct UserRecordWire {
     enabled: bool,
     must_change_password: bool,
     created: String,
+    /// Netsoc's account fields (iamd extensions; the empty ones are left out).
+    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "nullable")]
+    first_name: String,
+    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "nullable")]
+    last_name: String,
+    /// An OpenSSH public key line.
+    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "nullable")]
+    ssh_key: String,
+    /// The email address was proven (or an admin said so).
+    verified: bool,
+    /// When the account was last renewed, RFC 3339; absent: never.
+    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "nullable")]
+    renewed: String,
 }
 
 impl From<UserRecord> for UserRecordWire {
@@ -94,6 +126,11 @@ impl From<UserRecord> for UserRecordWire {
             enabled: u.enabled,
             must_change_password: u.must_change_password,
             created: u.created,
+            first_name: u.first_name,
+            last_name: u.last_name,
+            ssh_key: u.ssh_key,
+            verified: u.verified,
+            renewed: u.renewed,
         }
     }
 }
@@ -110,6 +147,11 @@ impl From<UserRecordWire> for UserRecord {
             enabled: w.enabled,
             must_change_password: w.must_change_password,
             created: w.created,
+            first_name: w.first_name,
+            last_name: w.last_name,
+            ssh_key: w.ssh_key,
+            verified: w.verified,
+            renewed: w.renewed,
         }
     }
 }

@@ -165,6 +165,11 @@ impl Service {
         if req.workspace.is_empty() && !caller.is_admin() && op_has_workspace(op) {
             req.workspace = caller.workspace.clone();
         }
+        // Whether an account is verified, and when it was renewed, only an admin says.
+        let admin_fields = req.user.as_ref().is_some_and(|u| u.verified.is_some() || !u.renewed.is_empty());
+        if admin_fields && matches!(op, Operation::CreateUser | Operation::UpdateUser) && !caller.is_admin() {
+            return Ok(None);
+        }
         let target = target_workspace(op, req);
         let allows =
             |capability: &str| authz::allows(&caller.roles, &caller.workspace, capability, target.as_deref());

@@ -64,10 +64,21 @@ impl Service {
     ) -> Result<Option<Principal>, IamError> {
         let api_key = token.starts_with(API_KEY_PREFIX);
         let credential = if api_key { CredentialKind::ApiKey } else { CredentialKind::Jwt };
-        let mut attempt = Attempt::new(AuthOperation::HttpBearer, credential, origin, "");
-        let result = if api_key {
+        let attempt = Attempt::new(AuthOperation::HttpBearer, credential, origin, "");
+        self.authenticate_recorded(token, attempt, true).await
+    }
+
+    /// The principal behind `token` — an API key only when `api_keys`, else a JWT — with a
+    /// refusal (or an error) recorded in the authentication audit as `attempt`.
+    async fn authenticate_recorded(
+        &self,
+        token: &str,
+        mut attempt: Attempt,
+        api_keys: bool,
+    ) -> Result<Option<Principal>, IamError> {
+        let result = if token.starts_with(API_KEY_PREFIX) && api_keys {
             self.authenticate_api_key(token, &mut attempt).await
-        } else if token.bytes().filter(|b| *b == b'.').count() == 2 {
+        } else if !token.starts_with(API_KEY_PREFIX) && token.bytes().filter(|b| *b == b'.').count() == 2 {
             self.authenticate_jwt(token, &mut attempt).await
         } else {
             attempt.reason = Reason::Malformed;
@@ -89,18 +100,8 @@ impl Service {
         operation: AuthOperation,
         request_id: &str,
     ) -> Result<Option<Principal>, IamError> {
-        let mut attempt = Attempt::new(operation, CredentialKind::Jwt, origin, request_id);
-        let result =
-            if !token.starts_with(API_KEY_PREFIX) && token.bytes().filter(|b| *b == b'.').count() == 2 {
-                self.authenticate_jwt(token, &mut attempt).await
-            } else {
-                attempt.reason = Reason::Malformed;
-                Ok(None)
-            };
-        if !matches!(result, Ok(Some(_))) {
-            self.inner.authentications.record(attempt);
-        }
-        result
+        let attempt = Attempt::new(operation, CredentialKind::Jwt, origin, request_id);
+        self.authenticate_recorded(token, attempt, false).await
     }
 
     /// validate-token, for services: the account behind a good JWT (see

@@ -6,7 +6,7 @@ use super::page::Page;
 use super::{required, Ctx, Service};
 use crate::crypto::ApiKey;
 use crate::domain::rules;
-use crate::domain::workspace::WorkspaceCommand;
+use crate::domain::workspace::{ProfileEdit, WorkspaceCommand};
 use crate::protocol::{IamError, IamRequest, IamResponse, UserInput, WorkspaceRecord};
 use chrono::{DateTime, Utc};
 
@@ -35,6 +35,7 @@ impl Service {
         if !ws.enabled {
             return Err(IamError::disabled("workspace is disabled"));
         }
+        let profile = profile_edit(&input)?;
         let password_hash = self.inner.hasher.hash(input.password).await?;
         let command = WorkspaceCommand::CreateUser {
             user_id: new_id(),
@@ -45,6 +46,7 @@ impl Service {
             enabled: input.enabled.unwrap_or(true),
             must_change_password: input.must_change_password.unwrap_or(false),
             password_hash,
+            profile,
         };
         self.command(&ws.id, command, ctx).await
     }
@@ -72,7 +74,8 @@ impl Service {
     pub(super) async fn update_user(&self, req: IamRequest, ctx: Ctx) -> Result<IamResponse, IamError> {
         let input = req.user.ok_or_else(|| IamError::invalid("user is required"))?;
         let user = self.owned_user(&req.workspace, &req.user_id).await?;
-        self.command(&user.workspace, update_command(user.id, input), ctx).await
+        let command = update_command(user.id, input)?;
+        self.command(&user.workspace, command, ctx).await
     }
 
     pub(super) async fn disable_user(&self, req: IamRequest, ctx: Ctx) -> Result<IamResponse, IamError> {
@@ -198,8 +201,9 @@ impl Service {
 /// `"must_change_password": false`): empty text and an empty roles list leave the field as it
 /// is; `enabled` may only disable (enable-user re-enables) and `must_change_password` may only
 /// be set (change-password clears it).
-fn update_command(user_id: String, input: UserInput) -> WorkspaceCommand {
-    WorkspaceCommand::UpdateUser {
+fn update_command(user_id: String, input: UserInput) -> Result<WorkspaceCommand, IamError> {
+    let profile = profile_edit(&input)?;
+    Ok(WorkspaceCommand::UpdateUser {
         user_id,
         username: Some(input.username).filter(|v| !v.is_empty()),
         name: Some(input.name).filter(|v| !v.is_empty()),
@@ -208,7 +212,24 @@ fn update_command(user_id: String, input: UserInput) -> WorkspaceCommand {
         enabled: input.enabled.filter(|enabled| !enabled),
         must_change_password: input.must_change_password.filter(|set| *set),
         password_given: !input.password.is_empty(),
-    }
+        profile,
+    })
+}
+
+/// Netsoc's account fields of a create or an update: empty text leaves a field as it is, as
+/// for the rest of `UserInput`; `renewed` is RFC 3339.
+fn profile_edit(input: &UserInput) -> Result<ProfileEdit, IamError> {
+    let text = |v: &str| Some(v.to_owned()).filter(|v| !v.is_empty());
+    let renewed = crate::protocol::time::optional_instant(&input.renewed).map_err(|_| {
+        IamError::invalid("user.renewed is not an RFC 3339 instant (e.g. 2027-01-01T00:00:00Z)")
+    })?;
+    Ok(ProfileEdit {
+        first_name: text(&input.first_name),
+        last_name: text(&input.last_name),
+        ssh_key: text(&input.ssh_key),
+        verified: input.verified,
+        renewed,
+    })
 }
 
 /// An optional ISO-8601 expiry (`2027-01-01T00:00:00Z`).
@@ -235,7 +256,7 @@ mod tests {
 
     #[test]
     fn trustgraphs_defaults_change_nothing_but_what_was_meant() {
-        match update_command("u".into(), trustgraph_input("Alice B")) {
+        match update_command("u".into(), trustgraph_input("Alice B")).unwrap() {
             WorkspaceCommand::UpdateUser {
                 name,
                 roles,
@@ -261,7 +282,7 @@ mod tests {
             must_change_password: Some(true),
             ..UserInput::default()
         };
-        match update_command("u".into(), input) {
+        match update_command("u".into(), input).unwrap() {
             WorkspaceCommand::UpdateUser { roles, enabled, must_change_password, .. } => {
                 assert_eq!(roles, Some(vec!["reader".to_string()]));
                 assert_eq!((enabled, must_change_password), (Some(false), Some(true)));

@@ -14,7 +14,8 @@ use tokio_postgres::Row;
 /// The columns of a `UserRecord`, from `users u`.
 macro_rules! user_columns {
     () => {
-        "u.id, u.workspace, u.username, u.name, u.email, u.roles, u.enabled, u.must_change_password, u.created"
+        "u.id, u.workspace, u.username, u.name, u.email, u.roles, u.enabled, u.must_change_password, u.created, \
+         u.first_name, u.last_name, u.ssh_key, u.verified, u.renewed"
     };
 }
 
@@ -352,6 +353,11 @@ fn user_record(r: &Row) -> UserRecord {
         enabled: r.get("enabled"),
         must_change_password: r.get("must_change_password"),
         created: iso(r.get("created")),
+        first_name: r.get("first_name"),
+        last_name: r.get("last_name"),
+        ssh_key: r.get("ssh_key"),
+        verified: r.get("verified"),
+        renewed: r.get::<_, Option<DateTime<Utc>>>("renewed").map(iso).unwrap_or_default(),
     }
 }
 

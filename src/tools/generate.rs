@@ -309,6 +309,7 @@ impl Sim {
                     enabled: None,
                     must_change_password: None,
                     password_given: false,
+                    profile: Default::default(),
                 };
                 (command, "update-user")
             }
@@ -324,6 +325,7 @@ impl Sim {
                     enabled: None,
                     must_change_password: None,
                     password_given: false,
+                    profile: Default::default(),
                 };
                 (command, "update-user")
             }
@@ -389,6 +391,7 @@ impl Sim {
             enabled: true,
             must_change_password: self.rng.gen_range(0..10) == 0,
             password_hash: PASSWORD_HASH.to_owned(),
+            profile: Default::default(),
         };
         (command, "create-user")
     }

@@ -14,8 +14,9 @@ use std::collections::{BTreeSet, HashMap};
 const PASSWORD: &str = "a long enough passphrase";
 const NEW_PASSWORD: &str = "a brand new long passphrase";
 
-/// The fields of a user record, exactly.
-const USER_FIELDS: [&str; 10] = [
+/// The fields a user record always has, and those it has when set (Netsoc's account fields).
+const USER_OPTIONAL_FIELDS: [&str; 4] = ["first_name", "last_name", "ssh_key", "renewed"];
+const USER_FIELDS: [&str; 11] = [
     "id",
     "workspace",
     "default_workspace",
@@ -26,6 +27,7 @@ const USER_FIELDS: [&str; 10] = [
     "enabled",
     "must_change_password",
     "created",
+    "verified",
 ];
 /// The fields of a workspace record, exactly.
 const WORKSPACE_FIELDS: [&str; 4] = ["id", "name", "enabled", "created"];
@@ -132,7 +134,9 @@ fn keys_of(v: &Value) -> BTreeSet<String> {
 #[track_caller]
 fn assert_user_record(v: &Value) {
     let expected: BTreeSet<String> = USER_FIELDS.iter().map(|s| s.to_string()).collect();
-    assert_eq!(keys_of(v), expected, "a user record: {v}");
+    let set: BTreeSet<String> =
+        keys_of(v).into_iter().filter(|k| !USER_OPTIONAL_FIELDS.contains(&k.as_str())).collect();
+    assert_eq!(set, expected, "a user record: {v}");
     assert!(v["roles"].is_array() && v["enabled"].is_boolean(), "{v}");
     assert_eq!(v["default_workspace"], v["workspace"], "TrustGraph's alias equals the workspace: {v}");
 }
@@ -1290,4 +1294,64 @@ async fn logout_all_ends_every_session_of_the_user_and_nothing_else() {
     assert_eq!(code, 0, "{stderr}");
     let ended = stdout.lines().filter(|l| l.contains("sessions ended")).count();
     assert_eq!(ended, 4, "{stdout}");
+}
+
+/// Netsoc's account fields through REST: set on create, read back, changed alone; a
+/// verification ends every session; an ssh key that is not an OpenSSH public key and a
+/// `renewed` that is not RFC 3339 are refused and change nothing.
+#[tokio::test]
+async fn profile_fields_are_kept_read_back_and_validated() {
+    let db = TestDb::new().await;
+    let w = world(&db).await;
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f bob@laptop";
+    let (status, created) = post(
+        &w.server,
+        "/api/v1/workspaces/acme/users",
+        &w.admin_key,
+        json!({"username": "bob", "password": PASSWORD, "first_name": "Bob", "last_name": "Builder",
+            "ssh_key": key}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_user_record(&created);
+    assert_eq!(
+        (created["first_name"].as_str(), created["last_name"].as_str(), created["ssh_key"].as_str()),
+        (Some("Bob"), Some("Builder"), Some(key))
+    );
+    assert_eq!((created["verified"].clone(), created.get("renewed")), (json!(false), None));
+    let bob = created["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/workspaces/acme/users/{bob}");
+    let token = jwt_of(&w.server, "bob", PASSWORD).await;
+
+    // A rename of the first name keeps sessions; the rest of the profile stays.
+    let (status, renamed) = patch(&w.server, &path, &w.admin_key, json!({"first_name": "Robert"})).await;
+    assert_eq!(
+        (status, renamed["first_name"].as_str(), renamed["last_name"].as_str()),
+        (200, Some("Robert"), Some("Builder"))
+    );
+    assert_eq!(get(&w.server, "/api/v1/auth/whoami", &token).await.0, 200);
+
+    // Verified and renewed (an admin's to set); verifying ends every session.
+    let (status, verified) =
+        patch(&w.server, &path, &w.admin_key, json!({"verified": true, "renewed": "2026-09-01T00:00:00Z"}))
+            .await;
+    assert_eq!(
+        (status, verified["verified"].clone(), verified["renewed"].clone()),
+        (200, json!(true), json!("2026-09-01T00:00:00Z"))
+    );
+    assert_eq!(get(&w.server, "/api/v1/auth/whoami", &token).await.0, 401);
+    assert_eq!(get(&w.server, &path, &w.admin_key).await.1["verified"], true);
+
+    // Refusals change nothing.
+    let events = || async { crate::support::server::run_iamd(db.url(), &["audit", "log"]).1.lines().count() };
+    let before = events().await;
+    for body in [
+        json!({"ssh_key": "ssh-rsa nonsense"}),
+        json!({"renewed": "next spring"}),
+        json!({"first_name": "x".repeat(201)}),
+    ] {
+        let (status, reply) = patch(&w.server, &path, &w.admin_key, body.clone()).await;
+        assert_eq!((status, error_type(&reply)), (400, "invalid-argument"), "{body}: {reply}");
+    }
+    assert_eq!(events().await, before);
 }

@@ -28,6 +28,7 @@ fn rename_alice(name: &str) -> Execute {
         enabled: None,
         must_change_password: None,
         password_given: false,
+        profile: Default::default(),
     })
 }
 

@@ -7,6 +7,55 @@ use crate::events::{Event, RevokeReason, SessionsEndReason};
 use crate::protocol::IamError;
 use chrono::{DateTime, Utc};
 
+/// Netsoc's account fields a create or an update sets; `None` leaves one as it is (on
+/// create: empty, unverified, never renewed).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProfileEdit {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    /// An OpenSSH public key line; `Some("")` removes the key.
+    pub ssh_key: Option<String>,
+    pub verified: Option<bool>,
+    pub renewed: Option<DateTime<Utc>>,
+}
+
+impl ProfileEdit {
+    /// The event for what this edit changes in `current`, or `None` when it changes nothing;
+    /// refused when a value breaks its rule.
+    fn event(&self, user_id: &str, current: &super::Profile) -> Result<Option<Event>, IamError> {
+        let changed = |new: &Option<String>, old: &str| new.as_ref().filter(|v| v.as_str() != old).cloned();
+        let first_name = changed(&self.first_name, &current.first_name);
+        let last_name = changed(&self.last_name, &current.last_name);
+        for (field, v) in [("user.first_name", &first_name), ("user.last_name", &last_name)] {
+            if let Some(v) = v {
+                rules::max_len(field, v, rules::MAX_NAME)?;
+            }
+        }
+        let ssh_key = match &self.ssh_key {
+            Some(v) => Some(rules::ssh_key(v)?).filter(|v| *v != current.ssh_key),
+            None => None,
+        };
+        let verified = self.verified.filter(|v| *v != current.verified);
+        let renewed = self.renewed.filter(|v| Some(*v) != current.renewed);
+        if first_name.is_none()
+            && last_name.is_none()
+            && ssh_key.is_none()
+            && verified.is_none()
+            && renewed.is_none()
+        {
+            return Ok(None);
+        }
+        Ok(Some(Event::UserProfileChanged {
+            user_id: user_id.to_owned(),
+            first_name,
+            last_name,
+            ssh_key,
+            verified,
+            renewed,
+        }))
+    }
+}
+
 /// The intent of a write to one workspace.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WorkspaceCommand {
@@ -28,6 +77,7 @@ pub enum WorkspaceCommand {
         must_change_password: bool,
         /// argon2id encoding, computed before the command reaches the actor.
         password_hash: String,
+        profile: ProfileEdit,
     },
     UpdateUser {
         user_id: String,
@@ -39,6 +89,7 @@ pub enum WorkspaceCommand {
         must_change_password: Option<bool>,
         /// update-user refuses passwords; set when the request carried one.
         password_given: bool,
+        profile: ProfileEdit,
     },
     DisableUser {
         user_id: String,
@@ -192,8 +243,10 @@ pub fn decide(
             enabled,
             must_change_password,
             password_hash,
+            profile,
         } => {
             let roles = rules::new_user(username, name, email, roles)?;
+            let profile = profile.event(user_id, &super::Profile::default())?;
             enabled_workspace(state)?;
             if state.user_by_username(username).is_some() {
                 return Err(IamError::duplicate("username is already taken"));
@@ -209,7 +262,10 @@ pub fn decide(
                 must_change_password: *must_change_password,
                 password_hash: Some(password_hash.clone()),
                 created: now,
-            }])
+            }]
+            .into_iter()
+            .chain(profile)
+            .collect())
         }
         C::UpdateUser {
             user_id,
@@ -220,6 +276,7 @@ pub fn decide(
             enabled,
             must_change_password,
             password_given,
+            profile,
         } => {
             if *password_given {
                 return Err(IamError::invalid(
@@ -249,6 +306,7 @@ pub fn decide(
                 None => None,
             };
             let must_change_password = must_change_password.filter(|v| *v != u.must_change_password);
+            let profile = profile.event(&u.id, &u.profile)?;
             let admin = |roles: &[String]| roles.iter().any(|r| r == crate::authz::ADMIN_ROLE);
             let admin_changed = roles.as_ref().is_some_and(|r| admin(r) != admin(&u.roles));
             let mut events = Vec::new();
@@ -267,11 +325,17 @@ pub fn decide(
                     must_change_password,
                 });
             }
+            let verified_changed =
+                matches!(&profile, Some(Event::UserProfileChanged { verified: Some(_), .. }));
+            events.extend(profile);
             // A token proves an address and says whether its holder is an admin: either
-            // changing ends every session.
+            // changing ends every session; so does the verification (its token is single-use).
             let ended = |reason| Event::UserSessionsEnded { user_id: u.id.clone(), reason };
             if email.is_some() {
                 events.push(ended(SessionsEndReason::EmailChanged));
+            }
+            if verified_changed {
+                events.push(ended(SessionsEndReason::VerifiedChanged));
             }
             if admin_changed {
                 events.push(ended(SessionsEndReason::AdminRoleChanged));

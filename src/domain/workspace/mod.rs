@@ -6,7 +6,7 @@ mod decide;
 #[cfg(test)]
 mod tests;
 
-pub use decide::{answer, decide, Answer, WorkspaceCommand};
+pub use decide::{answer, decide, Answer, ProfileEdit, WorkspaceCommand};
 
 use crate::events::Event;
 use chrono::{DateTime, Utc};
@@ -25,6 +25,23 @@ pub struct UserState {
     pub password_hash: Option<String>,
     pub account_version: i64,
     pub created: DateTime<Utc>,
+    /// Netsoc's account fields (`user.profile.changed`).
+    #[serde(default)]
+    pub profile: Profile,
+}
+
+/// Netsoc's account fields of a user.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Profile {
+    pub first_name: String,
+    pub last_name: String,
+    /// An OpenSSH public key line; empty: none.
+    pub ssh_key: String,
+    /// The email address was proven (or an admin said so).
+    pub verified: bool,
+    /// When the account was last renewed; `None`: never.
+    pub renewed: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,8 +120,29 @@ pub fn apply(state: &mut WorkspaceState, event: &Event) {
                     password_hash: password_hash.clone(),
                     account_version: 1,
                     created: *created,
+                    profile: Profile::default(),
                 },
             );
+        }
+        Event::UserProfileChanged { user_id, first_name, last_name, ssh_key, verified, renewed } => {
+            if let Some(u) = state.users.get_mut(user_id) {
+                let p = &mut u.profile;
+                if let Some(v) = first_name {
+                    p.first_name = v.clone();
+                }
+                if let Some(v) = last_name {
+                    p.last_name = v.clone();
+                }
+                if let Some(v) = ssh_key {
+                    p.ssh_key = v.clone();
+                }
+                if let Some(v) = verified {
+                    p.verified = *v;
+                }
+                if let Some(v) = renewed {
+                    p.renewed = Some(*v);
+                }
+            }
         }
         Event::UserChanged { user_id, username, name, email, roles, must_change_password } => {
             if let Some(u) = state.users.get_mut(user_id) {

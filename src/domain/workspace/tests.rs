@@ -2,7 +2,7 @@
 //! of `decide`, the state `apply` folds from the events, what each command answers with, and
 //! replay.
 
-use super::{answer, apply, decide, Answer, WorkspaceCommand as C, WorkspaceState};
+use super::{answer, apply, decide, Answer, ProfileEdit, WorkspaceCommand as C, WorkspaceState};
 use crate::events::{Event, RevokeReason};
 use crate::protocol::{ErrorKind, IamError, AUTH_FAILED_MESSAGE};
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -115,6 +115,7 @@ fn create_user(user_id: &str, u: NewUser) -> C {
         enabled: u.enabled,
         must_change_password: u.must_change_password,
         password_hash: format!("hash-{user_id}"),
+        profile: Default::default(),
     }
 }
 
@@ -140,6 +141,7 @@ fn update_user(user_id: &str, e: UserEdit) -> C {
         enabled: e.enabled,
         must_change_password: e.must_change_password,
         password_given: e.password_given,
+        profile: Default::default(),
     }
 }
 
@@ -1302,6 +1304,7 @@ fn the_account_version_moves_on_for_exactly_the_changes_in_the_table() {
     let state = given(&[workspace_created(), user_created("u1", "alice")]);
     let disabled = after(&state, &[user_disabled("u1")]);
     let edit = |e: UserEdit| update_user("u1", e);
+    let profile = |p: ProfileEdit| with_profile(update_user("u1", UserEdit::default()), p);
     let rows: Vec<(&str, &WorkspaceState, C, i64)> = vec![
         ("password changed", &state, change_password("u1", "hash-u1"), 1),
         ("password reset", &state, C::ResetPassword { user_id: "u1".into(), new_hash: "h".into() }, 1),
@@ -1340,6 +1343,24 @@ fn the_account_version_moves_on_for_exactly_the_changes_in_the_table() {
             0,
         ),
         ("enabled again", &disabled, C::EnableUser { user_id: "u1".into() }, 0),
+        ("verified", &state, profile(ProfileEdit { verified: Some(true), ..ProfileEdit::default() }), 1),
+        (
+            "first and last name",
+            &state,
+            profile(ProfileEdit {
+                first_name: Some("A".into()),
+                last_name: Some("L".into()),
+                ..ProfileEdit::default()
+            }),
+            0,
+        ),
+        (
+            "ssh key",
+            &state,
+            profile(ProfileEdit { ssh_key: Some(SSH_KEY.into()), ..ProfileEdit::default() }),
+            0,
+        ),
+        ("renewed", &state, profile(ProfileEdit { renewed: Some(now()), ..ProfileEdit::default() }), 0),
         ("an API key created", &state, create_key("k1", "u1", "laptop", None), 0),
     ];
     for (what, state, command, bump) in rows {
@@ -1374,4 +1395,95 @@ fn logout_everywhere_needs_the_user_and_answers_nothing() {
     assert_eq!(answer(&cmd), Answer::Nothing);
     assert_eq!(refused(&state, &C::EndSessions { user_id: "nobody".into() }).kind, ErrorKind::NotFound);
     assert_eq!(refused(&given(&[]), &cmd).kind, ErrorKind::NotFound);
+}
+
+// ---- Netsoc's account fields ----
+
+/// A syntactically valid OpenSSH ed25519 public key line.
+const SSH_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f alice@laptop";
+
+fn with_profile(mut command: C, edit: ProfileEdit) -> C {
+    match &mut command {
+        C::UpdateUser { profile, .. } | C::CreateUser { profile, .. } => *profile = edit,
+        other => panic!("no profile on {other:?}"),
+    }
+    command
+}
+
+#[test]
+fn profile_fields_are_recorded_on_create_and_only_what_changes_on_update() {
+    let state = given(&[workspace_created()]);
+    let cmd = with_profile(
+        create_user("u9", NewUser::default()),
+        ProfileEdit {
+            first_name: Some("Bob".into()),
+            ssh_key: Some(format!("  {SSH_KEY} ")),
+            ..ProfileEdit::default()
+        },
+    );
+    let events = when(&state, &cmd).unwrap();
+    assert_eq!(
+        events[1],
+        Event::UserProfileChanged {
+            user_id: "u9".into(),
+            first_name: Some("Bob".into()),
+            last_name: None,
+            ssh_key: Some(SSH_KEY.into()),
+            verified: None,
+            renewed: None,
+        }
+    );
+    let next = after(&state, &events);
+    assert_eq!(
+        (next.users["u9"].profile.first_name.as_str(), next.users["u9"].profile.ssh_key.as_str()),
+        ("Bob", SSH_KEY)
+    );
+    // Unchanged values are no event; a changed one is the only field.
+    let same = with_profile(
+        update_user("u9", UserEdit::default()),
+        ProfileEdit { first_name: Some("Bob".into()), ..ProfileEdit::default() },
+    );
+    assert_eq!(when(&next, &same).unwrap(), vec![]);
+    let verify = with_profile(
+        update_user("u9", UserEdit::default()),
+        ProfileEdit { verified: Some(true), ..ProfileEdit::default() },
+    );
+    assert_eq!(
+        when(&next, &verify).unwrap(),
+        vec![
+            Event::UserProfileChanged {
+                user_id: "u9".into(),
+                first_name: None,
+                last_name: None,
+                ssh_key: None,
+                verified: Some(true),
+                renewed: None
+            },
+            Event::UserSessionsEnded {
+                user_id: "u9".into(),
+                reason: crate::events::SessionsEndReason::VerifiedChanged
+            },
+        ]
+    );
+}
+
+#[test]
+fn an_ssh_key_must_be_an_openssh_public_key_line() {
+    let state = given(&[workspace_created(), user_created("u1", "alice")]);
+    for bad in [
+        "not a key",
+        "ssh-ed25519",
+        "ssh-ed25519 !!!notbase64",
+        "ssh-dss AAAAB3NzaC1kc3MAAAA=",
+        // The blob names another type than the line.
+        "ssh-ed25519 AAAAB3NzaC1yc2EAAAABAw==",
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 x\nssh-rsa",
+    ] {
+        let cmd = with_profile(
+            update_user("u1", UserEdit::default()),
+            ProfileEdit { ssh_key: Some(bad.into()), ..ProfileEdit::default() },
+        );
+        assert_eq!(refused(&state, &cmd).kind, ErrorKind::InvalidArgument, "{bad}");
+    }
 }

@@ -462,6 +462,18 @@ mod tests {
             Event::UserEnabled { user_id: "u".into() },
             Event::UserPasswordChanged { user_id: "u".into(), password_hash: "h".into() },
             Event::UserPasswordReset { user_id: "u".into(), password_hash: "h".into() },
+            Event::UserProfileChanged {
+                user_id: "u".into(),
+                first_name: Some("A".into()),
+                last_name: None,
+                ssh_key: None,
+                verified: Some(true),
+                renewed: Some(now),
+            },
+            Event::UserSessionsEnded {
+                user_id: "u".into(),
+                reason: crate::events::SessionsEndReason::LogoutEverywhere,
+            },
             Event::UserDeleted { user_id: "u".into(), username: "b".into() },
             Event::ApiKeyCreated {
                 key_id: "k".into(),
