@@ -1342,6 +1342,17 @@ async fn profile_fields_are_kept_read_back_and_validated() {
     assert_eq!(get(&w.server, "/api/v1/auth/whoami", &token).await.0, 401);
     assert_eq!(get(&w.server, &path, &w.admin_key).await.1["verified"], true);
 
+    // An email is unique in its workspace, whatever its case.
+    let body = |name: &str, email: &str| json!({"username": name, "password": PASSWORD, "email": email});
+    let users = "/api/v1/workspaces/acme/users";
+    assert_eq!(post(&w.server, users, &w.admin_key, body("carl", "carl@example.com")).await.0, 201);
+    let (status, reply) = post(&w.server, users, &w.admin_key, body("carla", "CARL@example.com")).await;
+    assert_eq!((status, error_type(&reply)), (409, "duplicate"), "{reply}");
+    let (status, _) =
+        post(&w.server, "/api/v1/workspaces/globex/users", &w.admin_key, body("carla", "carl@example.com"))
+            .await;
+    assert_eq!(status, 201, "another workspace may have it");
+
     // Refusals change nothing.
     let events = || async { crate::support::server::run_iamd(db.url(), &["audit", "log"]).1.lines().count() };
     let before = events().await;

@@ -251,6 +251,11 @@ pub fn decide(
             if state.user_by_username(username).is_some() {
                 return Err(IamError::duplicate("username is already taken"));
             }
+            // Unique per workspace: the workspace's stream serialises its writes (its
+            // expected version), so a rule decided from its state cannot race.
+            if state.user_by_email(email).is_some() {
+                return Err(IamError::duplicate("email is already taken"));
+            }
             let name = if name.is_empty() { username.clone() } else { name.clone() };
             Ok(vec![Event::UserCreated {
                 user_id: user_id.clone(),
@@ -300,6 +305,9 @@ pub fn decide(
             let email = email.as_ref().filter(|v| **v != u.email);
             if let Some(v) = email {
                 rules::email(v)?;
+                if state.user_by_email(v).is_some_and(|other| other.id != u.id) {
+                    return Err(IamError::duplicate("email is already taken"));
+                }
             }
             let roles = match roles {
                 Some(r) => Some(rules::roles(r)?).filter(|r| *r != u.roles),

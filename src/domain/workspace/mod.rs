@@ -78,6 +78,16 @@ impl WorkspaceState {
         self.users.values().find(|u| super::username::same(&u.username, username))
     }
 
+    /// The user of this workspace whose email is `email`, compared case-insensitively
+    /// (emails are unique per workspace; empty is no email).
+    pub fn user_by_email(&self, email: &str) -> Option<&UserState> {
+        if email.is_empty() {
+            return None;
+        }
+        let wanted = email.to_lowercase();
+        self.users.values().find(|u| !u.email.is_empty() && u.email.to_lowercase() == wanted)
+    }
+
     pub fn active_keys_of<'a>(&'a self, user_id: &'a str) -> impl Iterator<Item = &'a KeyState> + 'a {
         self.keys.values().filter(move |k| !k.revoked && k.user_id == user_id)
     }

@@ -1230,7 +1230,7 @@ fn revoke_api_key_in_a_missing_workspace_is_not_found() {
 fn replaying_the_recorded_events_rebuilds_the_live_state() {
     let script = [
         C::CreateWorkspace { name: "Acme".into() },
-        create_user("u1", NewUser { username: "alice", ..NewUser::default() }),
+        create_user("u1", NewUser { username: "alice", email: "alice@example.com", ..NewUser::default() }),
         create_user("u2", NewUser::default()),
         create_key("k1", "u1", "laptop", None),
         create_key("k2", "u2", "ci", Some(now() + Duration::days(1))),
@@ -1247,10 +1247,10 @@ fn replaying_the_recorded_events_rebuilds_the_live_state() {
         update_user("u2", UserEdit { enabled: Some(true), ..UserEdit::default() }),
         C::DisableUser { user_id: "u2".into() },
         C::EnableUser { user_id: "u2".into() },
-        create_user("u3", NewUser { username: "carol", ..NewUser::default() }),
+        create_user("u3", NewUser { username: "carol", email: "carol@example.com", ..NewUser::default() }),
         create_key("k4", "u3", "ci", None),
         C::DeleteUser { user_id: "u3".into() },
-        create_user("u4", NewUser { username: "Carol", ..NewUser::default() }),
+        create_user("u4", NewUser { username: "Carol", email: "carol@example.com", ..NewUser::default() }),
         C::UpdateWorkspace { name: Some("Acme Corp".into()), enabled: None },
         C::DisableWorkspace,
         C::UpdateWorkspace { name: None, enabled: Some(true) },
@@ -1486,4 +1486,31 @@ fn an_ssh_key_must_be_an_openssh_public_key_line() {
         );
         assert_eq!(refused(&state, &cmd).kind, ErrorKind::InvalidArgument, "{bad}");
     }
+}
+
+#[test]
+fn emails_are_unique_per_workspace_whatever_their_case() {
+    let state = given(&[workspace_created(), user_created("u1", "alice")]);
+    let taken = NewUser { username: "bob", email: "ALICE@Example.com", ..NewUser::default() };
+    let err = refused(&state, &create_user("u2", taken));
+    assert_eq!((err.kind, err.message.as_str()), (ErrorKind::Duplicate, "email is already taken"));
+    let state = after(
+        &state,
+        &when(
+            &state,
+            &create_user("u2", NewUser { username: "bob", email: "bob@example.com", ..NewUser::default() }),
+        )
+        .unwrap(),
+    );
+    let steal = update_user("u2", UserEdit { email: Some("Alice@example.com"), ..UserEdit::default() });
+    assert_eq!(refused(&state, &steal).kind, ErrorKind::Duplicate);
+    // A user may change the case of its own; many users may have none.
+    assert!(when(
+        &state,
+        &update_user("u1", UserEdit { email: Some("Alice@Example.com"), ..UserEdit::default() })
+    )
+    .is_ok());
+    let none = |name| NewUser { username: name, email: "", ..NewUser::default() };
+    let state = after(&state, &when(&state, &create_user("u3", none("carol"))).unwrap());
+    assert!(when(&state, &create_user("u4", none("dave"))).is_ok());
 }
