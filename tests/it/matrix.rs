@@ -365,7 +365,8 @@ struct Tally {
 }
 
 impl Tally {
-    /// Judges one cell. `ownership_ok`: an `operation-not-permitted` is an acceptable denial.
+    /// Judges one cell, and says whether it was granted (succeeded). `ownership_ok`: an
+    /// `operation-not-permitted` is an acceptable denial.
     fn record(
         &mut self,
         cell: String,
@@ -373,7 +374,7 @@ impl Tally {
         ownership_ok: bool,
         success: Success,
         reply: (u16, Value),
-    ) {
+    ) -> bool {
         self.cells += 1;
         let (status, body) = reply;
         let no_error = body.get("error").is_none();
@@ -394,6 +395,7 @@ impl Tally {
         } else {
             self.disagreements.push(format!("{cell}\n    expected 403 access denied, got {status} {body}"));
         }
+        was_granted
     }
 
     #[track_caller]
@@ -658,8 +660,7 @@ async fn own_keys_and_own_password_are_granted_to_every_role_in_its_own_workspac
             let request = json!({"operation": "change-password", "workspace": ws, "user_id": me,
                 "password": password, "new_password": next});
             let reply = w.iam(role, &request).await;
-            let changed = reply.0 == 200 && reply.1.get("error").is_none();
-            tally.record(
+            let changed = tally.record(
                 cell(&format!("POST /api/v1/iam {request}")),
                 granted,
                 ownership_ok,
@@ -674,8 +675,7 @@ async fn own_keys_and_own_password_are_granted_to_every_role_in_its_own_workspac
                 let next = format!("{PASSWORD} {}", w.unique("changed"));
                 let body = json!({"password": password, "new_password": next});
                 let reply = w.rest(role, "POST", "/api/v1/auth/change-password", Some(&body)).await;
-                let changed = reply.0 == 204;
-                tally.record(
+                let changed = tally.record(
                     cell(&format!("{CHANGE_PASSWORD} {body}")),
                     granted,
                     false,
@@ -691,8 +691,7 @@ async fn own_keys_and_own_password_are_granted_to_every_role_in_its_own_workspac
             // Logging itself out everywhere kills its token: it logs in again.
             let request = json!({"operation": "logout-all", "workspace": ws, "user_id": me});
             let reply = w.iam(role, &request).await;
-            let ended = reply.0 == 200 && reply.1.get("error").is_none();
-            tally.record(
+            let ended = tally.record(
                 cell(&format!("POST /api/v1/iam {request}")),
                 granted,
                 ownership_ok,
@@ -704,8 +703,7 @@ async fn own_keys_and_own_password_are_granted_to_every_role_in_its_own_workspac
             }
             if scope == Scope::Own {
                 let reply = w.rest(role, "POST", "/api/v1/auth/logout-all", None).await;
-                let ended = reply.0 == 204;
-                tally.record(cell(LOGOUT_ALL), granted, false, Success::Rest(204), reply);
+                let ended = tally.record(cell(LOGOUT_ALL), granted, false, Success::Rest(204), reply);
                 if ended {
                     w.relogin(role, &password).await;
                 }

@@ -40,8 +40,9 @@ pub struct IntrospectBody {
     pub token_type_hint: String,
 }
 
-/// RFC 7662's answer: `{"active": false}` for any token that is not good now, else its facts.
-#[derive(Debug, Serialize, ToSchema)]
+/// RFC 7662's answer: `{"active": false}` (the default) for any token that is not good now,
+/// else its facts.
+#[derive(Debug, Default, Serialize, ToSchema)]
 pub struct Introspection {
     pub active: bool,
     /// The user id.

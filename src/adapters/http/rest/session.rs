@@ -134,17 +134,7 @@ pub async fn introspect(
                 workspace: Some(p.workspace),
             }
         }
-        None => Introspection {
-            active: false,
-            sub: None,
-            exp: None,
-            iat: None,
-            iss: None,
-            scope: None,
-            token_type: None,
-            workspace: None,
-            is_admin: None,
-        },
+        None => Introspection::default(),
     };
     HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(reply)
 }
