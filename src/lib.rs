@@ -41,6 +41,7 @@ pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod events;
+pub mod mail;
 pub mod metrics;
 pub mod projections;
 pub mod protocol;

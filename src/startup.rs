@@ -100,6 +100,14 @@ impl Application {
         } else {
             None
         };
+        let cleanup = (!settings.cleanup.interval.is_zero()).then(|| {
+            let job = crate::service::cleanup::run(
+                self.service.clone(),
+                settings.cleanup.interval,
+                settings.cleanup.max_age,
+            );
+            actix_web::rt::spawn(job)
+        });
         tracing::info!(listen = %settings.http.listen, port = self.port, kafka = kafka.is_some(), "iamd serving HTTP");
         let http = self.handle();
         let service = self.service.clone();
@@ -118,6 +126,9 @@ impl Application {
                 let _ = server.await;
             }
             Some(ended) => tracing::warn!(?ended, "the HTTP server stopped by itself"),
+        }
+        if let Some(cleanup) = cleanup {
+            cleanup.abort();
         }
         kafka.await?;
         if let Some(registration) = registration {
@@ -198,6 +209,14 @@ pub async fn build_service(settings: &Settings) -> anyhow::Result<Service> {
     let service_settings = ServiceSettings {
         jwt_issuer: settings.jwt.issuer.clone(),
         jwt_ttl: chrono::Duration::from_std(settings.jwt.ttl).context("jwt.ttl is too large")?,
+        renewal_validity: match settings.accounts.renewal_validity {
+            Some(v) => Some(chrono::Duration::from_std(v).context("accounts.renewal_validity is too large")?),
+            None => None,
+        },
+        email_validity: chrono::Duration::from_std(settings.jwt.email_validity)
+            .context("jwt.email_validity is too large")?,
+        accounts: account_rules(&settings.accounts)?,
+        mailer: crate::mail::Mailer::new(&settings.smtp, &settings.mail)?,
         signing_grace: chrono::Duration::from_std(settings.signing.grace_period)
             .context("signing.grace_period is too large")?,
         policy: PasswordPolicy { min_length: settings.password.min_length },
@@ -205,6 +224,23 @@ pub async fn build_service(settings: &Settings) -> anyhow::Result<Service> {
         kek,
     };
     Ok(Service::new(store, registry, hasher, service_settings, digest_key))
+}
+
+/// `accounts.*` as the service applies them.
+fn account_rules(a: &crate::config::AccountsSettings) -> anyhow::Result<crate::service::AccountRules> {
+    let email_pattern = match a.email_pattern.as_str() {
+        "" => None,
+        // Addresses compare case-insensitively.
+        p => Some(
+            regex::RegexBuilder::new(p).case_insensitive(true).build().context("accounts.email_pattern")?,
+        ),
+    };
+    Ok(crate::service::AccountRules {
+        self_registration: a.self_registration,
+        registration_workspace: a.registration_workspace.clone(),
+        email_pattern,
+        reserved_usernames: a.reserved_usernames.clone(),
+    })
 }
 
 /// With `bootstrap.token`, bootstraps with that key (no secret in any reply); else, with

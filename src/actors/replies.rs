@@ -81,6 +81,7 @@ mod tests {
                 must_change_password: true,
                 password_hash: Some("hash-u9".into()),
                 created: now,
+                self_registered: false,
             },
             Event::ApiKeyCreated {
                 key_id: "k1".into(),

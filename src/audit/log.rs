@@ -155,11 +155,13 @@ pub fn describe(stream: &str, event: &Event) -> (String, String) {
             enabled,
             must_change_password,
             password_hash,
+            self_registered,
             ..
         } => (
             format!("user {user_id}"),
             format!(
-                "created: username {username:?}, name {name:?}, email {email:?}, roles [{}], {}{}, {}",
+                "{}: username {username:?}, name {name:?}, email {email:?}, roles [{}], {}{}, {}",
+                if *self_registered { "registered itself" } else { "created" },
                 roles.join(", "),
                 if *enabled { "enabled" } else { "disabled" },
                 if *must_change_password { ", must change password" } else { "" },
@@ -189,8 +191,14 @@ pub fn describe(stream: &str, event: &Event) -> (String, String) {
             (format!("user {user_id}"), "disabled (its sessions ended, its API keys revoked)".into())
         }
         Event::UserEnabled { user_id } => (format!("user {user_id}"), "enabled".into()),
-        Event::UserDeleted { user_id, username } => {
-            (format!("user {user_id}"), format!("deleted (username {username:?} freed)"))
+        Event::UserDeleted { user_id, username, reason } => {
+            let why = match reason {
+                Some(crate::events::DeletionReason::UnverifiedExpired) => {
+                    ", by the cleanup job: self-registered and never verified"
+                }
+                None => "",
+            };
+            (format!("user {user_id}"), format!("deleted (username {username:?} freed{why})"))
         }
         Event::UserPasswordChanged { user_id, .. } => {
             (format!("user {user_id}"), "password changed (its sessions ended)".into())
@@ -256,6 +264,16 @@ pub fn describe(stream: &str, event: &Event) -> (String, String) {
         ),
         Event::TokenIssued { user_id, token_id, expires } => {
             (format!("user {user_id}"), format!("token {token_id} issued, expires {}", time(expires)))
+        }
+        Event::MailSent { user_id, purpose, token_id, expires, failure } => {
+            let outcome = match failure {
+                None => "sent".to_owned(),
+                Some(why) => format!("NOT sent ({why})"),
+            };
+            (
+                format!("user {user_id}"),
+                format!("{} mail {outcome}: token {token_id}, expires {}", purpose.as_str(), time(expires)),
+            )
         }
         Event::SigningKeyCreated { kid, .. } => (format!("signing key {kid}"), "created (Ed25519)".into()),
         Event::SigningKeyRetired { kid, valid_until, .. } => {
@@ -344,6 +362,7 @@ mod tests {
                 must_change_password: false,
                 password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
                 created: Utc::now(),
+                self_registered: false,
             },
         );
         let entry = entry(&e).unwrap();

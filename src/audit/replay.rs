@@ -239,6 +239,7 @@ mod tests {
                 must_change_password: false,
                 password_hash: Some("$argon2id$v=19$secret".into()),
                 created: now,
+                self_registered: false,
             },
             Event::ApiKeyCreated {
                 key_id: "k1".into(),

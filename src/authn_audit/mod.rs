@@ -154,6 +154,10 @@ pub enum AuthOperation {
     ValidateToken,
     /// `POST /api/v1/auth/introspect` (RFC 7662; failures only).
     Introspect,
+    /// verify-email: a verification token presented (every outcome).
+    VerifyEmail,
+    /// complete-password-reset: a reset token presented (every outcome).
+    CompletePasswordReset,
 }
 
 impl AuthOperation {
@@ -165,6 +169,8 @@ impl AuthOperation {
             AuthOperation::AuthenticateAnonymous => "authenticate-anonymous",
             AuthOperation::ValidateToken => "validate-token",
             AuthOperation::Introspect => "introspect",
+            AuthOperation::VerifyEmail => "verify-email",
+            AuthOperation::CompletePasswordReset => "complete-password-reset",
         }
     }
 }

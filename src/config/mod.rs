@@ -26,6 +26,10 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub http: HttpSettings,
     pub jwt: JwtSettings,
+    pub accounts: AccountsSettings,
+    pub smtp: SmtpSettings,
+    pub mail: MailSettings,
+    pub cleanup: CleanupSettings,
     pub signing: SigningSettings,
     pub password: PasswordSettings,
     pub argon2: Argon2Settings,
@@ -45,6 +49,10 @@ impl Default for Settings {
             database: DatabaseSettings::default(),
             http: HttpSettings::default(),
             jwt: JwtSettings::default(),
+            accounts: AccountsSettings::default(),
+            smtp: SmtpSettings::default(),
+            mail: MailSettings::default(),
+            cleanup: CleanupSettings::default(),
             signing: SigningSettings::default(),
             password: PasswordSettings::default(),
             argon2: Argon2Settings::default(),
@@ -128,6 +136,7 @@ impl Settings {
             (&self.bootstrap.token_file, &mut self.bootstrap.token),
             (&self.kafka.properties_file, &mut self.kafka.properties),
             (&self.signing.kek_file, &mut self.signing.kek),
+            (&self.smtp.password_file, &mut self.smtp.password),
         ] {
             if let Some(path) = file {
                 let text = std::fs::read_to_string(path)
@@ -151,6 +160,39 @@ impl Settings {
         self.kek()?;
         if self.jwt.ttl < Duration::from_secs(60) {
             bail!("jwt.ttl must be at least 1m");
+        }
+        if self.jwt.email_validity < Duration::from_secs(60) {
+            bail!("jwt.email_validity must be at least 1m");
+        }
+        if self.accounts.renewal_validity.is_some_and(|v| v < Duration::from_secs(60)) {
+            bail!("accounts.renewal_validity must be at least 1m (unset it to use jwt.ttl)");
+        }
+        if !self.accounts.email_pattern.is_empty() {
+            regex::Regex::new(&self.accounts.email_pattern)
+                .map_err(|e| anyhow::anyhow!("accounts.email_pattern is not a regular expression: {e}"))?;
+        }
+        if self.accounts.self_registration {
+            crate::domain::rules::workspace_id(&self.accounts.registration_workspace).map_err(|e| {
+                anyhow::anyhow!("accounts.registration_workspace is not a workspace id: {}", e.message)
+            })?;
+        }
+        if !self.cleanup.interval.is_zero() && self.cleanup.interval < Duration::from_secs(1) {
+            bail!("cleanup.interval must be at least 1s (0s turns the job off)");
+        }
+        if self.cleanup.max_age < Duration::from_secs(1) {
+            bail!("cleanup.max_age must be at least 1s");
+        }
+        if !self.smtp.host.is_empty() {
+            if self.smtp.connect_timeout.is_zero() {
+                bail!("smtp.connect_timeout must be more than 0s");
+            }
+            for (key, value) in [("mail.from", &self.mail.from), ("mail.reply_to", &self.mail.reply_to)] {
+                if !value.is_empty() {
+                    value
+                        .parse::<lettre::message::Mailbox>()
+                        .map_err(|e| anyhow::anyhow!("{key} is not a mail address ({e})"))?;
+                }
+            }
         }
         if self.password.min_length == 0 {
             bail!("password.min_length must be at least 1");

@@ -86,6 +86,10 @@ pub struct Claims {
     /// [`MAX_ISSUED_LIFETIME_SECONDS`] rather than `jwt.ttl`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_use: Option<String>,
+    /// An email token's audience (`verification`, `password_reset`); absent on every token
+    /// that authenticates a caller, and a token with one never does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
     /// Not before (iamd never sets it; a token that carries one is held to it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
@@ -117,6 +121,7 @@ impl Claims {
             user_context: None,
             jti: None,
             token_use: None,
+            aud: None,
             nbf: None,
             is_admin: roles.iter().any(|r| r == crate::authz::ADMIN_ROLE),
             roles,
@@ -129,14 +134,18 @@ impl Claims {
 
 /// The `token_use` of an issued token.
 pub const ISSUED: &str = "issued";
+/// The `token_use` of a login token whose expiry is the account's renewal
+/// (`accounts.renewal_validity`): past `exp` it still lets its user look after its own account.
+pub const RENEWAL: &str = "renewal";
 /// The longest an issued token lives: 876,000 hours (100 years), the longest Netsoc's
 /// clients ask for.
 pub const MAX_ISSUED_LIFETIME_SECONDS: i64 = 876_000 * 3_600;
 
 impl Claims {
-    /// The longest a token of this kind may live, `ttl` (seconds) being `jwt.ttl`.
+    /// The longest a token of this kind may live, `ttl` (seconds) being `jwt.ttl` (a renewal
+    /// token lives until `renewed + accounts.renewal_validity`, which an admin may set ahead).
     pub fn max_lifetime(&self, ttl: i64) -> i64 {
-        if self.token_use.as_deref() == Some(ISSUED) {
+        if matches!(self.token_use.as_deref(), Some(ISSUED | RENEWAL)) {
             MAX_ISSUED_LIFETIME_SECONDS
         } else {
             ttl
@@ -199,9 +208,23 @@ impl TokenSigner {
         Ok(jsonwebtoken::encode(&header, claims, &self.encoding)?)
     }
 
-    /// Verifies signature (EdDSA only, key chosen by `kid`), `exp` and `iss`. The account
+    /// Verifies signature (EdDSA only, key chosen by `kid`), `iss` and `exp`. The account
     /// version and enabled state are the caller's to check against the read tables.
     pub fn verify(&self, token: &str, issuer: &str, now: DateTime<Utc>) -> Option<Claims> {
+        self.verify_signed(token, issuer, now, None).filter(|c| c.exp > now.timestamp())
+    }
+
+    /// Verifies signature (EdDSA only, key chosen by `kid`), `iss` and the audience — exactly
+    /// `audience`, `None` being no `aud` at all — but not `exp`: the claims of a token iamd
+    /// signed, expired or not (`exp` may be negative: a renewal token of an account never
+    /// renewed expires in year 2).
+    pub fn verify_signed(
+        &self,
+        token: &str,
+        issuer: &str,
+        now: DateTime<Utc>,
+        audience: Option<&str>,
+    ) -> Option<Claims> {
         let header = jsonwebtoken::decode_header(token).ok()?;
         if header.alg != Algorithm::EdDSA {
             return None;
@@ -214,10 +237,15 @@ impl TokenSigner {
         let key = DecodingKey::from_ed_der(public);
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[issuer]);
-        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.set_required_spec_claims(&["iss", "sub"]);
+        validation.validate_exp = false;
         validation.leeway = 0;
+        match audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
         let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).ok()?;
-        Some(data.claims)
+        (data.claims.aud.as_deref() == audience).then_some(data.claims)
     }
 }
 

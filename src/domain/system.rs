@@ -152,6 +152,7 @@ pub fn decide(
                     must_change_password: false,
                     password_hash: None,
                     created: now,
+                    self_registered: false,
                 },
                 Event::ApiKeyCreated {
                     key_id: key_id.clone(),

@@ -48,6 +48,46 @@ pub enum SessionsEndReason {
     VerifiedChanged,
 }
 
+/// Why a user was deleted other than by delete-user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeletionReason {
+    /// The cleanup job: the account registered itself and never verified its email within
+    /// `cleanup.max_age`.
+    UnverifiedExpired,
+}
+
+/// What an email token a mail carried is for; each is its own JWT audience.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MailPurpose {
+    /// Proves the address: verify-email marks the account verified.
+    Verification,
+    /// Sets a new password: complete-password-reset.
+    PasswordReset,
+}
+
+impl MailPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MailPurpose::Verification => "verification",
+            MailPurpose::PasswordReset => "password-reset",
+        }
+    }
+
+    /// The token's `aud` (Netsoc's names).
+    pub fn audience(self) -> &'static str {
+        match self {
+            MailPurpose::Verification => "verification",
+            MailPurpose::PasswordReset => "password_reset",
+        }
+    }
+}
+
+fn is_false(v: &bool) -> bool {
+    !v
+}
+
 /// Every fact iamd records. Payloads hold no plaintext secret: passwords travel as argon2id
 /// encodings, API keys as SHA-256, signing keys as public keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,6 +114,10 @@ pub enum Event {
         /// argon2id encoding; `None` for a user with no usable password (the bootstrap admin).
         password_hash: Option<String>,
         created: DateTime<Utc>,
+        /// The account registered itself (self-registration): the cleanup job may delete it
+        /// while it is unverified.
+        #[serde(default, skip_serializing_if = "is_false")]
+        self_registered: bool,
     },
     /// update-user: only the fields that changed are present.
     #[serde(rename = "user.changed")]
@@ -98,7 +142,13 @@ pub enum Event {
     /// delete-user: the user is gone from the read tables and its username is free again.
     /// Its keys were revoked by the events just before; they stay in the log as history.
     #[serde(rename = "user.deleted")]
-    UserDeleted { user_id: String, username: String },
+    UserDeleted {
+        user_id: String,
+        username: String,
+        /// Absent: delete-user (the event's actor asked).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<DeletionReason>,
+    },
     /// change-password: clears must_change_password, bumps the account version.
     #[serde(rename = "user.password.changed")]
     UserPasswordChanged { user_id: String, password_hash: String },
@@ -155,6 +205,18 @@ pub enum Event {
     /// token itself is never recorded.
     #[serde(rename = "token.issued")]
     TokenIssued { user_id: String, token_id: String, expires: DateTime<Utc> },
+    /// A mail carrying an email token (`purpose`) was handed to the SMTP server for
+    /// `user_id`, or could not be (`failure` says why, as a category: never the address, the
+    /// mail or the server's text). `token_id` is the token's `jti`; the token is never recorded.
+    #[serde(rename = "mail.sent")]
+    MailSent {
+        user_id: String,
+        purpose: MailPurpose,
+        token_id: String,
+        expires: DateTime<Utc>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        failure: Option<String>,
+    },
 
     /// The private half lives only in the `signing_keys` table.
     #[serde(rename = "signing_key.created")]
@@ -229,6 +291,7 @@ impl Event {
             Event::ApiKeyRevoked { .. } => "api_key.revoked",
             Event::TokenMinted { .. } => "token.minted",
             Event::TokenIssued { .. } => "token.issued",
+            Event::MailSent { .. } => "mail.sent",
             Event::SigningKeyCreated { .. } => "signing_key.created",
             Event::SigningKeyRetired { .. } => "signing_key.retired",
             Event::SystemBootstrapped { .. } => "system.bootstrapped",
@@ -310,7 +373,7 @@ mod tests {
             },
             Event::ApiKeyRevoked { key_id: "k".into(), reason: RevokeReason::UserDisabled },
             Event::ApiKeyRevoked { key_id: "k".into(), reason: RevokeReason::UserDeleted },
-            Event::UserDeleted { user_id: "u".into(), username: "alice".into() },
+            Event::UserDeleted { user_id: "u".into(), username: "alice".into(), reason: None },
         ];
         for e in events {
             let (t, p) = e.to_columns();
@@ -321,7 +384,8 @@ mod tests {
 
     #[test]
     fn user_deleted_and_its_revoke_reason_have_their_wire_names() {
-        let (t, p) = Event::UserDeleted { user_id: "u".into(), username: "alice".into() }.to_columns();
+        let (t, p) =
+            Event::UserDeleted { user_id: "u".into(), username: "alice".into(), reason: None }.to_columns();
         assert_eq!(
             (t.as_str(), p),
             ("user.deleted", serde_json::json!({"user_id": "u", "username": "alice"}))

@@ -80,7 +80,8 @@ pub fn changes(stream: &str, event: &Event) -> Option<Change> {
         | Event::SigningKeyRetired { .. }
         | Event::SystemBootstrapped { .. }
         | Event::TokenMinted { .. }
-        | Event::TokenIssued { .. } => None,
+        | Event::TokenIssued { .. }
+        | Event::MailSent { .. } => None,
     }
 }
 

@@ -73,6 +73,7 @@ mod tests {
             must_change_password: false,
             password_hash: None,
             created: Utc::now(),
+            self_registered: false,
         };
         let sql: Vec<_> = writes(&ctx(), &e).into_iter().map(|w| w.shape.sql()).collect();
         assert_eq!(sql.len(), 2);
@@ -106,7 +107,7 @@ mod tests {
 
     #[test]
     fn user_deleted_deletes_the_user_row_and_frees_the_name() {
-        let e = Event::UserDeleted { user_id: "u".into(), username: "Alice".into() };
+        let e = Event::UserDeleted { user_id: "u".into(), username: "Alice".into(), reason: None };
         let sql: Vec<_> = writes(&ctx(), &e).into_iter().map(|w| w.shape.sql()).collect();
         assert_eq!(
             sql,

@@ -18,6 +18,7 @@ static CREATE: Shape = Shape::insert(
         ("password_hash", Param),
         ("account_version", Literal("1")),
         ("created", Param),
+        ("self_registered", Param),
     ],
 );
 static CHANGE: Shape = Shape::update(
@@ -73,6 +74,7 @@ pub fn reduce(ctx: &Context<'_>, event: &Event) -> Vec<Write> {
             must_change_password,
             password_hash,
             created,
+            self_registered,
         } => vec![Write::new(
             &CREATE,
             vec![
@@ -86,6 +88,7 @@ pub fn reduce(ctx: &Context<'_>, event: &Event) -> Vec<Write> {
                 Box::new(*must_change_password),
                 Box::new(password_hash.clone()),
                 Box::new(*created),
+                Box::new(*self_registered),
             ],
         )],
         Event::UserChanged { user_id, username, name, email, roles, must_change_password } => {

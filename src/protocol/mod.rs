@@ -36,6 +36,11 @@ fn nullable_number<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     Ok(Option::<u32>::deserialize(d)?.unwrap_or_default())
 }
 
+/// Reads a flag that may be `null` as false.
+fn nullable_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(Option::<bool>::deserialize(d)?.unwrap_or_default())
+}
+
 /// Reads a list that may be `null` as empty.
 fn nullable_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())

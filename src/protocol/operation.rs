@@ -39,10 +39,14 @@ pub enum Operation {
     LogoutAll,
     ValidateToken,
     IssueToken,
+    RequestVerification,
+    VerifyEmail,
+    RequestPasswordReset,
+    CompletePasswordReset,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 32] = [
+    pub const ALL: [Operation; 36] = [
         Operation::Login,
         Operation::ResolveApiKey,
         Operation::ChangePassword,
@@ -75,6 +79,10 @@ impl Operation {
         Operation::LogoutAll,
         Operation::ValidateToken,
         Operation::IssueToken,
+        Operation::RequestVerification,
+        Operation::VerifyEmail,
+        Operation::RequestPasswordReset,
+        Operation::CompletePasswordReset,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -111,6 +119,10 @@ impl Operation {
             Operation::LogoutAll => "logout-all",
             Operation::ValidateToken => "validate-token",
             Operation::IssueToken => "issue-token",
+            Operation::RequestVerification => "request-verification",
+            Operation::VerifyEmail => "verify-email",
+            Operation::RequestPasswordReset => "request-password-reset",
+            Operation::CompletePasswordReset => "complete-password-reset",
         }
     }
 

@@ -30,6 +30,11 @@ pub struct IamRequest {
     pub password: String,
     #[serde(deserialize_with = "nullable")]
     pub new_password: String,
+    /// create-user, update-user, request-verification, request-password-reset: the mail
+    /// carries a link (`mail.verify_url` / `mail.reset_url`) rather than the raw token (REST:
+    /// set by `Accept: text/html`).
+    #[serde(deserialize_with = "nullable_bool", skip_serializing_if = "is_false")]
+    pub email_link: bool,
     pub user: Option<UserInput>,
     pub workspace_record: Option<WorkspaceInput>,
     pub key: Option<ApiKeyInput>,

@@ -41,6 +41,11 @@ pub struct IamResponse {
     /// never from the token).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub resolved_is_admin: bool,
+    /// validate-token, with `accounts.renewal_validity` set: the account's renewal has lapsed
+    /// (`renewed + renewal_validity` is past; a token of another kind, issued or minted, is
+    /// still good, and a service decides what a lapsed account may still do).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub resolved_renewal_lapsed: bool,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub temporary_password: String,
     #[serde(skip_serializing_if = "String::is_empty")]

@@ -16,6 +16,7 @@
 //! The operator's own errands (`iamd call`) travel over Kafka as the gateway; start-up work
 //! (the signing key, bootstrap on start) is not a request.
 
+use super::accounts::AccountWriter;
 use super::{Principal, Service};
 use crate::authn_audit::Origin;
 use crate::authz;
@@ -33,14 +34,15 @@ pub enum Caller {
 }
 
 impl Caller {
-    /// Whose request ids (idempotency keys) these are: a user's are its own, the gateway's
-    /// are shared by every path it takes (Kafka and HTTP), and an anonymous caller's are the
-    /// transport's (`http`).
-    pub fn idempotency_scope(&self, origin: &Origin) -> String {
+    /// Whose request ids (idempotency keys) these are: a user's are its own, and the
+    /// gateway's are shared by every path it takes (Kafka and HTTP). Nobody proven has any:
+    /// `None`, and its requests (self-registration, the email-token flows) are never
+    /// deduplicated — another anonymous caller could otherwise claim its ids first.
+    pub fn idempotency_scope(&self) -> Option<String> {
         match self {
-            Caller::Gateway => "gateway".to_owned(),
-            Caller::User(p) => format!("user:{}", p.user_id),
-            Caller::Anonymous => origin.source.clone(),
+            Caller::Gateway => Some("gateway".to_owned()),
+            Caller::User(p) => Some(format!("user:{}", p.user_id)),
+            Caller::Anonymous => None,
         }
     }
 }
@@ -49,7 +51,7 @@ impl Principal {
     /// Whether this user's roles grant the system-wide `capability` (`/metrics`, the audit
     /// endpoints; the gateway holds none: it reads nothing but replies).
     pub fn holds_system(&self, capability: &str) -> bool {
-        authz::allows(&self.roles, &self.workspace, capability, None)
+        !self.lapsed && authz::allows(&self.roles, &self.workspace, capability, None)
     }
 }
 
@@ -78,15 +80,23 @@ pub fn need(op: Operation) -> Need {
     use Operation as O;
     match op {
         O::Login | O::Whoami | O::BootstrapStatus | O::GetSigningKeyPublic => Need::Authenticated,
+        // A mail goes to the account's own address; a token proves itself.
+        O::RequestVerification | O::VerifyEmail | O::RequestPasswordReset | O::CompletePasswordReset => {
+            Need::Authenticated
+        }
         O::ListMyWorkspaces => Need::Capability(authz::WORKSPACES_LIST_OWN),
         // Changing one's own password needs the current one, which is proof enough; anyone
         // may log itself out everywhere.
         O::ChangePassword | O::LogoutAll => Need::OwnOr(None, authz::USERS_ADMIN),
-        O::CreateUser | O::DisableUser | O::EnableUser | O::DeleteUser | O::ResetPassword => {
+        O::CreateUser | O::DisableUser | O::EnableUser | O::ResetPassword => {
             Need::Capability(authz::USERS_ADMIN)
         }
-        O::ListUsers | O::GetUser => Need::Capability(authz::USERS_READ),
-        O::UpdateUser => Need::Capability(authz::USERS_WRITE),
+        // Self-service, as Netsoc's accounts have it: a user reads, edits (not its roles nor
+        // its state: see `privileged_edit`) and deletes its own account.
+        O::DeleteUser => Need::OwnOr(None, authz::USERS_ADMIN),
+        O::GetUser => Need::OwnOr(None, authz::USERS_READ),
+        O::UpdateUser => Need::OwnOr(None, authz::USERS_WRITE),
+        O::ListUsers => Need::Capability(authz::USERS_READ),
         O::CreateApiKey | O::ListApiKeys | O::RevokeApiKey => {
             Need::OwnOr(Some(authz::KEYS_SELF), authz::KEYS_ADMIN)
         }
@@ -107,9 +117,20 @@ pub fn need(op: Operation) -> Need {
     }
 }
 
-/// What an anonymous caller may do: log in, and ask whether bootstrap is still open.
+/// What an anonymous caller may do: log in, ask whether bootstrap is still open, and the
+/// email-token flows (ask for a mail; present its token). Self-registration (create-user)
+/// too, when `accounts.self_registration` is on.
 pub fn public(op: Operation) -> bool {
-    matches!(op, Operation::Login | Operation::BootstrapStatus)
+    use Operation as O;
+    matches!(
+        op,
+        O::Login
+            | O::BootstrapStatus
+            | O::RequestVerification
+            | O::VerifyEmail
+            | O::RequestPasswordReset
+            | O::CompletePasswordReset
+    )
 }
 
 /// What the check learned that dispatch would otherwise look up again.
@@ -117,6 +138,8 @@ pub fn public(op: Operation) -> bool {
 pub(super) struct Grant {
     /// revoke-api-key by a user: the key's (workspace, user), looked up to find its owner.
     pub(super) key_owner: Option<Option<(String, String)>>,
+    /// Who writes an account: an admin (or the gateway), a user, nobody proven.
+    pub(super) writer: AccountWriter,
 }
 
 impl Service {
@@ -129,18 +152,24 @@ impl Service {
         mut req: IamRequest,
         origin: &Origin,
     ) -> Result<IamResponse, Refusal> {
-        let scope = caller.idempotency_scope(origin);
+        let scope = caller.idempotency_scope();
         let Ok(op) = Operation::parse(&req.operation) else {
             // Unknown operations are refused by dispatch, the same for every caller.
-            return Ok(self.handle_scoped(req, origin, &scope, Grant::default()).await);
+            return Ok(self.handle_scoped(req, origin, scope.as_deref(), Grant::default()).await);
         };
         let grant = match caller {
             // The gateway is trusted to say who its client was.
             Caller::Gateway => {
                 let origin = origin.clone().relayed(&req.client_ip);
-                return Ok(self.handle_scoped(req, &origin, &scope, Grant::default()).await);
+                return Ok(self.handle_scoped(req, &origin, scope.as_deref(), Grant::default()).await);
             }
             Caller::Anonymous if public(op) => Grant::default(),
+            // Self-registration: create-user with no credential, held to the account rules.
+            Caller::Anonymous
+                if op == Operation::CreateUser && self.inner.settings.accounts.self_registration =>
+            {
+                Grant { writer: AccountWriter::Anonymous, ..Grant::default() }
+            }
             Caller::Anonymous => return Err(Refusal::Unauthenticated),
             Caller::User(principal) => match self.permits(principal, op, &mut req).await {
                 Ok(Some(grant)) => grant,
@@ -148,7 +177,7 @@ impl Service {
                 Err(e) => return Ok(IamResponse::error(e)),
             },
         };
-        Ok(self.handle_scoped(req, origin, &scope, grant).await)
+        Ok(self.handle_scoped(req, origin, scope.as_deref(), grant).await)
     }
 
     /// Binds `req` to `caller` and decides: `Ok(None)` is a denial.
@@ -162,6 +191,11 @@ impl Service {
         if caller.password_change_required && !password_change(caller, op, req) {
             return Err(IamError::not_permitted("password change required"));
         }
+        if caller.lapsed && !own_account(caller, op, req) {
+            return Err(IamError::not_permitted(
+                "the account's renewal has lapsed: only the account itself can be read, updated or deleted, or logged out",
+            ));
+        }
         if req.workspace.is_empty() && !caller.is_admin() && op_has_workspace(op) {
             req.workspace = caller.workspace.clone();
         }
@@ -170,10 +204,18 @@ impl Service {
         if admin_fields && matches!(op, Operation::CreateUser | Operation::UpdateUser) && !caller.is_admin() {
             return Ok(None);
         }
+        // What only those who may write users change, even on their own account.
+        if op == Operation::UpdateUser && privileged_edit(req) && !caller.is_admin() {
+            let target = target_workspace(op, req);
+            if !authz::allows(&caller.roles, &caller.workspace, authz::USERS_WRITE, target.as_deref()) {
+                return Ok(None);
+            }
+        }
         let target = target_workspace(op, req);
         let allows =
             |capability: &str| authz::allows(&caller.roles, &caller.workspace, capability, target.as_deref());
-        let mut grant = Grant::default();
+        let writer = if caller.is_admin() { AccountWriter::Admin } else { AccountWriter::User };
+        let mut grant = Grant { writer, ..Grant::default() };
         let permitted = match need(op) {
             Need::Authenticated => true,
             Need::Capability(capability) => allows(capability),
@@ -217,6 +259,31 @@ fn password_change(caller: &Principal, op: Operation, req: &IamRequest) -> bool 
     }
 }
 
+/// Whether an update-user changes what a user may not change on its own account: its roles,
+/// or its state (disabled, must change its password). TrustGraph's codec sends `"roles": []`,
+/// `"enabled": true` and `"must_change_password": false` with every update; those change
+/// nothing.
+fn privileged_edit(req: &IamRequest) -> bool {
+    req.user.as_ref().is_some_and(|u| {
+        u.roles.as_ref().is_some_and(|r| !r.is_empty())
+            || u.enabled == Some(false)
+            || u.must_change_password == Some(true)
+    })
+}
+
+/// What a lapsed renewal token may do ([`Principal::lapsed`]): look after its own account —
+/// read, update (its password too) and delete it, and log it out everywhere.
+fn own_account(caller: &Principal, op: Operation, req: &IamRequest) -> bool {
+    use Operation as O;
+    match op {
+        O::Whoami => true,
+        O::GetUser | O::UpdateUser | O::DeleteUser | O::ChangePassword | O::LogoutAll => {
+            req.user_id == caller.user_id
+        }
+        _ => false,
+    }
+}
+
 /// Operations addressed to a workspace through `workspace` (the others name it in
 /// `workspace_record`, or concern none).
 fn op_has_workspace(op: Operation) -> bool {
@@ -253,15 +320,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_operation_has_a_rule_and_only_four_need_nothing_more_than_a_login() {
+    fn every_operation_has_a_rule_and_only_login_and_the_email_flows_are_public() {
         let open: Vec<_> = Operation::ALL
             .iter()
             .filter(|op| need(**op) == Need::Authenticated)
             .map(|op| op.as_str())
             .collect();
-        assert_eq!(open, ["login", "get-signing-key-public", "whoami", "bootstrap-status"]);
+        let email =
+            ["request-verification", "verify-email", "request-password-reset", "complete-password-reset"];
+        let first = ["login", "get-signing-key-public", "whoami", "bootstrap-status"];
+        assert_eq!(open, [&first[..], &email[..]].concat());
         let public: Vec<_> = Operation::ALL.iter().filter(|op| public(**op)).map(|op| op.as_str()).collect();
-        assert_eq!(public, ["login", "bootstrap-status"]);
+        assert_eq!(public, [&["login", "bootstrap-status"][..], &email[..]].concat());
     }
 
     #[test]
@@ -298,14 +368,13 @@ mod tests {
             roles: vec!["admin".into()],
             credential: super::super::Credential::ApiKey { key_id: "k".into() },
             password_change_required: false,
+            lapsed: false,
         };
-        let http = Origin::of("http");
-        assert_eq!(Caller::Gateway.idempotency_scope(&Origin::of("kafka")), "gateway");
-        assert_eq!(Caller::Gateway.idempotency_scope(&http), "gateway");
-        assert_eq!(Caller::Anonymous.idempotency_scope(&http), "http");
+        assert_eq!(Caller::Gateway.idempotency_scope().as_deref(), Some("gateway"));
+        assert_eq!(Caller::Anonymous.idempotency_scope(), None);
         assert!(user.holds_system(authz::METRICS_READ));
         let reader = Principal { roles: vec!["reader".into()], ..user.clone() };
         assert!(!reader.holds_system(authz::METRICS_READ));
-        assert_eq!(Caller::User(user).idempotency_scope(&http), "user:u1");
+        assert_eq!(Caller::User(user).idempotency_scope().as_deref(), Some("user:u1"));
     }
 }

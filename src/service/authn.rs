@@ -44,6 +44,9 @@ pub struct Principal {
     /// created): it may only change that password and read itself. API keys are not held to
     /// it: they were issued for automation, not typed.
     pub password_change_required: bool,
+    /// A renewal token past its expiry (`accounts.renewal_validity`): its user may read,
+    /// update and delete its own account and log out, nothing else.
+    pub lapsed: bool,
 }
 
 impl Principal {
@@ -68,18 +71,19 @@ impl Service {
         self.authenticate_recorded(token, attempt, true).await
     }
 
-    /// The principal behind `token` — an API key only when `api_keys`, else a JWT — with a
-    /// refusal (or an error) recorded in the authentication audit as `attempt`.
+    /// The principal behind `token` with a refusal (or an error) recorded in the
+    /// authentication audit as `attempt`. A `bearer` (a caller's own credential) may be an API
+    /// key or a lapsed renewal token; a token a service checks is neither.
     async fn authenticate_recorded(
         &self,
         token: &str,
         mut attempt: Attempt,
-        api_keys: bool,
+        bearer: bool,
     ) -> Result<Option<Principal>, IamError> {
-        let result = if token.starts_with(API_KEY_PREFIX) && api_keys {
+        let result = if token.starts_with(API_KEY_PREFIX) && bearer {
             self.authenticate_api_key(token, &mut attempt).await
         } else if !token.starts_with(API_KEY_PREFIX) && token.bytes().filter(|b| *b == b'.').count() == 2 {
-            self.authenticate_jwt(token, &mut attempt).await
+            self.authenticate_jwt(token, &mut attempt, bearer).await
         } else {
             attempt.reason = Reason::Malformed;
             Ok(None)
@@ -123,8 +127,18 @@ impl Service {
             Credential::ApiKey { .. } => None,
         };
         let is_admin = principal.is_admin();
+        let renewal_lapsed = match self.inner.settings.renewal_validity {
+            Some(validity) => self
+                .inner
+                .queries
+                .credentials_by_id(&principal.user_id)
+                .await?
+                .is_some_and(|c| c.renewal_expiry(validity) <= Utc::now()),
+            None => false,
+        };
         Ok(IamResponse {
             resolved_is_admin: is_admin,
+            resolved_renewal_lapsed: renewal_lapsed,
             jwt_expires: expires.unwrap_or_default(),
             ..IamResponse::resolved(principal.user_id, principal.workspace, principal.roles)
         })
@@ -162,13 +176,17 @@ impl Service {
             roles: k.roles,
             credential: Credential::ApiKey { key_id: k.key_id },
             password_change_required: false,
+            lapsed: false,
         }))
     }
 
+    /// `lapsed_allowed`: whether a renewal token past its expiry is a (lapsed) principal;
+    /// token checks for services never take one.
     async fn authenticate_jwt(
         &self,
         token: &str,
         attempt: &mut Attempt,
+        lapsed_allowed: bool,
     ) -> Result<Option<Principal>, IamError> {
         let issuer = &self.inner.settings.jwt_issuer;
         let now = Utc::now();
@@ -187,9 +205,17 @@ impl Service {
         if !signer.knows(&kid) {
             return refuse(attempt, Reason::UnknownSigningKey);
         }
-        let Some(claims) = signer.verify(token, issuer, now) else {
+        let Some(claims) = signer.verify_signed(token, issuer, now, None) else {
             return refuse(attempt, Reason::InvalidToken);
         };
+        // Past its expiry, only a renewal token (while renewal is on) is still anything: its
+        // user's hold on its own account ([`Principal::lapsed`]).
+        let lapsed = claims.exp <= now.timestamp();
+        let renewal = claims.token_use.as_deref() == Some(crate::crypto::signing::RENEWAL)
+            && self.inner.settings.renewal_validity.is_some();
+        if lapsed && !(renewal && lapsed_allowed) {
+            return refuse(attempt, Reason::InvalidToken);
+        }
         let max_lifetime = claims.max_lifetime(self.inner.settings.jwt_ttl.num_seconds());
         if claims.sub.is_empty() || !claims.times_plausible(now.timestamp(), max_lifetime) {
             return refuse(attempt, Reason::InvalidToken);
@@ -212,6 +238,7 @@ impl Service {
             workspace: user.record.workspace,
             roles: user.record.roles,
             credential: Credential::Jwt { kid, issued: claims.iat, expires: claims.exp, issuer: claims.iss },
+            lapsed,
         }))
     }
 

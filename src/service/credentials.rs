@@ -8,6 +8,7 @@ use super::{required, Ctx, Service};
 use crate::authn_audit::{clip, username_digest, Attempt, AuthOperation, CredentialKind, Origin, Reason};
 use crate::crypto::api_key::{API_KEY_PREFIX, MAX_API_KEY_LEN};
 use crate::crypto::password::{random_password, MAX_PASSWORD_BYTES};
+use crate::crypto::signing::RENEWAL;
 use crate::crypto::{ApiKeyHash, Claims};
 use crate::domain::iso;
 use crate::domain::workspace::WorkspaceCommand;
@@ -24,9 +25,7 @@ impl Service {
         let mut attempt =
             Attempt::new(AuthOperation::Login, CredentialKind::Password, origin, &req.request_id);
         attempt.workspace = clip(&req.workspace);
-        let result = self.decide_login(req, &mut attempt).await;
-        self.inner.authentications.record(attempt);
-        result
+        self.checked(attempt, async |attempt| self.decide_login(req, attempt).await).await
     }
 
     /// Login's decision; `attempt` learns why (the caller only ever learns auth-failed).
@@ -65,16 +64,23 @@ impl Service {
         };
         let signer = self.inner.signer.get(&self.inner.queries).await?;
         let now = Utc::now();
-        let expires = now + self.inner.settings.jwt_ttl;
-        let claims = Claims::new(
-            &self.inner.settings.jwt_issuer,
-            &user.record.id,
-            &user.record.workspace,
-            user.record.roles,
-            user.account_version,
-            now.timestamp(),
-            expires.timestamp(),
-        );
+        // With renewal on, the account's renewal is the token's expiry, even one long past.
+        let (expires, token_use) = match self.inner.settings.renewal_validity {
+            Some(validity) => (user.renewal_expiry(validity), Some(RENEWAL.to_owned())),
+            None => (now + self.inner.settings.jwt_ttl, None),
+        };
+        let claims = Claims {
+            token_use,
+            ..Claims::new(
+                &self.inner.settings.jwt_issuer,
+                &user.record.id,
+                &user.record.workspace,
+                user.record.roles,
+                user.account_version,
+                now.timestamp(),
+                expires.timestamp(),
+            )
+        };
         let jwt = signer.sign(&claims).map_err(|e| {
             tracing::error!(error = %e, "signing a token failed");
             IamError::internal()

@@ -2,6 +2,7 @@
 //! writes are checked cheaply here (required fields, ownership, the target's existence) so a
 //! bad request costs no argon2 work and starts no actor, then `decide` rules on them.
 
+use super::accounts::AccountWriter;
 use super::page::Page;
 use super::{required, Ctx, Service};
 use crate::crypto::ApiKey;
@@ -21,9 +22,10 @@ impl Service {
         self.inner.queries.workspace(id).await?.ok_or_else(|| IamError::not_found("workspace not found"))
     }
 
-    pub(super) async fn create_user(&self, req: IamRequest, ctx: Ctx) -> Result<IamResponse, IamError> {
+    pub(super) async fn create_user(&self, mut req: IamRequest, ctx: Ctx) -> Result<IamResponse, IamError> {
+        let input = req.user.take().ok_or_else(|| IamError::invalid("user is required"))?;
+        self.account_create_rules(ctx.writer, &mut req.workspace, &input)?;
         let ws = self.existing_workspace(&req.workspace).await?;
-        let input = req.user.ok_or_else(|| IamError::invalid("user is required"))?;
         let roles = rules::new_user(
             &input.username,
             &input.name,
@@ -47,8 +49,11 @@ impl Service {
             must_change_password: input.must_change_password.unwrap_or(false),
             password_hash,
             profile,
+            self_registered: ctx.writer == AccountWriter::Anonymous,
         };
-        self.command(&ws.id, command, ctx).await
+        let metadata = ctx.metadata.clone();
+        let reply = self.command(&ws.id, command, ctx).await?;
+        Ok(self.verify_after_write(reply, None, req.email_link, metadata).await)
     }
 
     /// The users of `workspace`; without one (upstream's system-level listing, for a trusted
@@ -73,9 +78,12 @@ impl Service {
 
     pub(super) async fn update_user(&self, req: IamRequest, ctx: Ctx) -> Result<IamResponse, IamError> {
         let input = req.user.ok_or_else(|| IamError::invalid("user is required"))?;
+        self.account_update_rules(ctx.writer, &input)?;
         let user = self.owned_user(&req.workspace, &req.user_id).await?;
         let command = update_command(user.id, input)?;
-        self.command(&user.workspace, command, ctx).await
+        let metadata = ctx.metadata.clone();
+        let reply = self.command(&user.workspace, command, ctx).await?;
+        Ok(self.verify_after_write(reply, Some(&user.email), req.email_link, metadata).await)
     }
 
     pub(super) async fn disable_user(&self, req: IamRequest, ctx: Ctx) -> Result<IamResponse, IamError> {

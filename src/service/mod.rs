@@ -11,7 +11,9 @@
 //! - [`observe`]: what operators and auditors read (metrics, the audits), behind capabilities.
 
 pub mod access;
+mod accounts;
 mod authn;
+pub mod cleanup;
 mod credentials;
 mod identity;
 pub mod keys;
@@ -24,6 +26,7 @@ mod system;
 mod tokens;
 
 pub use access::{Caller, Refusal};
+pub use accounts::AccountRules;
 pub use authn::{Credential, Principal};
 pub use queries::Queries;
 pub use signer::SignerCache;
@@ -54,6 +57,14 @@ pub const MAX_TOKEN: usize = 16 * 1024;
 pub struct ServiceSettings {
     pub jwt_issuer: String,
     pub jwt_ttl: chrono::Duration,
+    /// `accounts.renewal_validity`: login tokens expire at `renewed` + this.
+    pub renewal_validity: Option<chrono::Duration>,
+    /// `jwt.email_validity`: how long an email token stays good.
+    pub email_validity: chrono::Duration,
+    /// What non-admins are held to (`accounts.*`).
+    pub accounts: AccountRules,
+    /// Verification and reset mail (`smtp.*`, `mail.*`).
+    pub mailer: crate::mail::Mailer,
     pub signing_grace: chrono::Duration,
     pub policy: PasswordPolicy,
     /// The authentication audit's queue and batches.
@@ -146,12 +157,12 @@ impl Service {
 
     /// Answers one authorised request (see [`Service::handle_as`]): counted by operation and
     /// outcome and timed, per transport (`origin.source`). `scope` is whose request ids these
-    /// are ([`Caller::idempotency_scope`]).
+    /// are ([`Caller::idempotency_scope`]); none: no deduplication.
     async fn handle_scoped(
         &self,
         req: IamRequest,
         origin: &Origin,
-        scope: &str,
+        scope: Option<&str>,
         grant: Grant,
     ) -> IamResponse {
         let started = Instant::now();
@@ -174,7 +185,7 @@ impl Service {
         &self,
         req: IamRequest,
         origin: &Origin,
-        scope: &str,
+        scope: Option<&str>,
         grant: Grant,
     ) -> Result<IamResponse, IamError> {
         let op = Operation::parse(&req.operation)?;
@@ -183,7 +194,8 @@ impl Service {
             return Err(e);
         }
         let source = origin.source.as_str();
-        let idempotency = (op.is_command() && !req.request_id.is_empty()).then(|| RequestKey {
+        let scope = scope.filter(|_| op.is_command() && !req.request_id.is_empty());
+        let idempotency = scope.map(|scope| RequestKey {
             caller: scope.to_owned(),
             request_id: req.request_id.clone(),
             digest: self.inner.digest_key.digest("request", &req.idempotency_input()),
@@ -208,6 +220,7 @@ impl Service {
             },
             idempotency,
             key_owner: grant.key_owner,
+            writer: grant.writer,
         };
         use Operation as O;
         match op {
@@ -243,6 +256,10 @@ impl Service {
             O::LogoutAll => self.logout_all(req, ctx).await,
             O::ValidateToken => self.validate_token(&req, origin).await,
             O::IssueToken => self.issue_token(req, ctx).await,
+            O::RequestVerification => self.request_verification(req, ctx).await,
+            O::VerifyEmail => self.verify_email(req, origin, ctx).await,
+            O::RequestPasswordReset => self.request_password_reset(req, ctx).await,
+            O::CompletePasswordReset => self.complete_password_reset(req, origin, ctx).await,
         }
     }
 
@@ -277,6 +294,8 @@ struct Ctx {
     idempotency: Option<RequestKey>,
     /// revoke-api-key: the key's (workspace, user) when authorisation looked it up already.
     key_owner: Option<Option<(String, String)>>,
+    /// Who writes an account (create-user, update-user): the rules for non-admins.
+    writer: accounts::AccountWriter,
 }
 
 /// The requests (caller, request id) this process is applying now; a claim leaves the set

@@ -116,6 +116,7 @@ mod tests {
                 roles: roles.iter().map(|r| r.to_string()).collect(),
                 credential: Credential::ApiKey { key_id: "k".into() },
                 password_change_required: false,
+                lapsed: false,
             })
         };
         assert_eq!(Service::permits_system(&user(&["admin"]), authz::AUDIT_READ), Ok(()));

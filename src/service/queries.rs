@@ -113,6 +113,19 @@ pub struct Credentials {
     pub account_version: i64,
     /// The user and its workspace are both enabled.
     pub usable: bool,
+    /// When the account was last renewed; `None`: never.
+    pub renewed: Option<DateTime<Utc>>,
+}
+
+impl Credentials {
+    /// When a renewal token of this account expires (`validity` being
+    /// `accounts.renewal_validity`): `renewed + validity`, never clamped — a never-renewed
+    /// account counts from 0001-01-01T00:00:00Z, as Netsoc's iamd does, so its token expires in
+    /// year 2 and the accounts UI shows "Never Renewed".
+    pub fn renewal_expiry(&self, validity: chrono::Duration) -> DateTime<Utc> {
+        let base = self.renewed.unwrap_or_else(crate::domain::never_renewed);
+        base.checked_add_signed(validity).unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
 }
 
 pub use crate::projections::key_cache::ResolvedKey;
@@ -367,6 +380,7 @@ fn credentials(r: &Row) -> Credentials {
         password_hash: r.get("password_hash"),
         account_version: r.get("account_version"),
         usable: r.get("usable"),
+        renewed: r.get("renewed"),
     }
 }
 

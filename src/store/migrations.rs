@@ -22,6 +22,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (13, "unknown_names_index", include_str!("../../migrations/0013_unknown_names_index.sql")),
     (14, "token_validation_audit", include_str!("../../migrations/0014_token_validation_audit.sql")),
     (15, "profiles", include_str!("../../migrations/0015_profiles.sql")),
+    (16, "accounts", include_str!("../../migrations/0016_accounts.sql")),
 ];
 
 /// The migration after whose SQL the reservations' keys are computed in Rust.

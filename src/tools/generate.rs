@@ -392,6 +392,7 @@ impl Sim {
             must_change_password: self.rng.gen_range(0..10) == 0,
             password_hash: PASSWORD_HASH.to_owned(),
             profile: Default::default(),
+            self_registered: false,
         };
         (command, "create-user")
     }
@@ -473,7 +474,7 @@ impl Sim {
                     self.freed.push(u.username.clone());
                 }
             }
-            Event::UserDeleted { user_id, username } => {
+            Event::UserDeleted { user_id, username, .. } => {
                 ws.users.retain(|u| u != user_id);
                 self.freed.push(username.clone());
                 self.stats.user_deletions += 1;

@@ -35,6 +35,7 @@ fn user_created(user_id: &str, username: &str) -> Event {
         must_change_password: false,
         password_hash: Some(PASSWORD_HASH.into()),
         created: Utc::now(),
+        self_registered: false,
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod accounts;
 mod actors;
 mod audit;
 mod audit_log;

@@ -392,7 +392,8 @@ async fn a_name_taken_by_a_lower_transaction_id_than_the_one_that_freed_it_repla
     // so a sort on their text form would put them first).
     let (taken_type, taken) = user_created("u-new", "dave").to_columns();
     let (freed_type, freed) =
-        iamd::events::Event::UserDeleted { user_id: "u-old".into(), username: "dave".into() }.to_columns();
+        iamd::events::Event::UserDeleted { user_id: "u-old".into(), username: "dave".into(), reason: None }
+            .to_columns();
     let client = db.pool().get().await.unwrap();
     client
         .execute(
@@ -429,6 +430,7 @@ fn user_created(user_id: &str, username: &str) -> iamd::events::Event {
         must_change_password: false,
         password_hash: None,
         created: chrono::Utc::now(),
+        self_registered: false,
     }
 }
 
@@ -529,7 +531,11 @@ async fn a_regrouped_replay_leaves_what_the_inline_reducers_left() {
         // The last user is deleted; the next workspace takes the name one round later.
         c.push(vec![
             Event::ApiKeyRevoked { key_id: key(w, USERS - 1, 1), reason: RevokeReason::UserDeleted },
-            Event::UserDeleted { user_id: user(w, USERS - 1), username: format!("final{w}-{}", USERS - 1) },
+            Event::UserDeleted {
+                user_id: user(w, USERS - 1),
+                username: format!("final{w}-{}", USERS - 1),
+                reason: None,
+            },
         ]);
         let previous = (w + WORKSPACES - 1) % WORKSPACES;
         c.push(vec![user_created(&format!("taker{w}"), &format!("final{previous}-{}", USERS - 1))]);

@@ -30,6 +30,7 @@ fn user_created(user_id: &str, username: &str) -> Event {
         must_change_password: false,
         password_hash: Some("$argon2id$fake".into()),
         created: Utc::now(),
+        self_registered: false,
     }
 }
 
@@ -457,7 +458,7 @@ async fn a_deleted_user_leaves_the_read_tables_and_frees_its_username() {
             vec![
                 Event::ApiKeyRevoked { key_id: "k1".into(), reason: RevokeReason::UserDeleted },
                 Event::ApiKeyRevoked { key_id: "k2".into(), reason: RevokeReason::UserDeleted },
-                Event::UserDeleted { user_id: "ua".into(), username: "Alice".into() },
+                Event::UserDeleted { user_id: "ua".into(), username: "Alice".into(), reason: None },
             ],
         ),
     )

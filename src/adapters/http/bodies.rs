@@ -31,6 +31,29 @@ pub struct LogoutAllBody {
     pub user_id: String,
 }
 
+/// Whose mail to send: the account named by `username` or `user_id` (one of them).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailRequestBody {
+    pub username: String,
+    pub user_id: String,
+}
+
+/// An email token (from a verification mail).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmailTokenBody {
+    pub token: String,
+}
+
+/// A reset token (from a password-reset mail) and the new password.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordResetBody {
+    pub token: String,
+    pub new_password: String,
+}
+
 /// RFC 7662: the token to introspect (form-encoded, or JSON).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(default)]

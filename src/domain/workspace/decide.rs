@@ -3,7 +3,7 @@
 
 use super::{UserState, WorkspaceState};
 use crate::domain::rules;
-use crate::events::{Event, RevokeReason, SessionsEndReason};
+use crate::events::{DeletionReason, Event, MailPurpose, RevokeReason, SessionsEndReason};
 use crate::protocol::IamError;
 use chrono::{DateTime, Utc};
 
@@ -78,6 +78,8 @@ pub enum WorkspaceCommand {
         /// argon2id encoding, computed before the command reaches the actor.
         password_hash: String,
         profile: ProfileEdit,
+        /// Self-registration: nobody proven asked (the cleanup job may delete it unverified).
+        self_registered: bool,
     },
     UpdateUser {
         user_id: String,
@@ -117,6 +119,33 @@ pub enum WorkspaceCommand {
     /// logout-all: every token of the user issued before dies (its API keys do not).
     EndSessions {
         user_id: String,
+    },
+    /// verify-email with a verification token issued at account version `token_version`:
+    /// single-use, because verifying moves the version on.
+    VerifyEmail {
+        user_id: String,
+        token_version: i64,
+    },
+    /// complete-password-reset with a reset token issued at account version `token_version`
+    /// (single-use: the new password moves the version on). Only verified accounts reset.
+    CompletePasswordReset {
+        user_id: String,
+        token_version: i64,
+        new_hash: String,
+    },
+    /// Records a mail carrying an email token, sent or failed. Never the token or the mail.
+    RecordMail {
+        user_id: String,
+        purpose: MailPurpose,
+        token_id: String,
+        expires: DateTime<Utc>,
+        failure: Option<String>,
+    },
+    /// The cleanup job: deletes `user_id` if it registered itself, is still unverified and
+    /// was created before `created_before`; else nothing (it verified meanwhile).
+    RemoveUnverified {
+        user_id: String,
+        created_before: DateTime<Utc>,
     },
     CreateApiKey {
         key_id: String,
@@ -244,6 +273,7 @@ pub fn decide(
             must_change_password,
             password_hash,
             profile,
+            self_registered,
         } => {
             let roles = rules::new_user(username, name, email, roles)?;
             let profile = profile.event(user_id, &super::Profile::default())?;
@@ -267,6 +297,7 @@ pub fn decide(
                 must_change_password: *must_change_password,
                 password_hash: Some(password_hash.clone()),
                 created: now,
+                self_registered: *self_registered,
             }]
             .into_iter()
             .chain(profile)
@@ -314,6 +345,11 @@ pub fn decide(
                 None => None,
             };
             let must_change_password = must_change_password.filter(|v| *v != u.must_change_password);
+            // A new address is unproven until its own verification (unless an admin says).
+            let mut profile = profile.clone();
+            if email.is_some() && profile.verified.is_none() {
+                profile.verified = Some(false);
+            }
             let profile = profile.event(&u.id, &u.profile)?;
             let admin = |roles: &[String]| roles.iter().any(|r| r == crate::authz::ADMIN_ROLE);
             let admin_changed = roles.as_ref().is_some_and(|r| admin(r) != admin(&u.roles));
@@ -341,8 +377,7 @@ pub fn decide(
             let ended = |reason| Event::UserSessionsEnded { user_id: u.id.clone(), reason };
             if email.is_some() {
                 events.push(ended(SessionsEndReason::EmailChanged));
-            }
-            if verified_changed {
+            } else if verified_changed {
                 events.push(ended(SessionsEndReason::VerifiedChanged));
             }
             if admin_changed {
@@ -381,8 +416,73 @@ pub fn decide(
             existing(state)?;
             let u = user(state, user_id)?;
             let mut events = revoke_all(state, &u.id, RevokeReason::UserDeleted);
-            events.push(Event::UserDeleted { user_id: u.id.clone(), username: u.username.clone() });
+            events.push(Event::UserDeleted {
+                user_id: u.id.clone(),
+                username: u.username.clone(),
+                reason: None,
+            });
             Ok(events)
+        }
+        C::RemoveUnverified { user_id, created_before } => {
+            existing(state)?;
+            let Some(u) = state.users.get(user_id) else { return Ok(vec![]) };
+            if !u.self_registered || u.profile.verified || u.created >= *created_before {
+                return Ok(vec![]);
+            }
+            let mut events = revoke_all(state, &u.id, RevokeReason::UserDeleted);
+            events.push(Event::UserDeleted {
+                user_id: u.id.clone(),
+                username: u.username.clone(),
+                reason: Some(DeletionReason::UnverifiedExpired),
+            });
+            Ok(events)
+        }
+        C::VerifyEmail { user_id, token_version } => {
+            // A token that no longer holds is the one auth-failed, whatever the cause.
+            let u = state.users.get(user_id).ok_or_else(IamError::auth_failed)?;
+            if !state.exists || !state.enabled || !u.enabled || u.account_version != *token_version {
+                return Err(IamError::auth_failed());
+            }
+            if u.profile.verified {
+                return Err(IamError::invalid("email address is already verified"));
+            }
+            Ok(vec![
+                Event::UserProfileChanged {
+                    user_id: u.id.clone(),
+                    first_name: None,
+                    last_name: None,
+                    ssh_key: None,
+                    verified: Some(true),
+                    renewed: None,
+                },
+                Event::UserSessionsEnded {
+                    user_id: u.id.clone(),
+                    reason: SessionsEndReason::VerifiedChanged,
+                },
+            ])
+        }
+        C::CompletePasswordReset { user_id, token_version, new_hash } => {
+            let u = state.users.get(user_id).ok_or_else(IamError::auth_failed)?;
+            if !state.exists
+                || !state.enabled
+                || !u.enabled
+                || !u.profile.verified
+                || u.account_version != *token_version
+            {
+                return Err(IamError::auth_failed());
+            }
+            Ok(vec![Event::UserPasswordChanged { user_id: u.id.clone(), password_hash: new_hash.clone() }])
+        }
+        C::RecordMail { user_id, purpose, token_id, expires, failure } => {
+            existing(state)?;
+            let u = user(state, user_id)?;
+            Ok(vec![Event::MailSent {
+                user_id: u.id.clone(),
+                purpose: *purpose,
+                token_id: token_id.clone(),
+                expires: *expires,
+                failure: failure.clone(),
+            }])
         }
         C::ChangePassword { user_id, verified_hash, new_hash } => {
             // Self-service: every failure is the one auth-failed bucket.
@@ -509,6 +609,10 @@ pub fn answer(command: &WorkspaceCommand) -> Answer {
         | C::EndSessions { .. }
         | C::RevokeApiKey { .. }
         | C::RecordMintedToken { .. }
-        | C::RecordIssuedToken { .. } => Answer::Nothing,
+        | C::RecordIssuedToken { .. }
+        | C::VerifyEmail { .. }
+        | C::CompletePasswordReset { .. }
+        | C::RecordMail { .. }
+        | C::RemoveUnverified { .. } => Answer::Nothing,
     }
 }

@@ -28,6 +28,9 @@ pub struct UserState {
     /// Netsoc's account fields (`user.profile.changed`).
     #[serde(default)]
     pub profile: Profile,
+    /// The account registered itself (the cleanup job's to delete while unverified).
+    #[serde(default)]
+    pub self_registered: bool,
 }
 
 /// Netsoc's account fields of a user.
@@ -116,6 +119,7 @@ pub fn apply(state: &mut WorkspaceState, event: &Event) {
             must_change_password,
             password_hash,
             created,
+            self_registered,
         } => {
             state.users.insert(
                 user_id.clone(),
@@ -131,6 +135,7 @@ pub fn apply(state: &mut WorkspaceState, event: &Event) {
                     account_version: 1,
                     created: *created,
                     profile: Profile::default(),
+                    self_registered: *self_registered,
                 },
             );
         }
@@ -230,6 +235,7 @@ pub fn apply(state: &mut WorkspaceState, event: &Event) {
         | Event::SigningKeyRetired { .. }
         | Event::SystemBootstrapped { .. }
         | Event::TokenMinted { .. }
-        | Event::TokenIssued { .. } => {}
+        | Event::TokenIssued { .. }
+        | Event::MailSent { .. } => {}
     }
 }

@@ -57,6 +57,7 @@ fn user_created(user_id: &str, username: &str) -> Event {
         must_change_password: false,
         password_hash: Some(format!("hash-{user_id}")),
         created: now(),
+        self_registered: false,
     }
 }
 
@@ -116,6 +117,7 @@ fn create_user(user_id: &str, u: NewUser) -> C {
         must_change_password: u.must_change_password,
         password_hash: format!("hash-{user_id}"),
         profile: Default::default(),
+        self_registered: false,
     }
 }
 
@@ -391,6 +393,7 @@ fn create_user_records_the_user_and_replies_with_its_record() {
             must_change_password: true,
             password_hash: Some("hash-u9".into()),
             created: now(),
+            self_registered: false,
         }]
     );
     let next = after(&state, &events);
@@ -823,7 +826,7 @@ fn delete_user_revokes_the_users_active_keys_then_records_the_deletion() {
         vec![
             key_revoked("k1", RevokeReason::UserDeleted),
             key_revoked("k3", RevokeReason::UserDeleted),
-            Event::UserDeleted { user_id: "u1".into(), username: "alice".into() },
+            Event::UserDeleted { user_id: "u1".into(), username: "alice".into(), reason: None },
         ]
     );
     let next = after(&state, &events);
@@ -847,7 +850,7 @@ fn delete_user_does_not_revoke_a_revoked_key_again() {
         when(&state, &C::DeleteUser { user_id: "u1".into() }).unwrap(),
         vec![
             key_revoked("k2", RevokeReason::UserDeleted),
-            Event::UserDeleted { user_id: "u1".into(), username: "alice".into() },
+            Event::UserDeleted { user_id: "u1".into(), username: "alice".into(), reason: None },
         ]
     );
 }
@@ -874,7 +877,10 @@ fn delete_user_is_allowed_in_a_disabled_workspace() {
     let state = given(&[workspace_created(), user_created("u1", "alice"), key_created("k1", "u1", "laptop")]);
     let state = after(&state, &when(&state, &C::DisableWorkspace).unwrap());
     let events = when(&state, &C::DeleteUser { user_id: "u1".into() }).unwrap();
-    assert_eq!(events, vec![Event::UserDeleted { user_id: "u1".into(), username: "alice".into() }]);
+    assert_eq!(
+        events,
+        vec![Event::UserDeleted { user_id: "u1".into(), username: "alice".into(), reason: None }]
+    );
     assert!(after(&state, &events).users.is_empty());
 }
 
@@ -983,6 +989,7 @@ fn change_password_of_a_user_without_a_password_is_auth_failed() {
         must_change_password: false,
         password_hash: None,
         created: now(),
+        self_registered: false,
     };
     let state = given(&[workspace_created(), bootstrap_admin]);
     assert_auth_failed(&state, &change_password("u1", ""));
@@ -1513,4 +1520,125 @@ fn emails_are_unique_per_workspace_whatever_their_case() {
     let none = |name| NewUser { username: name, email: "", ..NewUser::default() };
     let state = after(&state, &when(&state, &create_user("u3", none("carol"))).unwrap());
     assert!(when(&state, &create_user("u4", none("dave"))).is_ok());
+}
+
+// ---- email tokens, self-registration, cleanup ----
+
+fn verified(user_id: &str) -> Event {
+    Event::UserProfileChanged {
+        user_id: user_id.into(),
+        first_name: None,
+        last_name: None,
+        ssh_key: None,
+        verified: Some(true),
+        renewed: None,
+    }
+}
+
+#[test]
+fn a_verification_token_works_once_at_the_version_it_was_issued_for() {
+    let state = given(&[workspace_created(), user_created("u1", "alice")]);
+    let cmd = C::VerifyEmail { user_id: "u1".into(), token_version: 1 };
+    let events = when(&state, &cmd).unwrap();
+    assert_eq!(events[0], verified("u1"));
+    let next = after(&state, &events);
+    assert!(next.users["u1"].profile.verified);
+    assert_eq!(next.users["u1"].account_version, 2, "the token's version is gone");
+    assert_eq!(
+        refused(&next, &C::VerifyEmail { user_id: "u1".into(), token_version: 2 }).kind,
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(refused(&next, &cmd).kind, ErrorKind::AuthFailed, "used");
+    assert_eq!(
+        refused(&state, &C::VerifyEmail { user_id: "nobody".into(), token_version: 1 }).kind,
+        ErrorKind::AuthFailed
+    );
+    let disabled = after(&state, &[user_disabled("u1")]);
+    assert_eq!(
+        refused(&disabled, &C::VerifyEmail { user_id: "u1".into(), token_version: 2 }).kind,
+        ErrorKind::AuthFailed
+    );
+    assert_eq!(answer(&cmd), Answer::Nothing);
+}
+
+#[test]
+fn a_reset_token_sets_a_password_once_and_only_for_a_verified_account() {
+    let state = given(&[workspace_created(), user_created("u1", "alice"), verified("u1")]);
+    let cmd = C::CompletePasswordReset { user_id: "u1".into(), token_version: 1, new_hash: "new".into() };
+    let events = when(&state, &cmd).unwrap();
+    assert_eq!(
+        events,
+        vec![Event::UserPasswordChanged { user_id: "u1".into(), password_hash: "new".into() }]
+    );
+    let next = after(&state, &events);
+    assert_eq!((next.users["u1"].account_version, next.users["u1"].must_change_password), (2, false));
+    assert_eq!(refused(&next, &cmd).kind, ErrorKind::AuthFailed, "used");
+    let unverified = given(&[workspace_created(), user_created("u1", "alice")]);
+    assert_eq!(refused(&unverified, &cmd).kind, ErrorKind::AuthFailed);
+}
+
+#[test]
+fn a_new_email_is_unverified_until_proven_unless_an_admin_says_so() {
+    let state = given(&[workspace_created(), user_created("u1", "alice"), verified("u1")]);
+    let change = update_user("u1", UserEdit { email: Some("new@example.com"), ..UserEdit::default() });
+    let next = after(&state, &when(&state, &change).unwrap());
+    assert!(!next.users["u1"].profile.verified);
+    assert_eq!(next.users["u1"].account_version, 2, "one end of sessions, not two");
+    let vouched = with_profile(change, ProfileEdit { verified: Some(true), ..ProfileEdit::default() });
+    let next = after(&state, &when(&state, &vouched).unwrap());
+    assert!(next.users["u1"].profile.verified);
+}
+
+#[test]
+fn cleanup_deletes_only_a_self_registered_account_still_unverified_and_old_enough() {
+    let registered = |user_id: &str, username: &str| match user_created(user_id, username) {
+        Event::UserCreated {
+            user_id,
+            username,
+            name,
+            email,
+            roles,
+            enabled,
+            must_change_password,
+            password_hash,
+            created,
+            ..
+        } => Event::UserCreated {
+            user_id,
+            username,
+            name,
+            email,
+            roles,
+            enabled,
+            must_change_password,
+            password_hash,
+            created,
+            self_registered: true,
+        },
+        other => other,
+    };
+    let state = given(&[
+        workspace_created(),
+        registered("old", "old"),
+        registered("proven", "proven"),
+        verified("proven"),
+        user_created("made", "made"),
+    ]);
+    assert!(state.users["old"].self_registered && !state.users["made"].self_registered);
+    let cutoff = now() + Duration::seconds(1);
+    let remove =
+        |user_id: &str, created_before| C::RemoveUnverified { user_id: user_id.into(), created_before };
+    let events = when(&state, &remove("old", cutoff)).unwrap();
+    assert_eq!(
+        events.last(),
+        Some(&Event::UserDeleted {
+            user_id: "old".into(),
+            username: "old".into(),
+            reason: Some(crate::events::DeletionReason::UnverifiedExpired)
+        })
+    );
+    assert!(when(&state, &remove("old", now())).unwrap().is_empty(), "not old enough");
+    assert!(when(&state, &remove("proven", cutoff)).unwrap().is_empty(), "verified");
+    assert!(when(&state, &remove("made", cutoff)).unwrap().is_empty(), "an admin created it");
+    assert!(when(&state, &remove("gone", cutoff)).unwrap().is_empty(), "deleted already");
 }

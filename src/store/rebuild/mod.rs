@@ -449,6 +449,7 @@ mod tests {
                 must_change_password: false,
                 password_hash: None,
                 created: now,
+                self_registered: false,
             },
             Event::UserChanged {
                 user_id: "u".into(),
@@ -474,7 +475,7 @@ mod tests {
                 user_id: "u".into(),
                 reason: crate::events::SessionsEndReason::LogoutEverywhere,
             },
-            Event::UserDeleted { user_id: "u".into(), username: "b".into() },
+            Event::UserDeleted { user_id: "u".into(), username: "b".into(), reason: None },
             Event::ApiKeyCreated {
                 key_id: "k".into(),
                 user_id: "u".into(),

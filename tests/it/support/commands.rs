@@ -25,5 +25,6 @@ pub fn create_user(user_id: &str, username: &str) -> Execute {
         must_change_password: false,
         password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
         profile: Default::default(),
+        self_registered: false,
     })
 }

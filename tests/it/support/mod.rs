@@ -8,6 +8,7 @@ pub mod broker;
 pub mod commands;
 pub mod history;
 pub mod server;
+pub mod smtp;
 
 use deadpool_postgres::Pool;
 use std::str::FromStr;

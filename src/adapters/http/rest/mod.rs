@@ -5,9 +5,9 @@
 //! operation they are and how success looks.
 
 use super::bodies::{
-    BootstrapStatusReply, ChangePasswordBody, CreatedApiKey, ErrorReply, IntrospectBody, Introspection,
-    IssueTokenBody, IssuedTokenReply, LoginBody, LoginReply, LogoutAllBody, Page, Refusal, SigningKeyReply,
-    TemporaryPasswordReply,
+    BootstrapStatusReply, ChangePasswordBody, CreatedApiKey, EmailTokenBody, ErrorReply, IntrospectBody,
+    Introspection, IssueTokenBody, IssuedTokenReply, LoginBody, LoginReply, LogoutAllBody, MailRequestBody,
+    Page, PasswordResetBody, Refusal, SigningKeyReply, TemporaryPasswordReply,
 };
 use super::{auth, read_body, HttpState};
 use crate::protocol::{
@@ -33,6 +33,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/auth/introspect", web::post().to(introspect))
             .route("/auth/whoami", web::get().to(whoami))
             .route("/auth/bootstrap-status", web::get().to(bootstrap_status))
+            .route("/auth/register", web::post().to(register))
+            .route("/auth/verification", web::post().to(request_verification))
+            .route("/auth/verify", web::post().to(verify_email))
+            .route("/auth/password-reset", web::post().to(request_password_reset))
+            .route("/auth/password-reset/complete", web::post().to(complete_password_reset))
             .route("/workspaces", web::get().to(list_workspaces))
             .route("/workspaces", web::post().to(create_workspace))
             .route("/workspaces/{ws}", web::get().to(get_workspace))
@@ -117,6 +122,8 @@ async fn run(
     if let Some(key) = http.headers().get("Idempotency-Key").and_then(|v| v.to_str().ok()) {
         req.request_id = key.to_owned();
     }
+    // A browser page (`Accept: text/html`) gets a link in its mail, anything else the token.
+    req.email_link = accepts_html(http);
     let origin = super::authentications::origin(http);
     let response = match state.service.handle_as(&caller, req, &origin).await {
         Ok(response) => response,
@@ -131,7 +138,9 @@ async fn run(
         if e.is_request_in_progress() {
             return HttpResponse::Conflict().json(IamResponse::error(e));
         }
-        return error(e);
+        // A user written before its mail failed stays written: the reply shows it.
+        return HttpResponse::build(status_of(e.kind))
+            .json(IamResponse { user: response.user, ..IamResponse::error(e) });
     }
     let replayed = response.replayed;
     let mut reply = match success {
@@ -147,6 +156,15 @@ async fn run(
         );
     }
     reply
+}
+
+/// Whether the request's `Accept` names `text/html`.
+fn accepts_html(http: &HttpRequest) -> bool {
+    http.headers()
+        .get_all(actix_web::http::header::ACCEPT)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|media| media.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("text/html")))
 }
 
 /// Set on a reply served from the record of an earlier request with the same Idempotency-Key.

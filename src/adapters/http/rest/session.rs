@@ -1,4 +1,5 @@
-//! `/api/v1/auth/…`: login, change-password, whoami, bootstrap-status.
+//! `/api/v1/auth/…`: login, change-password, logout-all, token checks, whoami,
+//! bootstrap-status, and the account lifecycle: register, verification and password reset.
 
 use super::*;
 
@@ -71,7 +72,8 @@ pub async fn logout_all(
 
 /// Whether the bearer is good now (for services, as Netsoc's `GET /v1/users/self/token`): a
 /// JWT with its signature, issuer and expiry and the account's current version, or an API
-/// key, of an enabled user in an enabled workspace. 204, else 401.
+/// key, of an enabled user in an enabled workspace. 204, else 401 (a renewal token past its
+/// expiry too).
 #[utoipa::path(get, path = "/api/v1/auth/validate", tag = "auth", security(("bearer" = [])),
     responses(
         (status = 204, description = "The bearer is good"),
@@ -80,7 +82,8 @@ pub async fn logout_all(
     ))]
 pub async fn validate(http: HttpRequest, state: web::Data<HttpState>) -> HttpResponse {
     match auth::user_caller(&http, &state).await {
-        Ok(Caller::User(_)) => HttpResponse::NoContent().finish(),
+        // A lapsed renewal token is its user's hold on its own account, not a good token.
+        Ok(Caller::User(p)) if !p.lapsed => HttpResponse::NoContent().finish(),
         Ok(_) => auth::unauthorized(),
         Err(reply) => reply,
     }
@@ -164,4 +167,102 @@ pub async fn bootstrap_status(http: HttpRequest, state: web::Data<HttpState>) ->
         Success::Json(StatusCode::OK, render),
     )
     .await
+}
+
+/// Register an account (self-registration, when `accounts.self_registration` is on; no
+/// bearer): it lands in `accounts.registration_workspace`, unverified and with no role, and a
+/// verification mail goes to its address (a link with `Accept: text/html`, else the token).
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = UserInput,
+    responses(
+        (status = 201, description = "Registered", body = UserRecord),
+        (status = 400, description = "invalid-argument: a missing username, password or email", body = ErrorReply),
+        (status = 401, description = "Self-registration is off", body = Refusal),
+        (status = 403, description = "operation-not-permitted: a reserved username, an email the pattern refuses, or a field only an admin sets", body = ErrorReply),
+        (status = 409, description = "duplicate: the username or the email is taken", body = ErrorReply),
+        (status = 422, description = "weak-password", body = ErrorReply),
+        (status = 500, description = "internal-error: the account was created but its verification mail could not be sent (the body carries `user` too)", body = ErrorReply),
+    ))]
+pub async fn register(http: HttpRequest, payload: web::Payload, state: web::Data<HttpState>) -> HttpResponse {
+    let input: UserInput = try_or_respond!(body(&http, payload, &state).await);
+    let req = IamRequest { user: Some(input), ..request(Operation::CreateUser) };
+    run(&http, &state, Who::Public, req, Success::Json(StatusCode::CREATED, user)).await
+}
+
+/// Send a verification mail (no bearer) to the account's address when it has one it has not
+/// proven. The answer is the same whether or not such an account exists.
+#[utoipa::path(post, path = "/api/v1/auth/verification", tag = "auth", request_body = MailRequestBody,
+    responses(
+        (status = 204, description = "Sent if there was anything to send"),
+        (status = 400, description = "invalid-argument: neither username nor user_id", body = ErrorReply),
+        (status = 500, description = "internal-error: the mail could not be sent, or iamd sends no mail (no smtp.host)", body = ErrorReply),
+    ))]
+pub async fn request_verification(
+    http: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    let b: MailRequestBody = try_or_respond!(body(&http, payload, &state).await);
+    let req =
+        IamRequest { username: b.username, user_id: b.user_id, ..request(Operation::RequestVerification) };
+    run(&http, &state, Who::Public, req, Success::NoContent).await
+}
+
+/// Verify the account's email with the token of its verification mail (no bearer). The token
+/// works once; every earlier session of the account ends.
+#[utoipa::path(post, path = "/api/v1/auth/verify", tag = "auth", request_body = EmailTokenBody,
+    responses(
+        (status = 204, description = "Verified"),
+        (status = 400, description = "invalid-argument: the address is verified already", body = ErrorReply),
+        (status = 401, description = "auth-failed: not a verification token, expired, or used already", body = ErrorReply),
+    ))]
+pub async fn verify_email(
+    http: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    let b: EmailTokenBody = try_or_respond!(body(&http, payload, &state).await);
+    let req = IamRequest { token: b.token, ..request(Operation::VerifyEmail) };
+    run(&http, &state, Who::Public, req, Success::NoContent).await
+}
+
+/// Send a password-reset mail (no bearer) to the account's address when it is verified. The
+/// answer is the same whether or not such an account exists.
+#[utoipa::path(post, path = "/api/v1/auth/password-reset", tag = "auth", request_body = MailRequestBody,
+    responses(
+        (status = 204, description = "Sent if there was anything to send"),
+        (status = 400, description = "invalid-argument: neither username nor user_id", body = ErrorReply),
+        (status = 500, description = "internal-error: the mail could not be sent, or iamd sends no mail (no smtp.host)", body = ErrorReply),
+    ))]
+pub async fn request_password_reset(
+    http: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    let b: MailRequestBody = try_or_respond!(body(&http, payload, &state).await);
+    let req =
+        IamRequest { username: b.username, user_id: b.user_id, ..request(Operation::RequestPasswordReset) };
+    run(&http, &state, Who::Public, req, Success::NoContent).await
+}
+
+/// Set a new password with the token of a password-reset mail (no bearer). The token works
+/// once; every earlier session of the account ends.
+#[utoipa::path(post, path = "/api/v1/auth/password-reset/complete", tag = "auth", request_body = PasswordResetBody,
+    responses(
+        (status = 204, description = "The password is set"),
+        (status = 400, description = "invalid-argument: no new_password", body = ErrorReply),
+        (status = 401, description = "auth-failed: not a reset token, expired, or used already", body = ErrorReply),
+        (status = 422, description = "weak-password: the token stays usable", body = ErrorReply),
+    ))]
+pub async fn complete_password_reset(
+    http: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    let b: PasswordResetBody = try_or_respond!(body(&http, payload, &state).await);
+    let req = IamRequest {
+        token: b.token,
+        new_password: b.new_password,
+        ..request(Operation::CompletePasswordReset)
+    };
+    run(&http, &state, Who::Public, req, Success::NoContent).await
 }
