@@ -166,7 +166,6 @@ impl Service {
         req: IamRequest,
         ctx: Ctx,
     ) -> Result<IamResponse, IamError> {
-        self.mail_ready()?;
         let Some(user) = self.named_account(&req).await? else { return Ok(IamResponse::default()) };
         if user.record.email.is_empty() || user.record.verified || !user.usable {
             return Ok(IamResponse::default());
@@ -183,7 +182,6 @@ impl Service {
         req: IamRequest,
         ctx: Ctx,
     ) -> Result<IamResponse, IamError> {
-        self.mail_ready()?;
         let Some(user) = self.named_account(&req).await? else { return Ok(IamResponse::default()) };
         if user.record.email.is_empty() || !user.record.verified || !user.usable {
             return Ok(IamResponse::default());
@@ -348,21 +346,28 @@ impl Service {
         }
     }
 
-    /// Refuses when no mail can be sent at all (no `smtp.host`).
+    /// Refuses when no mail can be sent at all (no `smtp.host`): the deployment offers no mail,
+    /// which no caller can mend (`operation-not-permitted`).
     fn mail_ready(&self) -> Result<(), IamError> {
         if self.inner.settings.mailer.enabled() {
             return Ok(());
         }
-        Err(IamError::new(ErrorKind::InternalError, "iamd sends no mail: smtp.host is not configured"))
+        Err(IamError::not_permitted("iamd sends no mail here: smtp.host is not configured"))
     }
 
-    /// The account `user_id` or `username` names (`workspace`, when given, must own it).
+    /// The account `user_id` or `username` names (`workspace`, when given, must own it),
+    /// once the arguments hold and mail can be sent at all.
     async fn named_account(&self, req: &IamRequest) -> Result<Option<Credentials>, IamError> {
-        let found = match (req.user_id.as_str(), req.username.as_str()) {
+        let (id, name) = (req.user_id.as_str(), req.username.as_str());
+        match (id, name) {
             ("", "") => return Err(IamError::invalid("user_id or username is required")),
-            (id, "") => self.inner.queries.credentials_by_id(id).await?,
-            ("", name) => self.inner.queries.credentials_by_username(name).await?,
+            (_, "") | ("", _) => {}
             _ => return Err(IamError::invalid("give user_id or username, not both")),
+        }
+        self.mail_ready()?;
+        let found = match id {
+            "" => self.inner.queries.credentials_by_username(name).await?,
+            id => self.inner.queries.credentials_by_id(id).await?,
         };
         Ok(found.filter(|c| req.workspace.is_empty() || c.record.workspace == req.workspace))
     }

@@ -534,7 +534,7 @@ async fn without_smtp_no_mail_is_sent_and_asking_for_one_says_why() {
             "password": PASSWORD, "email": "fay@example.org"}}))
         .await);
     let reply = server.call(json!({"operation": "request-verification", "username": "fay"})).await;
-    assert_eq!(error_type(&reply), "internal-error");
+    assert_eq!(error_type(&reply), "operation-not-permitted");
     assert!(reply["error"]["message"].as_str().unwrap().contains("smtp.host"), "{reply}");
     assert!(events(&db, "mail.sent").await.is_empty());
 }

@@ -21,6 +21,7 @@
 //! one fails the test. All disagreements are reported together.
 
 use crate::support::server::{ok, TestServer};
+use crate::support::smtp::SmtpServer;
 use crate::support::TestDb;
 use iamd::authn_audit::Origin;
 use iamd::protocol::IamRequest;
@@ -103,7 +104,7 @@ fn expected_granted(may: May, role: Role, scope: Scope) -> bool {
 /// role) or none (one cell per role), who may). User and key operations target ANOTHER
 /// user here; the caller's own are in `OWN_CELLS`. The last two change what the others rely
 /// on and run last.
-const PROTOCOL: [(&str, bool, May); 32] = [
+const PROTOCOL: [(&str, bool, May); 36] = [
     ("login", true, May::Anyone),
     ("whoami", true, May::Anyone),
     ("bootstrap-status", true, May::Anyone),
@@ -134,17 +135,21 @@ const PROTOCOL: [(&str, bool, May); 32] = [
     ("logout-all", true, May::AdminOnly),
     ("validate-token", false, May::AdminOnly),
     ("issue-token", false, May::AdminOnly),
+    ("request-verification", false, May::Anyone),
+    ("verify-email", false, May::Anyone),
+    ("request-password-reset", false, May::Anyone),
+    ("complete-password-reset", false, May::Anyone),
     ("bootstrap", false, May::AdminOnly),
     ("disable-workspace", true, May::AdminOnly),
 ];
 
-/// 22 workspace operations × 3 roles × 2 workspaces + 10 workspace-less × 3 roles.
-const PROTOCOL_CELLS: usize = 162;
+/// 22 workspace operations × 3 roles × 2 workspaces + 14 workspace-less × 3 roles.
+const PROTOCOL_CELLS: usize = 174;
 
 /// Every REST endpoint but change-password (the caller's own only: `OWN_CELLS`):
 /// (method, path as docs/rest.md writes it, operation, concerns a workspace, who may,
 /// success status). Disabling a workspace runs last.
-const REST: [(&str, &str, &str, bool, May, u16); 23] = [
+const REST: [(&str, &str, &str, bool, May, u16); 26] = [
     ("POST", "/api/v1/auth/login", "login", true, May::Anyone, 200),
     ("GET", "/api/v1/auth/whoami", "whoami", false, May::Anyone, 200),
     ("GET", "/api/v1/auth/bootstrap-status", "bootstrap-status", false, May::Anyone, 200),
@@ -174,11 +179,19 @@ const REST: [(&str, &str, &str, bool, May, u16); 23] = [
     ("DELETE", "/api/v1/api-keys/{id}", "revoke-api-key", true, May::AdminOnly, 204),
     ("POST", "/api/v1/signing-keys/rotate", "rotate-signing-key", false, May::AdminOnly, 200),
     ("POST", "/api/v1/users/{id}/token", "issue-token", false, May::AdminOnly, 200),
+    ("POST", "/api/v1/auth/register", "register", false, May::Anyone, 201),
+    ("POST", "/api/v1/auth/verification", "request-verification", false, May::Anyone, 204),
+    ("POST", "/api/v1/auth/password-reset", "request-password-reset", false, May::Anyone, 204),
     ("POST", "/api/v1/workspaces/{id}/disable", "disable-workspace", true, May::AdminOnly, 204),
 ];
 
-/// 15 workspace endpoints × 3 roles × 2 workspaces + 8 workspace-less × 3 roles.
-const REST_CELLS: usize = 114;
+/// 15 workspace endpoints × 3 roles × 2 workspaces + 11 workspace-less × 3 roles.
+const REST_CELLS: usize = 123;
+
+/// The endpoints that take an email token and nothing else (no bearer matters): what they
+/// answer is `tests/it/accounts.rs`'s, with real tokens from real mail.
+const EMAIL_TOKEN_ENDPOINTS: [&str; 2] =
+    ["POST /api/v1/auth/verify", "POST /api/v1/auth/password-reset/complete"];
 
 /// The endpoints only `OWN_CELLS` covers.
 const CHANGE_PASSWORD: &str = "POST /api/v1/auth/change-password";
@@ -215,6 +228,8 @@ enum Via {
 
 struct World {
     via: Via,
+    /// Where the mail of the email flows goes (they refuse to run without one).
+    _smtp: SmtpServer,
     ids: HashMap<Role, String>,
     jwts: HashMap<Role, String>,
     next: AtomicU32,
@@ -227,24 +242,42 @@ const CHEAP_ARGON2: [(&str, &str); 3] = [
     ("IAMD_ARGON2_ITERATIONS", "1"),
 ];
 
+/// The settings of a matrix world: cheap argon2, an SMTP server, self-registration into
+/// `acme`.
+fn settings(smtp: &SmtpServer) -> Vec<(String, String)> {
+    let accounts =
+        [("IAMD_ACCOUNTS_SELF_REGISTRATION", "true"), ("IAMD_ACCOUNTS_REGISTRATION_WORKSPACE", "acme")];
+    CHEAP_ARGON2
+        .iter()
+        .chain(accounts.iter())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain(smtp.env().into_iter().map(|(k, v)| (k.to_owned(), v)))
+        .collect()
+}
+
 /// The world over HTTP.
 async fn world(db: &TestDb) -> World {
-    populated(Via::Http(TestServer::spawn(db.url(), &CHEAP_ARGON2))).await
+    let smtp = SmtpServer::start();
+    let env = settings(&smtp);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    populated(Via::Http(TestServer::spawn(db.url(), &env)), smtp).await
 }
 
 /// The world of the service alone. Must run inside an actix System (`#[actix_web::test]`).
 async fn service_world(db: &TestDb) -> World {
-    let env = CHEAP_ARGON2.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    let smtp = SmtpServer::start();
     let url = ("IAMD_DATABASE_URL".to_owned(), db.url().to_owned());
-    let settings = iamd::config::Settings::from_sources("", env.chain([url])).unwrap();
+    let settings =
+        iamd::config::Settings::from_sources("", settings(&smtp).into_iter().chain([url])).unwrap();
     let service = iamd::startup::build_service(&settings).await.unwrap();
     service.ensure_signing_key().await.unwrap();
-    populated(Via::Service(service)).await
+    populated(Via::Service(service), smtp).await
 }
 
 /// Workspaces `acme` and `globex`; in `acme` a reader, a writer and an admin, logged in.
-async fn populated(via: Via) -> World {
-    let mut w = World { via, ids: HashMap::new(), jwts: HashMap::new(), next: AtomicU32::new(0) };
+async fn populated(via: Via, smtp: SmtpServer) -> World {
+    let mut w =
+        World { via, _smtp: smtp, ids: HashMap::new(), jwts: HashMap::new(), next: AtomicU32::new(0) };
     for ws in ["acme", "globex"] {
         ok(w.gateway(json!({"operation": "create-workspace", "workspace_record": {"id": ws}})).await);
     }
@@ -469,6 +502,13 @@ async fn protocol_request(w: &World, op: &str, scope: Scope) -> Value {
         "logout-all" => json!({"workspace": ws, "user_id": w.victim(ws).await.0}),
         "validate-token" => json!({"token": w.jwts[&Role::Reader]}),
         "issue-token" => json!({"user_id": w.victim("acme").await.0, "duration": "1h"}),
+        // Victims have no address: nothing to mail, the one answer for anyone.
+        "request-verification" | "request-password-reset" => json!({"username": w.victim("acme").await.1}),
+        // Not a token: the one auth-failed, for anyone.
+        "verify-email" => json!({"token": "not.a.token"}),
+        "complete-password-reset" => {
+            json!({"token": "not.a.token", "new_password": "a brand new passphrase"})
+        }
         "mint-token" => json!({"workspace": ws, "user_id": w.victim(ws).await.0,
             "user_context_json": json!({"purpose": "matrix"}).to_string()}),
         other => panic!("no request for {other}"),
@@ -491,6 +531,16 @@ async fn rest_request(w: &World, op: &str, template: &str, scope: Scope) -> (Str
             (path(""), None)
         }
         "introspect" => (path(""), Some(json!({"token": w.jwts[&Role::Reader]}))),
+        "register" => {
+            let name = w.unique("registrant");
+            (
+                path(""),
+                Some(json!({"username": name, "password": PASSWORD, "email": format!("{name}@example.org")})),
+            )
+        }
+        "request-verification" | "request-password-reset" => {
+            (path(""), Some(json!({"username": w.victim("acme").await.1})))
+        }
         "issue-token" => (path(&w.victim("acme").await.0), Some(json!({"duration": "1h"}))),
         "create-workspace" => (path(""), Some(json!({"id": w.unique("ws")}))),
         "get-workspace" | "disable-workspace" | "list-users" => (path(ws), None),
@@ -555,11 +605,12 @@ async fn protocol_matrix(w: &World) {
                 let reply = w.iam(role, &request).await;
                 let cell = format!("{} {scope:?} POST /api/v1/iam {request}", role.name());
                 let ownership_ok = role != Role::Admin && scope == Scope::Other;
-                let success = if op == "authenticate-anonymous" {
-                    Success::ProtocolAuthFailed
-                } else {
-                    Success::Protocol
-                };
+                let success =
+                    if matches!(op, "authenticate-anonymous" | "verify-email" | "complete-password-reset") {
+                        Success::ProtocolAuthFailed
+                    } else {
+                        Success::Protocol
+                    };
                 tally.record(cell, expected_granted(may, role, scope), ownership_ok, success, reply);
             }
         }
@@ -574,6 +625,7 @@ async fn every_rest_endpoint_is_granted_or_denied_by_role_and_workspace() {
     assert_eq!(tabled.len(), REST.len(), "no endpoint twice");
     tabled.insert(CHANGE_PASSWORD.to_owned());
     tabled.insert(LOGOUT_ALL.to_owned());
+    tabled.extend(EMAIL_TOKEN_ENDPOINTS.map(str::to_owned));
     assert_eq!(tabled, documented_endpoints(), "the table holds every endpoint of docs/rest.md");
 
     let db = TestDb::new().await;

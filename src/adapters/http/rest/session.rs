@@ -194,7 +194,8 @@ pub async fn register(http: HttpRequest, payload: web::Payload, state: web::Data
     responses(
         (status = 204, description = "Sent if there was anything to send"),
         (status = 400, description = "invalid-argument: neither username nor user_id", body = ErrorReply),
-        (status = 500, description = "internal-error: the mail could not be sent, or iamd sends no mail (no smtp.host)", body = ErrorReply),
+        (status = 403, description = "operation-not-permitted: iamd sends no mail here (no smtp.host)", body = ErrorReply),
+        (status = 500, description = "internal-error: the mail could not be sent", body = ErrorReply),
     ))]
 pub async fn request_verification(
     http: HttpRequest,
@@ -231,7 +232,8 @@ pub async fn verify_email(
     responses(
         (status = 204, description = "Sent if there was anything to send"),
         (status = 400, description = "invalid-argument: neither username nor user_id", body = ErrorReply),
-        (status = 500, description = "internal-error: the mail could not be sent, or iamd sends no mail (no smtp.host)", body = ErrorReply),
+        (status = 403, description = "operation-not-permitted: iamd sends no mail here (no smtp.host)", body = ErrorReply),
+        (status = 500, description = "internal-error: the mail could not be sent", body = ErrorReply),
     ))]
 pub async fn request_password_reset(
     http: HttpRequest,
