@@ -599,3 +599,64 @@ async fn cleanup_deletes_only_old_unverified_self_registered_accounts() {
     )
     .await;
 }
+
+/// An email token is iamd's own, for its one purpose, unexpired and living no longer than
+/// `jwt.email_validity`; a login token is none, and an email token is no bearer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_token_must_be_ours_for_its_purpose_unexpired_and_short_lived() {
+    use iamd::crypto::{Claims, TokenSigner};
+    let db = TestDb::new().await;
+    let server = TestServer::spawn(
+        db.url(),
+        &[("IAMD_BOOTSTRAP_ON_START", "false"), ("IAMD_JWT_EMAIL_VALIDITY", "1h")],
+    );
+    workspace(&server, "acme").await;
+    let gil = ok(server
+        .call(json!({"operation": "create-user", "workspace": "acme", "user": {"username": "gil",
+            "password": PASSWORD, "email": "gil@example.org", "roles": ["reader"]}}))
+        .await)["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let signer = TokenSigner::new(db.active_signing_key().await, vec![]);
+    let now = Utc::now().timestamp();
+    let token = |aud: Option<&str>, iat: i64, exp: i64| {
+        let claims =
+            Claims { aud: aud.map(str::to_owned), ..Claims::new("iamd", &gil, "acme", vec![], 1, iat, exp) };
+        signer.sign(&claims).unwrap()
+    };
+    let login = server.jwt("gil", PASSWORD).await;
+    for (what, bad) in [
+        ("expired", token(Some("verification"), now - 7200, now - 3600)),
+        ("longer than jwt.email_validity", token(Some("verification"), now, now + 7200)),
+        ("another purpose", token(Some("password_reset"), now, now + 600)),
+        ("no purpose", token(None, now, now + 600)),
+        ("a login token", login.clone()),
+        ("garbage", "a.b.c".to_owned()),
+    ] {
+        let reply = server.call(json!({"operation": "verify-email", "token": bad})).await;
+        assert_eq!(error_type(&reply), "auth-failed", "{what}: {reply}");
+    }
+    let good = token(Some("verification"), now, now + 600);
+    assert_eq!(
+        rest(&server, Method::GET, "/api/v1/auth/whoami", Some(&good), Value::Null).await.0,
+        401,
+        "no bearer"
+    );
+    ok(server.call(json!({"operation": "verify-email", "token": good})).await);
+    assert_eq!(rest(&server, Method::GET, "/api/v1/auth/whoami", Some(&login), Value::Null).await.0, 401);
+    let pool = db.pool();
+    crate::support::eventually("refusals audited", std::time::Duration::from_secs(10), async || {
+        let client = pool.get().await.unwrap();
+        let row = client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE reason = 'invalid-token'), count(*) FILTER (WHERE reason = 'ok') \
+                 FROM authentications WHERE operation = 'verify-email'",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get::<_, i64>(0), row.get::<_, i64>(1)) == (6, 1)
+    })
+    .await;
+}

@@ -1310,6 +1310,7 @@ fn account_version_increments_on_disable_and_on_password_change_and_reset() {
 fn the_account_version_moves_on_for_exactly_the_changes_in_the_table() {
     let state = given(&[workspace_created(), user_created("u1", "alice")]);
     let disabled = after(&state, &[user_disabled("u1")]);
+    let proven = after(&state, &[verified("u1")]);
     let edit = |e: UserEdit| update_user("u1", e);
     let profile = |p: ProfileEdit| with_profile(update_user("u1", UserEdit::default()), p);
     let rows: Vec<(&str, &WorkspaceState, C, i64)> = vec![
@@ -1323,6 +1324,24 @@ fn the_account_version_moves_on_for_exactly_the_changes_in_the_table() {
             1,
         ),
         ("logged out everywhere", &state, C::EndSessions { user_id: "u1".into() }, 1),
+        (
+            "email verified with its token",
+            &state,
+            C::VerifyEmail { user_id: "u1".into(), token_version: 1 },
+            1,
+        ),
+        (
+            "password reset with a mailed token",
+            &proven,
+            C::CompletePasswordReset { user_id: "u1".into(), token_version: 1, new_hash: "h".into() },
+            1,
+        ),
+        (
+            "a verified email changed (and unverified by it)",
+            &proven,
+            edit(UserEdit { email: Some("new@example.com"), ..UserEdit::default() }),
+            1,
+        ),
         (
             "email changed",
             &state,
