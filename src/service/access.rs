@@ -153,6 +153,10 @@ impl Service {
         origin: &Origin,
     ) -> Result<IamResponse, Refusal> {
         let scope = caller.idempotency_scope();
+        if matches!(caller, Caller::Anonymous) {
+            // Nobody proven names no actor: the events it causes say so, whatever it wrote.
+            req.actor.clear();
+        }
         let Ok(op) = Operation::parse(&req.operation) else {
             // Unknown operations are refused by dispatch, the same for every caller.
             return Ok(self.handle_scoped(req, origin, scope.as_deref(), Grant::default()).await);

@@ -159,34 +159,23 @@ impl Service {
         }
     }
 
-    /// request-verification: mails a verification token to the account named by `user_id` or
-    /// `username` when it has an address it has not proven (and is enabled).
-    pub(super) async fn request_verification(
+    /// request-verification and request-password-reset: mails a token for `purpose` to the
+    /// account named by `user_id` or `username` when it is enabled and has an address — one it
+    /// has not proven for a verification, a proven one for a reset.
+    pub(super) async fn request_mail(
         &self,
         req: IamRequest,
         ctx: Ctx,
+        purpose: MailPurpose,
     ) -> Result<IamResponse, IamError> {
         let Some(user) = self.named_account(&req).await? else { return Ok(IamResponse::default()) };
-        if user.record.email.is_empty() || user.record.verified || !user.usable {
+        let due = match purpose {
+            MailPurpose::Verification => !user.record.verified,
+            MailPurpose::PasswordReset => user.record.verified,
+        };
+        if user.record.email.is_empty() || !due || !user.usable {
             return Ok(IamResponse::default());
         }
-        let purpose = MailPurpose::Verification;
-        self.mail_token(&user.record, user.account_version, purpose, req.email_link, ctx.metadata).await?;
-        Ok(IamResponse::default())
-    }
-
-    /// request-password-reset: mails a reset token to the account named by `user_id` or
-    /// `username` when its address is verified (and it is enabled).
-    pub(super) async fn request_password_reset(
-        &self,
-        req: IamRequest,
-        ctx: Ctx,
-    ) -> Result<IamResponse, IamError> {
-        let Some(user) = self.named_account(&req).await? else { return Ok(IamResponse::default()) };
-        if user.record.email.is_empty() || !user.record.verified || !user.usable {
-            return Ok(IamResponse::default());
-        }
-        let purpose = MailPurpose::PasswordReset;
         self.mail_token(&user.record, user.account_version, purpose, req.email_link, ctx.metadata).await?;
         Ok(IamResponse::default())
     }

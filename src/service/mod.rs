@@ -37,7 +37,7 @@ use crate::authn_audit::{Origin, Recorder};
 use crate::crypto::DigestKey;
 use crate::crypto::{PasswordHasher, PasswordPolicy};
 use crate::domain::workspace::WorkspaceCommand;
-use crate::events::Metadata;
+use crate::events::{MailPurpose, Metadata};
 use crate::metrics::{self, Metrics};
 use crate::protocol::{IamError, IamRequest, IamResponse, Operation, UserRecord};
 use crate::store::{EventStore, RequestKey};
@@ -256,9 +256,9 @@ impl Service {
             O::LogoutAll => self.logout_all(req, ctx).await,
             O::ValidateToken => self.validate_token(&req, origin).await,
             O::IssueToken => self.issue_token(req, ctx).await,
-            O::RequestVerification => self.request_verification(req, ctx).await,
+            O::RequestVerification => self.request_mail(req, ctx, MailPurpose::Verification).await,
             O::VerifyEmail => self.verify_email(req, origin, ctx).await,
-            O::RequestPasswordReset => self.request_password_reset(req, ctx).await,
+            O::RequestPasswordReset => self.request_mail(req, ctx, MailPurpose::PasswordReset).await,
             O::CompletePasswordReset => self.complete_password_reset(req, origin, ctx).await,
         }
     }

@@ -273,6 +273,7 @@ async fn self_registration_is_off_by_default_and_holds_registrants_to_the_rules(
     let created = events(&db, "user.created").await;
     let registered = created.iter().find(|(p, _)| p["username"] == "newbie").unwrap();
     assert_eq!(registered.0["self_registered"], true, "{registered:?}");
+    assert_eq!(registered.1["actor"], "", "nobody proven: no actor");
     assert!(created
         .iter()
         .filter(|(p, _)| p["username"] != "newbie")
@@ -522,6 +523,26 @@ async fn a_mail_that_cannot_be_sent_is_reported_and_audited_and_the_account_stay
     assert_eq!(sent.len(), 2);
     assert!(sent.iter().all(|(p, _)| p["failure"] == "connection"), "{sent:?}");
     assert!(!db.dump().contains("eyJ"), "no token is stored");
+}
+
+/// `smtp.tls` requires STARTTLS: a server that does not offer it gets no mail in the clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_when_required_is_never_skipped() {
+    let db = TestDb::new().await;
+    let smtp = SmtpServer::start();
+    let mut settings = smtp.env();
+    settings.retain(|(k, _)| *k != "IAMD_SMTP_TLS");
+    settings.push(("IAMD_BOOTSTRAP_ON_START", "false".to_owned()));
+    let server = TestServer::spawn(db.url(), &env(&settings));
+    workspace(&server, "acme").await;
+    let reply = server
+        .call(json!({"operation": "create-user", "workspace": "acme", "user": {"username": "hal",
+            "password": PASSWORD, "email": "hal@example.org"}}))
+        .await;
+    assert_eq!(error_type(&reply), "internal-error", "{reply}");
+    assert_eq!(reply["user"]["username"], "hal", "{reply}");
+    assert!(smtp.mails().is_empty(), "nothing went out in the clear");
+    assert_eq!(events(&db, "mail.sent").await[0].0["failure"], "connection");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1610,31 +1610,12 @@ fn a_new_email_is_unverified_until_proven_unless_an_admin_says_so() {
 
 #[test]
 fn cleanup_deletes_only_a_self_registered_account_still_unverified_and_old_enough() {
-    let registered = |user_id: &str, username: &str| match user_created(user_id, username) {
-        Event::UserCreated {
-            user_id,
-            username,
-            name,
-            email,
-            roles,
-            enabled,
-            must_change_password,
-            password_hash,
-            created,
-            ..
-        } => Event::UserCreated {
-            user_id,
-            username,
-            name,
-            email,
-            roles,
-            enabled,
-            must_change_password,
-            password_hash,
-            created,
-            self_registered: true,
-        },
-        other => other,
+    let registered = |user_id: &str, username: &str| {
+        let mut created = user_created(user_id, username);
+        if let Event::UserCreated { self_registered, .. } = &mut created {
+            *self_registered = true;
+        }
+        created
     };
     let state = given(&[
         workspace_created(),

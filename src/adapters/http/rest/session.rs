@@ -202,10 +202,7 @@ pub async fn request_verification(
     payload: web::Payload,
     state: web::Data<HttpState>,
 ) -> HttpResponse {
-    let b: MailRequestBody = try_or_respond!(body(&http, payload, &state).await);
-    let req =
-        IamRequest { username: b.username, user_id: b.user_id, ..request(Operation::RequestVerification) };
-    run(&http, &state, Who::Public, req, Success::NoContent).await
+    mail_request(http, payload, state, Operation::RequestVerification).await
 }
 
 /// Verify the account's email with the token of its verification mail (no bearer). The token
@@ -240,10 +237,7 @@ pub async fn request_password_reset(
     payload: web::Payload,
     state: web::Data<HttpState>,
 ) -> HttpResponse {
-    let b: MailRequestBody = try_or_respond!(body(&http, payload, &state).await);
-    let req =
-        IamRequest { username: b.username, user_id: b.user_id, ..request(Operation::RequestPasswordReset) };
-    run(&http, &state, Who::Public, req, Success::NoContent).await
+    mail_request(http, payload, state, Operation::RequestPasswordReset).await
 }
 
 /// Set a new password with the token of a password-reset mail (no bearer). The token works
@@ -266,5 +260,17 @@ pub async fn complete_password_reset(
         new_password: b.new_password,
         ..request(Operation::CompletePasswordReset)
     };
+    run(&http, &state, Who::Public, req, Success::NoContent).await
+}
+
+/// A request for a mail (`op`) to the account a [`MailRequestBody`] names.
+async fn mail_request(
+    http: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<HttpState>,
+    op: Operation,
+) -> HttpResponse {
+    let b: MailRequestBody = try_or_respond!(body(&http, payload, &state).await);
+    let req = IamRequest { username: b.username, user_id: b.user_id, ..request(op) };
     run(&http, &state, Who::Public, req, Success::NoContent).await
 }
