@@ -26,6 +26,8 @@ pub struct Application {
     /// What the start-up bootstrap did, when it ran.
     pub bootstrap: Option<Bootstrapped>,
     server: actix_web::dev::Server,
+    /// ma1sd's identity store, on its own listener, and its port (`ma1sd.http_address`).
+    ma1sd: Option<(actix_web::dev::Server, u16)>,
 }
 
 impl Application {
@@ -67,7 +69,12 @@ impl Application {
         .disable_signals()
         .listen(listener)?
         .run();
-        Ok(Application { port, service, bootstrap, server })
+        let ma1sd = if settings.ma1sd.http_address.is_empty() {
+            None
+        } else {
+            Some(crate::adapters::ma1sd::server(settings, service.clone())?)
+        };
+        Ok(Application { port, service, bootstrap, server, ma1sd })
     }
 
     /// What stops the server: `handle().stop(true)` lets in-flight requests finish first.
@@ -75,9 +82,21 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until stopped through [`Application::handle`].
+    /// The port of ma1sd's identity store, when it is on.
+    pub fn ma1sd_port(&self) -> Option<u16> {
+        self.ma1sd.as_ref().map(|(_, port)| *port)
+    }
+
+    /// Serves until stopped through [`Application::handle`] (ma1sd's store, when on, stops
+    /// with it).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let Some((ma1sd, _)) = self.ma1sd else { return self.server.await };
+        let handle = ma1sd.handle();
+        let store = actix_web::rt::spawn(ma1sd);
+        let served = self.server.await;
+        handle.stop(true).await;
+        let _ = store.await;
+        served
     }
 
     /// Serves HTTP, and Kafka and the TrustGraph registration when configured, until
@@ -108,6 +127,9 @@ impl Application {
             );
             actix_web::rt::spawn(job)
         });
+        if let Some(port) = self.ma1sd_port() {
+            tracing::info!(listen = %settings.ma1sd.http_address, port, "ma1sd identity store serving");
+        }
         tracing::info!(listen = %settings.http.listen, port = self.port, kafka = kafka.is_some(), "iamd serving HTTP");
         let http = self.handle();
         let service = self.service.clone();

@@ -3,4 +3,5 @@
 
 pub mod http;
 pub mod kafka;
+pub mod ma1sd;
 pub mod trustgraph;

@@ -56,10 +56,14 @@ pub enum Reason {
     Error,
     /// authenticate-anonymous: iamd grants no anonymous access.
     AnonymousRefused,
+    /// A Matrix login of an account whose email is not verified.
+    Unverified,
+    /// A Matrix login of an account whose renewal has lapsed.
+    RenewalLapsed,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 16] = [
         Reason::Ok,
         Reason::Malformed,
         Reason::UnknownUser,
@@ -74,6 +78,8 @@ impl Reason {
         Reason::StaleToken,
         Reason::Error,
         Reason::AnonymousRefused,
+        Reason::Unverified,
+        Reason::RenewalLapsed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -92,6 +98,8 @@ impl Reason {
             Reason::StaleToken => "stale-token",
             Reason::Error => "error",
             Reason::AnonymousRefused => "anonymous-refused",
+            Reason::Unverified => "unverified",
+            Reason::RenewalLapsed => "renewal-lapsed",
         }
     }
 }
@@ -158,6 +166,8 @@ pub enum AuthOperation {
     VerifyEmail,
     /// complete-password-reset: a reset token presented (every outcome).
     CompletePasswordReset,
+    /// ma1sd's identity store checking a Matrix login's password (every outcome).
+    MatrixLogin,
 }
 
 impl AuthOperation {
@@ -171,6 +181,7 @@ impl AuthOperation {
             AuthOperation::Introspect => "introspect",
             AuthOperation::VerifyEmail => "verify-email",
             AuthOperation::CompletePasswordReset => "complete-password-reset",
+            AuthOperation::MatrixLogin => "matrix-login",
         }
     }
 }

@@ -30,6 +30,8 @@ pub struct Settings {
     pub smtp: SmtpSettings,
     pub mail: MailSettings,
     pub cleanup: CleanupSettings,
+    pub compat: CompatSettings,
+    pub ma1sd: Ma1sdSettings,
     pub signing: SigningSettings,
     pub password: PasswordSettings,
     pub argon2: Argon2Settings,
@@ -53,6 +55,8 @@ impl Default for Settings {
             smtp: SmtpSettings::default(),
             mail: MailSettings::default(),
             cleanup: CleanupSettings::default(),
+            compat: CompatSettings::default(),
+            ma1sd: Ma1sdSettings::default(),
             signing: SigningSettings::default(),
             password: PasswordSettings::default(),
             argon2: Argon2Settings::default(),
@@ -192,6 +196,16 @@ impl Settings {
                         .parse::<lettre::message::Mailbox>()
                         .map_err(|e| anyhow::anyhow!("{key} is not a mail address ({e})"))?;
                 }
+            }
+        }
+        crate::domain::rules::workspace_id(&self.compat.workspace)
+            .map_err(|e| anyhow::anyhow!("compat.workspace is not a workspace id: {}", e.message))?;
+        if !self.ma1sd.http_address.is_empty() {
+            if self.ma1sd.domain.is_empty() {
+                bail!("ma1sd.domain must be set with ma1sd.http_address (the Matrix server name)");
+            }
+            if !self.ma1sd.base_url.starts_with('/') || self.ma1sd.base_url.ends_with('/') {
+                bail!("ma1sd.base_url must start with / and not end with one");
             }
         }
         if self.password.min_length == 0 {

@@ -195,6 +195,42 @@ impl Default for MailSettings {
     }
 }
 
+/// Netsoc's surface over iamd: which workspace its users live in (docs/netsoc.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompatSettings {
+    /// The workspace Netsoc's clients and ma1sd see (the others are invisible to them).
+    pub workspace: String,
+}
+
+impl Default for CompatSettings {
+    fn default() -> Self {
+        CompatSettings { workspace: "default".into() }
+    }
+}
+
+/// ma1sd's REST identity store (Matrix logins, directory and 3PID lookups) on a listener of its
+/// own, unauthenticated: bind it where only ma1sd reaches it. Off while `http_address` is empty.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Ma1sdSettings {
+    pub http_address: String,
+    /// Where the store's paths start (ma1sd's `rest.endpoints` base).
+    pub base_url: String,
+    /// The Matrix server name: `@localpart:<domain>`.
+    pub domain: String,
+}
+
+impl Default for Ma1sdSettings {
+    fn default() -> Self {
+        Ma1sdSettings {
+            http_address: String::new(),
+            base_url: "/_ma1sd/backend/api/v1".into(),
+            domain: String::new(),
+        }
+    }
+}
+
 /// The cleanup job: self-registered accounts never verified are deleted once older than
 /// `max_age`, checked every `interval`, by one process at a time.
 #[derive(Debug, Clone, Serialize, Deserialize)]

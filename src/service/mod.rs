@@ -15,6 +15,7 @@ mod accounts;
 mod authn;
 pub mod cleanup;
 mod credentials;
+pub mod directory;
 mod identity;
 pub mod keys;
 mod manage;

@@ -190,6 +190,16 @@ impl Queries {
         client.query(&stmt, params).await.map_err(db_error(what))
     }
 
+    /// The rows of a read query another service module owns (`what` names it in the log).
+    pub(super) async fn rows(
+        &self,
+        what: &'static str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>, IamError> {
+        self.query(what, sql, params).await
+    }
+
     /// Whether an admin exists (or a bootstrap was ever recorded): see [`BOOTSTRAPPED`].
     pub async fn bootstrapped(&self) -> Result<bool, IamError> {
         let rows = self.query("bootstrapped", BOOTSTRAPPED, &[]).await?;

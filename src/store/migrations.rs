@@ -23,6 +23,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (14, "token_validation_audit", include_str!("../../migrations/0014_token_validation_audit.sql")),
     (15, "profiles", include_str!("../../migrations/0015_profiles.sql")),
     (16, "accounts", include_str!("../../migrations/0016_accounts.sql")),
+    (17, "matrix_logins", include_str!("../../migrations/0017_matrix_logins.sql")),
 ];
 
 /// The migration after whose SQL the reservations' keys are computed in Rust.

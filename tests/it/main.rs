@@ -16,6 +16,7 @@ mod e2e;
 mod feed;
 mod kafka;
 mod key_cache;
+mod ma1sd;
 mod matrix;
 mod ops;
 mod protocol;

@@ -127,7 +127,7 @@ pub fn json_declared(content_type: Option<&str>) -> bool {
 
 /// The request's body, at most `limit` bytes, when it is declared as JSON (or not declared):
 /// else 415, 413 when too large.
-async fn read_body(
+pub(crate) async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
