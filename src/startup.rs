@@ -39,6 +39,17 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!("creating the first signing key failed: {e}"))?;
         let bootstrap = start_up_bootstrap(settings, &service).await?;
+        if settings.compat.root_password.is_set() {
+            let password = settings.compat.root_password.expose().to_owned();
+            let workspace = &settings.compat.workspace;
+            let created = service
+                .ensure_root(workspace, password)
+                .await
+                .map_err(|e| anyhow::anyhow!("creating the root user (compat.root_password) failed: {e}"))?;
+            if created {
+                tracing::info!(%workspace, "root user created (compat.root_password)");
+            }
+        }
         if settings.cache.api_keys > 0 {
             let mut config = db::parse_url(settings.database.url.expose())?;
             config.application_name("iamd key cache");

@@ -141,6 +141,7 @@ impl Settings {
             (&self.kafka.properties_file, &mut self.kafka.properties),
             (&self.signing.kek_file, &mut self.signing.kek),
             (&self.smtp.password_file, &mut self.smtp.password),
+            (&self.compat.root_password_file, &mut self.compat.root_password),
         ] {
             if let Some(path) = file {
                 let text = std::fs::read_to_string(path)

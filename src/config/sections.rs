@@ -201,11 +201,19 @@ impl Default for MailSettings {
 pub struct CompatSettings {
     /// The workspace Netsoc's clients and ma1sd see (the others are invisible to them).
     pub workspace: String,
+    /// Netsoc's root account: with it set and no user in `workspace`, `iamd serve` creates
+    /// `root` (admin, verified, renewed now) with this password. Empty: no root.
+    pub root_password: Secret,
+    pub root_password_file: Option<PathBuf>,
 }
 
 impl Default for CompatSettings {
     fn default() -> Self {
-        CompatSettings { workspace: "default".into() }
+        CompatSettings {
+            workspace: "default".into(),
+            root_password: Secret::default(),
+            root_password_file: None,
+        }
     }
 }
 

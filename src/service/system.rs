@@ -129,4 +129,51 @@ impl Service {
     pub async fn bootstrap_on_start(&self, token: Option<ApiKey>) -> Result<Bootstrapped, IamError> {
         self.bootstrap(token, system_metadata("bootstrap"), None).await
     }
+
+    /// Netsoc's root account (`compat.root_password`): when `workspace` has no user yet,
+    /// creates it if need be and `root` in it — admin, verified, renewed now — with `password`.
+    /// True when it created root. Another process creating it first is no error.
+    pub async fn ensure_root(&self, workspace: &str, password: String) -> Result<bool, IamError> {
+        use crate::domain::workspace::{ProfileEdit, WorkspaceCommand};
+        let ctx = |operation: &str| Ctx {
+            metadata: system_metadata(operation),
+            idempotency: None,
+            key_owner: None,
+            writer: super::accounts::AccountWriter::Admin,
+        };
+        if self.inner.queries.workspace(workspace).await?.is_none() {
+            let create = WorkspaceCommand::CreateWorkspace { name: String::new() };
+            match self.command(workspace, create, ctx("create-workspace")).await {
+                Err(e) if e.kind != crate::protocol::ErrorKind::Duplicate => return Err(e),
+                _ => {}
+            }
+        }
+        let first = super::page::Page::from_request(1, "")?;
+        if !self.inner.queries.users(Some(workspace), &first).await?.0.is_empty() {
+            return Ok(false);
+        }
+        self.inner.settings.policy.check(&password, "root")?;
+        let password_hash = self.inner.hasher.hash(password).await?;
+        let command = WorkspaceCommand::CreateUser {
+            user_id: uuid::Uuid::new_v4().to_string(),
+            username: "root".into(),
+            name: "root".into(),
+            email: String::new(),
+            roles: vec![crate::authz::ADMIN_ROLE.to_owned()],
+            enabled: true,
+            must_change_password: false,
+            password_hash,
+            profile: ProfileEdit {
+                verified: Some(true),
+                renewed: Some(Utc::now()),
+                ..ProfileEdit::default()
+            },
+            self_registered: false,
+        };
+        match self.command(workspace, command, ctx("create-user")).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind == crate::protocol::ErrorKind::Duplicate => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
 }

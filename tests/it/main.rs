@@ -18,6 +18,7 @@ mod kafka;
 mod key_cache;
 mod ma1sd;
 mod matrix;
+mod netsoc;
 mod ops;
 mod protocol;
 mod rebuild;
