@@ -39,6 +39,13 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!("creating the first signing key failed: {e}"))?;
         let bootstrap = start_up_bootstrap(settings, &service).await?;
+        let numbered = service
+            .number_users()
+            .await
+            .map_err(|e| anyhow::anyhow!("giving users their integer ids failed: {e}"))?;
+        if numbered > 0 {
+            tracing::info!(numbered, "users created before integer ids got theirs");
+        }
         if settings.compat.root_password.is_set() {
             let password = settings.compat.root_password.expose().to_owned();
             let workspace = &settings.compat.workspace;

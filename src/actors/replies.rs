@@ -82,6 +82,7 @@ mod tests {
                 password_hash: Some("hash-u9".into()),
                 created: now,
                 self_registered: false,
+                number: None,
             },
             Event::ApiKeyCreated {
                 key_id: "k1".into(),

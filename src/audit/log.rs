@@ -265,6 +265,7 @@ pub fn describe(stream: &str, event: &Event) -> (String, String) {
         Event::TokenIssued { user_id, token_id, expires } => {
             (format!("user {user_id}"), format!("token {token_id} issued, expires {}", time(expires)))
         }
+        Event::UserNumbered { user_id, number } => (format!("user {user_id}"), format!("numbered {number}")),
         Event::MailSent { user_id, purpose, token_id, expires, failure } => {
             let outcome = match failure {
                 None => "sent".to_owned(),
@@ -363,6 +364,7 @@ mod tests {
                 password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
                 created: Utc::now(),
                 self_registered: false,
+                number: None,
             },
         );
         let entry = entry(&e).unwrap();

@@ -240,6 +240,7 @@ mod tests {
                 password_hash: Some("$argon2id$v=19$secret".into()),
                 created: now,
                 self_registered: false,
+                number: None,
             },
             Event::ApiKeyCreated {
                 key_id: "k1".into(),

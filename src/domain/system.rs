@@ -153,6 +153,7 @@ pub fn decide(
                     password_hash: None,
                     created: now,
                     self_registered: false,
+                    number: None,
                 },
                 Event::ApiKeyCreated {
                     key_id: key_id.clone(),

@@ -118,7 +118,14 @@ pub enum Event {
         /// while it is unverified.
         #[serde(default, skip_serializing_if = "is_false")]
         self_registered: bool,
+        /// The user's integer id (Netsoc's `id`, a token's `sub` on `/v1`): stable, never
+        /// reused. Absent on users created before ids existed (`user.numbered` gives theirs).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        number: Option<i32>,
     },
+    /// A user created before integer ids existed got one.
+    #[serde(rename = "user.numbered")]
+    UserNumbered { user_id: String, number: i32 },
     /// update-user: only the fields that changed are present.
     #[serde(rename = "user.changed")]
     UserChanged {
@@ -279,6 +286,7 @@ impl Event {
             Event::WorkspaceDisabled {} => "workspace.disabled",
             Event::WorkspaceEnabled {} => "workspace.enabled",
             Event::UserCreated { .. } => "user.created",
+            Event::UserNumbered { .. } => "user.numbered",
             Event::UserChanged { .. } => "user.changed",
             Event::UserDisabled { .. } => "user.disabled",
             Event::UserEnabled { .. } => "user.enabled",

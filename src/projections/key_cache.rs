@@ -70,6 +70,7 @@ pub fn changes(stream: &str, event: &Event) -> Option<Change> {
         // play no part in resolving a key.
         Event::ApiKeyCreated { .. }
         | Event::UserCreated { .. }
+        | Event::UserNumbered { .. }
         | Event::UserPasswordChanged { .. }
         | Event::UserPasswordReset { .. }
         | Event::UserSessionsEnded { .. }

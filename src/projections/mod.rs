@@ -74,6 +74,7 @@ mod tests {
             password_hash: None,
             created: Utc::now(),
             self_registered: false,
+            number: None,
         };
         let sql: Vec<_> = writes(&ctx(), &e).into_iter().map(|w| w.shape.sql()).collect();
         assert_eq!(sql.len(), 2);

@@ -19,8 +19,10 @@ static CREATE: Shape = Shape::insert(
         ("account_version", Literal("1")),
         ("created", Param),
         ("self_registered", Param),
+        ("number", Param),
     ],
 );
+static NUMBERED: Shape = Shape::update("users", "id", &[("number", Param)]);
 static CHANGE: Shape = Shape::update(
     "users",
     "id",
@@ -75,6 +77,7 @@ pub fn reduce(ctx: &Context<'_>, event: &Event) -> Vec<Write> {
             password_hash,
             created,
             self_registered,
+            number,
         } => vec![Write::new(
             &CREATE,
             vec![
@@ -89,8 +92,12 @@ pub fn reduce(ctx: &Context<'_>, event: &Event) -> Vec<Write> {
                 Box::new(password_hash.clone()),
                 Box::new(*created),
                 Box::new(*self_registered),
+                Box::new(*number),
             ],
         )],
+        Event::UserNumbered { user_id, number } => {
+            vec![Write::new(&NUMBERED, vec![Box::new(user_id.clone()), Box::new(*number)])]
+        }
         Event::UserChanged { user_id, username, name, email, roles, must_change_password } => {
             vec![Write::new(
                 &CHANGE,

@@ -50,6 +50,7 @@ impl Service {
             password_hash,
             profile,
             self_registered: ctx.writer == AccountWriter::Anonymous,
+            number: Some(self.inner.queries.next_user_number().await?),
         };
         let metadata = ctx.metadata.clone();
         let reply = self.command(&ws.id, command, ctx).await?;

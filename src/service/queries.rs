@@ -190,6 +190,12 @@ impl Queries {
         client.query(&stmt, params).await.map_err(db_error(what))
     }
 
+    /// A new integer user id: the `user_numbers` sequence's next (never one given before).
+    pub async fn next_user_number(&self) -> Result<i32, IamError> {
+        let rows = self.query("next_user_number", "SELECT nextval('user_numbers')::integer", &[]).await?;
+        rows.first().map(|r| r.get(0)).ok_or_else(IamError::internal)
+    }
+
     /// The rows of a read query another service module owns (`what` names it in the log).
     pub(super) async fn rows(
         &self,

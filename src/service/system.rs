@@ -169,6 +169,7 @@ impl Service {
                 ..ProfileEdit::default()
             },
             self_registered: false,
+            number: Some(self.inner.queries.next_user_number().await?),
         };
         match self.command(workspace, command, ctx("create-user")).await {
             Ok(_) => Ok(true),
@@ -176,4 +177,39 @@ impl Service {
             Err(e) => Err(e),
         }
     }
+
+    /// Integer ids at start: a fresh `user_numbers` sequence (a database restored from the
+    /// log) first moves past every id the log ever gave, deleted users' too; then each user
+    /// created before ids existed gets the next one (`user.numbered`). How many were numbered.
+    pub async fn number_users(&self) -> Result<usize, IamError> {
+        let q = &self.inner.queries;
+        let fresh: bool = q
+            .rows("user_numbers_fresh", "SELECT NOT is_called FROM user_numbers", &[])
+            .await?
+            .first()
+            .is_some_and(|r| r.get(0));
+        if fresh {
+            q.rows("user_numbers_floor", USER_NUMBERS_FLOOR, &[]).await?;
+        }
+        let unnumbered = q.rows("unnumbered_users", UNNUMBERED, &[]).await?;
+        let ctx = || Ctx {
+            metadata: system_metadata("number-user"),
+            idempotency: None,
+            key_owner: None,
+            writer: super::accounts::AccountWriter::Admin,
+        };
+        for row in &unnumbered {
+            let (user_id, workspace): (String, String) = (row.get(0), row.get(1));
+            let number = q.next_user_number().await?;
+            let command = crate::domain::workspace::WorkspaceCommand::NumberUser { user_id, number };
+            self.command(&workspace, command, ctx()).await?;
+        }
+        Ok(unnumbered.len())
+    }
 }
+
+/// Moves a fresh sequence past the largest id any `user.created` or `user.numbered` event holds.
+const USER_NUMBERS_FLOOR: &str = "SELECT setval('user_numbers', m) FROM (SELECT max(coalesce( \
+    (payload->>'number')::integer, 0)) AS m FROM events \
+    WHERE event_type IN ('user.created', 'user.numbered')) AS ids WHERE m > 0";
+const UNNUMBERED: &str = "SELECT id, workspace FROM users WHERE number IS NULL ORDER BY created, id";

@@ -24,6 +24,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (15, "profiles", include_str!("../../migrations/0015_profiles.sql")),
     (16, "accounts", include_str!("../../migrations/0016_accounts.sql")),
     (17, "matrix_logins", include_str!("../../migrations/0017_matrix_logins.sql")),
+    (18, "user_numbers", include_str!("../../migrations/0018_user_numbers.sql")),
 ];
 
 /// The migration after whose SQL the reservations' keys are computed in Rust.

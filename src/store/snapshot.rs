@@ -25,7 +25,7 @@ use futures_util::{pin_mut, TryStreamExt};
 /// Bump it whenever `WorkspaceState` (or what it contains) changes shape, or `apply` (or an
 /// upcast of an event it reads) changes what a stream folds to: every stored snapshot is then
 /// ignored and rewritten from a replay. The `state_format_is_pinned` test fails first.
-pub const FORMAT: i32 = 3;
+pub const FORMAT: i32 = 4;
 
 /// A new snapshot is written once a stream is this many events past its last one, or a tenth
 /// of its length for a long stream (see [`due`]).
@@ -238,6 +238,7 @@ pub(crate) mod tests {
                 created: t,
                 profile: Default::default(),
                 self_registered: false,
+                number: None,
             },
         );
         s.keys.insert(
@@ -259,7 +260,7 @@ pub(crate) mod tests {
     /// misread old snapshots. If this fails: bump FORMAT, then update the expected document.
     #[test]
     fn state_format_is_pinned() {
-        assert_eq!(FORMAT, 3);
+        assert_eq!(FORMAT, 4);
         let expected = serde_json::json!({
             "id": "acme", "exists": true, "name": "Acme", "enabled": true,
             "created": "2026-01-02T03:04:05Z",
@@ -268,7 +269,7 @@ pub(crate) mod tests {
                 "must_change_password": false, "password_hash": "$argon2id$x",
                 "account_version": 2, "created": "2026-01-02T03:04:05Z",
                 "profile": {"first_name": "", "last_name": "", "ssh_key": "", "verified": false,
-                    "renewed": null}, "self_registered": false}},
+                    "renewed": null}, "self_registered": false, "number": null}},
             "keys": {"k1": {"id": "k1", "user_id": "u1", "name": "ci", "prefix": "tg_abc",
                 "expires": null, "created": "2026-01-02T03:04:05Z", "revoked": true}},
         });

@@ -393,6 +393,7 @@ impl Sim {
             password_hash: PASSWORD_HASH.to_owned(),
             profile: Default::default(),
             self_registered: false,
+            number: None,
         };
         (command, "create-user")
     }

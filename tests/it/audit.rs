@@ -36,6 +36,7 @@ fn user_created(user_id: &str, username: &str) -> Event {
         password_hash: Some(PASSWORD_HASH.into()),
         created: Utc::now(),
         self_registered: false,
+        number: None,
     }
 }
 

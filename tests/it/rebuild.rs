@@ -431,6 +431,7 @@ fn user_created(user_id: &str, username: &str) -> iamd::events::Event {
         password_hash: None,
         created: chrono::Utc::now(),
         self_registered: false,
+        number: None,
     }
 }
 

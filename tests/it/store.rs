@@ -31,6 +31,7 @@ fn user_created(user_id: &str, username: &str) -> Event {
         password_hash: Some("$argon2id$fake".into()),
         created: Utc::now(),
         self_registered: false,
+        number: None,
     }
 }
 

@@ -80,6 +80,8 @@ pub enum WorkspaceCommand {
         profile: ProfileEdit,
         /// Self-registration: nobody proven asked (the cleanup job may delete it unverified).
         self_registered: bool,
+        /// The integer id allocated for it (a PostgreSQL sequence: never reused).
+        number: Option<i32>,
     },
     UpdateUser {
         user_id: String,
@@ -140,6 +142,11 @@ pub enum WorkspaceCommand {
         token_id: String,
         expires: DateTime<Utc>,
         failure: Option<String>,
+    },
+    /// Gives a user created before integer ids its `number`; nothing when it has one.
+    NumberUser {
+        user_id: String,
+        number: i32,
     },
     /// The cleanup job: deletes `user_id` if it registered itself, is still unverified and
     /// was created before `created_before`; else nothing (it verified meanwhile).
@@ -274,6 +281,7 @@ pub fn decide(
             password_hash,
             profile,
             self_registered,
+            number,
         } => {
             let roles = rules::new_user(username, name, email, roles)?;
             let profile = profile.event(user_id, &super::Profile::default())?;
@@ -298,6 +306,7 @@ pub fn decide(
                 password_hash: Some(password_hash.clone()),
                 created: now,
                 self_registered: *self_registered,
+                number: *number,
             }]
             .into_iter()
             .chain(profile)
@@ -422,6 +431,15 @@ pub fn decide(
                 reason: None,
             });
             Ok(events)
+        }
+        C::NumberUser { user_id, number } => {
+            existing(state)?;
+            match state.users.get(user_id) {
+                Some(u) if u.number.is_none() => {
+                    Ok(vec![Event::UserNumbered { user_id: u.id.clone(), number: *number }])
+                }
+                _ => Ok(vec![]),
+            }
         }
         C::RemoveUnverified { user_id, created_before } => {
             existing(state)?;
@@ -613,6 +631,7 @@ pub fn answer(command: &WorkspaceCommand) -> Answer {
         | C::VerifyEmail { .. }
         | C::CompletePasswordReset { .. }
         | C::RecordMail { .. }
+        | C::NumberUser { .. }
         | C::RemoveUnverified { .. } => Answer::Nothing,
     }
 }

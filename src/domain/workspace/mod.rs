@@ -31,6 +31,9 @@ pub struct UserState {
     /// The account registered itself (the cleanup job's to delete while unverified).
     #[serde(default)]
     pub self_registered: bool,
+    /// The integer id (`None`: created before ids, not numbered yet).
+    #[serde(default)]
+    pub number: Option<i32>,
 }
 
 /// Netsoc's account fields of a user.
@@ -120,6 +123,7 @@ pub fn apply(state: &mut WorkspaceState, event: &Event) {
             password_hash,
             created,
             self_registered,
+            number,
         } => {
             state.users.insert(
                 user_id.clone(),
@@ -136,6 +140,7 @@ pub fn apply(state: &mut WorkspaceState, event: &Event) {
                     created: *created,
                     profile: Profile::default(),
                     self_registered: *self_registered,
+                    number: *number,
                 },
             );
         }
@@ -176,6 +181,11 @@ pub fn apply(state: &mut WorkspaceState, event: &Event) {
                 if let Some(v) = must_change_password {
                     u.must_change_password = *v;
                 }
+            }
+        }
+        Event::UserNumbered { user_id, number } => {
+            if let Some(u) = state.users.get_mut(user_id) {
+                u.number = Some(*number);
             }
         }
         Event::UserDisabled { user_id } => {

@@ -58,6 +58,7 @@ fn user_created(user_id: &str, username: &str) -> Event {
         password_hash: Some(format!("hash-{user_id}")),
         created: now(),
         self_registered: false,
+        number: None,
     }
 }
 
@@ -118,6 +119,7 @@ fn create_user(user_id: &str, u: NewUser) -> C {
         password_hash: format!("hash-{user_id}"),
         profile: Default::default(),
         self_registered: false,
+        number: None,
     }
 }
 
@@ -394,6 +396,7 @@ fn create_user_records_the_user_and_replies_with_its_record() {
             password_hash: Some("hash-u9".into()),
             created: now(),
             self_registered: false,
+            number: None,
         }]
     );
     let next = after(&state, &events);
@@ -990,6 +993,7 @@ fn change_password_of_a_user_without_a_password_is_auth_failed() {
         password_hash: None,
         created: now(),
         self_registered: false,
+        number: None,
     };
     let state = given(&[workspace_created(), bootstrap_admin]);
     assert_auth_failed(&state, &change_password("u1", ""));
@@ -1641,4 +1645,16 @@ fn cleanup_deletes_only_a_self_registered_account_still_unverified_and_old_enoug
     assert!(when(&state, &remove("proven", cutoff)).unwrap().is_empty(), "verified");
     assert!(when(&state, &remove("made", cutoff)).unwrap().is_empty(), "an admin created it");
     assert!(when(&state, &remove("gone", cutoff)).unwrap().is_empty(), "deleted already");
+}
+
+#[test]
+fn a_user_is_numbered_once() {
+    let state = given(&[workspace_created(), user_created("u1", "alice")]);
+    let cmd = C::NumberUser { user_id: "u1".into(), number: 7 };
+    let events = when(&state, &cmd).unwrap();
+    assert_eq!(events, vec![Event::UserNumbered { user_id: "u1".into(), number: 7 }]);
+    let next = after(&state, &events);
+    assert_eq!(next.users["u1"].number, Some(7));
+    assert!(when(&next, &C::NumberUser { user_id: "u1".into(), number: 8 }).unwrap().is_empty());
+    assert!(when(&state, &C::NumberUser { user_id: "gone".into(), number: 8 }).unwrap().is_empty());
 }

@@ -450,6 +450,7 @@ mod tests {
                 password_hash: None,
                 created: now,
                 self_registered: false,
+                number: None,
             },
             Event::UserChanged {
                 user_id: "u".into(),

@@ -26,5 +26,6 @@ pub fn create_user(user_id: &str, username: &str) -> Execute {
         password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
         profile: Default::default(),
         self_registered: false,
+        number: None,
     })
 }
