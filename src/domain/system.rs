@@ -69,6 +69,8 @@ pub enum SystemCommand {
         prefix: String,
         signing_key: NewKey,
         admin_exists: bool,
+        /// The admin's integer id (see `user.created`'s `number`).
+        number: Option<i32>,
     },
 }
 
@@ -117,7 +119,7 @@ pub fn decide(
             }
             Ok(SystemDecision { system, ..Default::default() })
         }
-        SystemCommand::Bootstrap { user_id, key_id, key_hash, prefix, signing_key, admin_exists } => {
+        SystemCommand::Bootstrap { user_id, key_id, key_hash, prefix, signing_key, admin_exists, number } => {
             if state.bootstrapped || *admin_exists {
                 return Ok(SystemDecision::default());
             }
@@ -153,7 +155,7 @@ pub fn decide(
                     password_hash: None,
                     created: now,
                     self_registered: false,
-                    number: None,
+                    number: *number,
                 },
                 Event::ApiKeyCreated {
                     key_id: key_id.clone(),
@@ -193,6 +195,7 @@ mod tests {
             prefix: "tg_a".into(),
             signing_key: key("s1"),
             admin_exists: false,
+            number: Some(1),
         }
     }
 
@@ -283,6 +286,7 @@ mod tests {
                     prefix,
                     signing_key,
                     admin_exists: true,
+                    number: None,
                 }
             }
             other => other,

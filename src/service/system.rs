@@ -102,9 +102,14 @@ impl Service {
         let api_key = token.unwrap_or_else(ApiKey::generate);
         let (key, public) = new_key()?;
         let admin_exists = self.inner.queries.bootstrapped().await?;
+        let number = match admin_exists {
+            true => None,
+            false => Some(self.inner.queries.next_user_number().await?),
+        };
         let msg = SystemExecute {
             command: SystemCommand::Bootstrap {
                 admin_exists,
+                number,
                 user_id: uuid::Uuid::new_v4().to_string(),
                 key_id: uuid::Uuid::new_v4().to_string(),
                 key_hash: api_key.hash().to_tagged(),
