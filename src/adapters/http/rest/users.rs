@@ -48,7 +48,7 @@ pub async fn create_user(
     run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::CREATED, user)).await
 }
 
-/// One user (`users:read`).
+/// One user (`users:read`; any user for its own account).
 #[utoipa::path(get, path = "/api/v1/workspaces/{ws}/users/{id}", tag = "users",
     params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "User id")),
     security(("bearer" = [])),
@@ -67,7 +67,9 @@ pub async fn get_user(
     run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, user)).await
 }
 
-/// Change a user's fields (`users:write`); only the fields given change, never the password.
+/// Change a user's fields (`users:write`; any user on its own account, but never its roles,
+/// `enabled`, `must_change_password`, `verified` or `renewed`); only the fields given change,
+/// never the password.
 #[utoipa::path(patch, path = "/api/v1/workspaces/{ws}/users/{id}", tag = "users", request_body = UserInput,
     params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "User id")),
     security(("bearer" = [])),
@@ -91,7 +93,8 @@ pub async fn update_user(
     run(&http, &state, Who::Authenticated, req, Success::Json(StatusCode::OK, user)).await
 }
 
-/// Delete a user: its keys are revoked, its username is free again; the log keeps its history (`users:admin`).
+/// Delete a user: its keys are revoked, its username is free again; the log keeps its history
+/// (`users:admin`; any user for its own account).
 #[utoipa::path(delete, path = "/api/v1/workspaces/{ws}/users/{id}", tag = "users",
     params(("ws" = String, Path, description = "Workspace id"), ("id" = String, Path, description = "User id")),
     security(("bearer" = [])),
