@@ -1,60 +1,12 @@
 //! Commands on a workspace and the rules that turn them into events. Pure: the caller passes
 //! `now`, fresh ids and any hash computed outside (argon2 never runs here).
 
-use super::{UserState, WorkspaceState};
+pub use super::profile::ProfileEdit;
+use super::{lifecycle, UserState, WorkspaceState};
 use crate::domain::rules;
-use crate::events::{DeletionReason, Event, MailPurpose, RevokeReason, SessionsEndReason};
+use crate::events::{Event, MailPurpose, RevokeReason, SessionsEndReason};
 use crate::protocol::IamError;
 use chrono::{DateTime, Utc};
-
-/// Netsoc's account fields a create or an update sets; `None` leaves one as it is (on
-/// create: empty, unverified, never renewed).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ProfileEdit {
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    /// An OpenSSH public key line; `Some("")` removes the key.
-    pub ssh_key: Option<String>,
-    pub verified: Option<bool>,
-    pub renewed: Option<DateTime<Utc>>,
-}
-
-impl ProfileEdit {
-    /// The event for what this edit changes in `current`, or `None` when it changes nothing;
-    /// refused when a value breaks its rule.
-    fn event(&self, user_id: &str, current: &super::Profile) -> Result<Option<Event>, IamError> {
-        let changed = |new: &Option<String>, old: &str| new.as_ref().filter(|v| v.as_str() != old).cloned();
-        let first_name = changed(&self.first_name, &current.first_name);
-        let last_name = changed(&self.last_name, &current.last_name);
-        for (field, v) in [("user.first_name", &first_name), ("user.last_name", &last_name)] {
-            if let Some(v) = v {
-                rules::max_len(field, v, rules::MAX_NAME)?;
-            }
-        }
-        let ssh_key = match &self.ssh_key {
-            Some(v) => Some(rules::ssh_key(v)?).filter(|v| *v != current.ssh_key),
-            None => None,
-        };
-        let verified = self.verified.filter(|v| *v != current.verified);
-        let renewed = self.renewed.filter(|v| Some(*v) != current.renewed);
-        if first_name.is_none()
-            && last_name.is_none()
-            && ssh_key.is_none()
-            && verified.is_none()
-            && renewed.is_none()
-        {
-            return Ok(None);
-        }
-        Ok(Some(Event::UserProfileChanged {
-            user_id: user_id.to_owned(),
-            first_name,
-            last_name,
-            ssh_key,
-            verified,
-            renewed,
-        }))
-    }
-}
 
 /// The intent of a write to one workspace.
 #[derive(Debug, Clone, PartialEq)]
@@ -182,14 +134,14 @@ pub enum WorkspaceCommand {
     },
 }
 
-fn existing(state: &WorkspaceState) -> Result<(), IamError> {
+pub(super) fn existing(state: &WorkspaceState) -> Result<(), IamError> {
     if !state.exists {
         return Err(IamError::not_found("workspace not found"));
     }
     Ok(())
 }
 
-fn enabled_workspace(state: &WorkspaceState) -> Result<(), IamError> {
+pub(super) fn enabled_workspace(state: &WorkspaceState) -> Result<(), IamError> {
     existing(state)?;
     if !state.enabled {
         return Err(IamError::disabled("workspace is disabled"));
@@ -197,7 +149,7 @@ fn enabled_workspace(state: &WorkspaceState) -> Result<(), IamError> {
     Ok(())
 }
 
-fn user<'a>(state: &'a WorkspaceState, user_id: &str) -> Result<&'a UserState, IamError> {
+pub(super) fn user<'a>(state: &'a WorkspaceState, user_id: &str) -> Result<&'a UserState, IamError> {
     if user_id.is_empty() {
         return Err(IamError::invalid("user_id is required"));
     }
@@ -205,7 +157,7 @@ fn user<'a>(state: &'a WorkspaceState, user_id: &str) -> Result<&'a UserState, I
 }
 
 /// Revocations of every active key of `user_id`.
-fn revoke_all(state: &WorkspaceState, user_id: &str, reason: RevokeReason) -> Vec<Event> {
+pub(super) fn revoke_all(state: &WorkspaceState, user_id: &str, reason: RevokeReason) -> Vec<Event> {
     state.active_keys_of(user_id).map(|k| Event::ApiKeyRevoked { key_id: k.id.clone(), reason }).collect()
 }
 
@@ -432,64 +384,13 @@ pub fn decide(
             });
             Ok(events)
         }
-        C::NumberUser { user_id, number } => {
-            existing(state)?;
-            match state.users.get(user_id) {
-                Some(u) if u.number.is_none() => {
-                    Ok(vec![Event::UserNumbered { user_id: u.id.clone(), number: *number }])
-                }
-                _ => Ok(vec![]),
-            }
-        }
+        C::NumberUser { user_id, number } => lifecycle::number(state, user_id, *number),
         C::RemoveUnverified { user_id, created_before } => {
-            existing(state)?;
-            let Some(u) = state.users.get(user_id) else { return Ok(vec![]) };
-            if !u.self_registered || u.profile.verified || u.created >= *created_before {
-                return Ok(vec![]);
-            }
-            let mut events = revoke_all(state, &u.id, RevokeReason::UserDeleted);
-            events.push(Event::UserDeleted {
-                user_id: u.id.clone(),
-                username: u.username.clone(),
-                reason: Some(DeletionReason::UnverifiedExpired),
-            });
-            Ok(events)
+            lifecycle::remove_unverified(state, user_id, *created_before)
         }
-        C::VerifyEmail { user_id, token_version } => {
-            // A token that no longer holds is the one auth-failed, whatever the cause.
-            let u = state.users.get(user_id).ok_or_else(IamError::auth_failed)?;
-            if !state.exists || !state.enabled || !u.enabled || u.account_version != *token_version {
-                return Err(IamError::auth_failed());
-            }
-            if u.profile.verified {
-                return Err(IamError::invalid("email address is already verified"));
-            }
-            Ok(vec![
-                Event::UserProfileChanged {
-                    user_id: u.id.clone(),
-                    first_name: None,
-                    last_name: None,
-                    ssh_key: None,
-                    verified: Some(true),
-                    renewed: None,
-                },
-                Event::UserSessionsEnded {
-                    user_id: u.id.clone(),
-                    reason: SessionsEndReason::VerifiedChanged,
-                },
-            ])
-        }
+        C::VerifyEmail { user_id, token_version } => lifecycle::verify_email(state, user_id, *token_version),
         C::CompletePasswordReset { user_id, token_version, new_hash } => {
-            let u = state.users.get(user_id).ok_or_else(IamError::auth_failed)?;
-            if !state.exists
-                || !state.enabled
-                || !u.enabled
-                || !u.profile.verified
-                || u.account_version != *token_version
-            {
-                return Err(IamError::auth_failed());
-            }
-            Ok(vec![Event::UserPasswordChanged { user_id: u.id.clone(), password_hash: new_hash.clone() }])
+            lifecycle::complete_password_reset(state, user_id, *token_version, new_hash)
         }
         C::RecordMail { user_id, purpose, token_id, expires, failure } => {
             existing(state)?;

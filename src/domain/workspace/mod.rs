@@ -3,6 +3,8 @@
 //! them all.
 
 mod decide;
+mod lifecycle;
+mod profile;
 #[cfg(test)]
 mod tests;
 
