@@ -109,19 +109,10 @@ async fn matrix_logins_succeed_only_for_verified_renewed_accounts_with_the_right
     assert_eq!((status, media.as_str()), (400, "application/problem+json"));
     assert_eq!(reply, json!({"message": "failed to parse request body: json: unknown field \"x\""}));
     // Audited, as matrix-login, with each reason.
-    let pool = db.pool();
     crate::support::eventually("matrix logins audited", std::time::Duration::from_secs(10), async || {
-        let client = pool.get().await.unwrap();
-        let reasons: Vec<String> = client
-            .query(
-                "SELECT reason FROM authentications WHERE operation = 'matrix-login' AND source = 'ma1sd' ORDER BY id",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let reasons: Vec<String> = db
+            .column("SELECT reason FROM authentications WHERE operation = 'matrix-login' AND source = 'ma1sd' ORDER BY id")
+            .await;
         reasons == ["ok", "bad-password", "unverified", "renewal-lapsed", "unknown-user", "unknown-user"]
     })
     .await;

@@ -101,17 +101,12 @@ async fn every_user_has_an_integer_id_never_reused_and_kept_by_a_rebuild() {
         [("veteran".to_owned(), Some(1)), ("ben".to_owned(), Some(3)), ("cat".to_owned(), Some(4))];
     assert_eq!(numbers().await, expected, "ann's 2 is not given again");
     let client = db.pool().get().await.unwrap();
-    let recorded: Vec<i64> = client
-        .query(
+    let recorded: Vec<i64> = db
+        .column(
             "SELECT (payload->>'number')::bigint FROM events \
              WHERE event_type IN ('user.created', 'user.numbered') AND payload ? 'number' ORDER BY position",
-            &[],
         )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .await;
     assert_eq!(recorded, [1, 2, 3, 4], "every id is in the log");
     drop(server);
 

@@ -132,19 +132,8 @@ async fn a_log_from_the_previous_release_verifies_replays_loads_and_projects() {
     let third_key = third["api_key_plaintext"].as_str().unwrap().to_owned();
     drop(server);
     let versions: Vec<i32> = db
-        .pool()
-        .get()
-        .await
-        .unwrap()
-        .query(
-            "SELECT schema_version FROM events WHERE event_type = 'api_key.created' ORDER BY position",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .column("SELECT schema_version FROM events WHERE event_type = 'api_key.created' ORDER BY position")
+        .await;
     assert_eq!(versions, [1, 1, 2]);
 
     // The read tables, rebuilt from the mixed log by the projections, resolve both the old

@@ -143,6 +143,13 @@ impl TestDb {
     }
 
     /// An event store on this database.
+    /// The first column of every row `sql` returns, in its order.
+    pub async fn column<T: for<'a> tokio_postgres::types::FromSql<'a>>(&self, sql: &str) -> Vec<T> {
+        let client = self.pool.get().await.expect("a connection");
+        let rows = client.query(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        rows.iter().map(|r| r.get(0)).collect()
+    }
+
     pub fn store(&self) -> iamd::store::EventStore {
         iamd::store::EventStore::new(self.pool())
     }
