@@ -71,6 +71,7 @@ impl Application {
             service: service.clone(),
             gatekeeper: Gatekeeper::new(&settings.http.gateway_secret),
             max_body_bytes: settings.http.max_body_bytes,
+            compat_workspace: settings.compat.workspace.clone(),
         });
         let cors_settings = settings.http.cors.clone();
         let server = HttpServer::new(move || {
@@ -205,7 +206,7 @@ pub async fn shutdown_signal() {
 /// credentials, or any origin without them when `*` is listed.
 fn cors(settings: &CorsSettings) -> Cors {
     let cors = Cors::default()
-        .allowed_methods(["GET", "POST", "PATCH", "DELETE"])
+        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
         .allowed_headers(["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"])
         .expose_headers(["X-Request-Id", "X-Next-After"])
         .max_age(3600);

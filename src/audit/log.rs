@@ -276,7 +276,9 @@ pub fn describe(stream: &str, event: &Event) -> (String, String) {
                 format!("{} mail {outcome}: token {token_id}, expires {}", purpose.as_str(), time(expires)),
             )
         }
-        Event::SigningKeyCreated { kid, .. } => (format!("signing key {kid}"), "created (Ed25519)".into()),
+        Event::SigningKeyCreated { kid, algorithm, .. } => {
+            (format!("signing key {kid}"), format!("created ({})", algorithm.curve()))
+        }
         Event::SigningKeyRetired { kid, valid_until, .. } => {
             (format!("signing key {kid}"), format!("retired; verifies tokens until {}", time(valid_until)))
         }

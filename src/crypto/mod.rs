@@ -10,4 +10,4 @@ pub mod signing;
 pub use api_key::{ApiKey, ApiKeyHash};
 pub use password::{PasswordHasher, PasswordPolicy};
 pub use seal::{DigestKey, Kek, SealError, UnsealError};
-pub use signing::{Claims, SigningKey, TokenSigner};
+pub use signing::{Claims, KeyAlgorithm, NetsocClaims, SigningKey, TokenSigner, VerifyingKey};

@@ -1,5 +1,7 @@
-//! Ed25519 signing keys and the EdDSA JWTs they sign. Private keys exist only here and in
-//! the `signing_keys` table; events carry the key id and public key, never the private half.
+//! Signing keys and the JWTs they sign: Ed25519 keys (EdDSA) for iamd's own tokens, and
+//! P-256 keys (ES256) for the tokens of Netsoc's `/v1` surface, whose clients' JWT library
+//! knows no EdDSA. Private keys exist only here and in the `signing_keys` table; events carry
+//! the key id and public key, never the private half.
 
 use chrono::{DateTime, Utc};
 use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey, EncodePublicKey};
@@ -7,45 +9,147 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// One Ed25519 key pair with its id.
+/// What a signing key signs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum KeyAlgorithm {
+    /// Ed25519: iamd's own tokens.
+    #[default]
+    EdDSA,
+    /// ECDSA P-256 with SHA-256: the `/v1` tokens Netsoc's clients parse.
+    ES256,
+}
+
+impl KeyAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyAlgorithm::EdDSA => "EdDSA",
+            KeyAlgorithm::ES256 => "ES256",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<KeyAlgorithm> {
+        match s {
+            "EdDSA" => Some(KeyAlgorithm::EdDSA),
+            "ES256" => Some(KeyAlgorithm::ES256),
+            _ => None,
+        }
+    }
+
+    /// The curve's name, as the audit shows it.
+    pub fn curve(self) -> &'static str {
+        match self {
+            KeyAlgorithm::EdDSA => "Ed25519",
+            KeyAlgorithm::ES256 => "P-256",
+        }
+    }
+
+    pub fn is_eddsa(&self) -> bool {
+        *self == KeyAlgorithm::EdDSA
+    }
+
+    fn jwt(self) -> Algorithm {
+        match self {
+            KeyAlgorithm::EdDSA => Algorithm::EdDSA,
+            KeyAlgorithm::ES256 => Algorithm::ES256,
+        }
+    }
+
+    fn decoding_key(self, public: &[u8]) -> DecodingKey {
+        match self {
+            KeyAlgorithm::EdDSA => DecodingKey::from_ed_der(public),
+            // ring reads the SEC1 uncompressed point.
+            KeyAlgorithm::ES256 => DecodingKey::from_ec_der(public),
+        }
+    }
+}
+
+/// The DER prefix of a P-256 SubjectPublicKeyInfo (id-ecPublicKey, prime256v1) before the
+/// 65-byte uncompressed point.
+const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86,
+    0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+/// One key pair with its id.
 #[derive(Clone)]
 pub struct SigningKey {
     pub kid: String,
     pub created: DateTime<Utc>,
+    pub algorithm: KeyAlgorithm,
     /// PKCS#8 DER of the private key.
     private_pkcs8: Vec<u8>,
-    /// The raw 32-byte public key.
-    pub public: [u8; 32],
+    /// The public key: 32 raw bytes (Ed25519) or the 65-byte uncompressed point (P-256).
+    pub public: Vec<u8>,
 }
 
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SigningKey").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
     }
+}
+
+fn p256_public(pkcs8: &[u8]) -> anyhow::Result<Vec<u8>> {
+    use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    let rng = ring::rand::SystemRandom::new();
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8, &rng)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(pair.public_key().as_ref().to_vec())
 }
 
 impl SigningKey {
     pub fn generate(now: DateTime<Utc>) -> anyhow::Result<SigningKey> {
-        let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
-        let der = key.to_pkcs8_der().map_err(|e| anyhow::anyhow!("encoding the signing key failed: {e}"))?;
-        Ok(SigningKey {
-            kid: uuid::Uuid::new_v4().simple().to_string(),
-            created: now,
-            private_pkcs8: der.as_bytes().to_vec(),
-            public: key.verifying_key().to_bytes(),
-        })
+        SigningKey::generate_for(KeyAlgorithm::EdDSA, now)
+    }
+
+    pub fn generate_for(algorithm: KeyAlgorithm, now: DateTime<Utc>) -> anyhow::Result<SigningKey> {
+        let kid = uuid::Uuid::new_v4().simple().to_string();
+        match algorithm {
+            KeyAlgorithm::EdDSA => {
+                let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+                let der = key
+                    .to_pkcs8_der()
+                    .map_err(|e| anyhow::anyhow!("encoding the signing key failed: {e}"))?;
+                Ok(SigningKey {
+                    kid,
+                    created: now,
+                    algorithm,
+                    private_pkcs8: der.as_bytes().to_vec(),
+                    public: key.verifying_key().to_bytes().to_vec(),
+                })
+            }
+            KeyAlgorithm::ES256 => {
+                use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+                let rng = ring::rand::SystemRandom::new();
+                let der = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                    .map_err(|e| anyhow::anyhow!("generating a P-256 key failed: {e}"))?;
+                let private_pkcs8 = der.as_ref().to_vec();
+                let public = p256_public(&private_pkcs8)?;
+                Ok(SigningKey { kid, created: now, algorithm, private_pkcs8, public })
+            }
+        }
     }
 
     /// Rebuilds a key from the `signing_keys` table; checks that the halves match.
     pub fn from_parts(
         kid: String,
         created: DateTime<Utc>,
+        algorithm: KeyAlgorithm,
         private_pkcs8: Vec<u8>,
     ) -> anyhow::Result<SigningKey> {
         use ed25519_dalek::pkcs8::DecodePrivateKey;
-        let key = ed25519_dalek::SigningKey::from_pkcs8_der(&private_pkcs8)
-            .map_err(|e| anyhow::anyhow!("signing key {kid} is unreadable: {e}"))?;
-        Ok(SigningKey { kid, created, private_pkcs8, public: key.verifying_key().to_bytes() })
+        let public = match algorithm {
+            KeyAlgorithm::EdDSA => ed25519_dalek::SigningKey::from_pkcs8_der(&private_pkcs8)
+                .map_err(|e| anyhow::anyhow!("signing key {kid} is unreadable: {e}"))?
+                .verifying_key()
+                .to_bytes()
+                .to_vec(),
+            KeyAlgorithm::ES256 => p256_public(&private_pkcs8)
+                .map_err(|e| anyhow::anyhow!("signing key {kid} is unreadable: {e}"))?,
+        };
+        Ok(SigningKey { kid, created, algorithm, private_pkcs8, public })
     }
 
     pub fn private_pkcs8(&self) -> &[u8] {
@@ -54,15 +158,35 @@ impl SigningKey {
 
     /// The public key as SubjectPublicKeyInfo PEM (what get-signing-key-public returns).
     pub fn public_pem(&self) -> String {
-        public_pem(&self.public)
+        public_pem(self.algorithm, &self.public)
+    }
+
+    fn encoding_key(&self) -> EncodingKey {
+        match self.algorithm {
+            KeyAlgorithm::EdDSA => EncodingKey::from_ed_der(&self.private_pkcs8),
+            KeyAlgorithm::ES256 => EncodingKey::from_ec_der(&self.private_pkcs8),
+        }
     }
 }
 
-pub fn public_pem(raw: &[u8; 32]) -> String {
-    ed25519_dalek::VerifyingKey::from_bytes(raw)
-        .ok()
-        .and_then(|k| k.to_public_key_pem(LineEnding::LF).ok())
-        .unwrap_or_default()
+/// A public key as SubjectPublicKeyInfo PEM; empty when it is not one of its algorithm.
+pub fn public_pem(algorithm: KeyAlgorithm, public: &[u8]) -> String {
+    match algorithm {
+        KeyAlgorithm::EdDSA => <[u8; 32]>::try_from(public)
+            .ok()
+            .and_then(|raw| ed25519_dalek::VerifyingKey::from_bytes(&raw).ok())
+            .and_then(|k| k.to_public_key_pem(LineEnding::LF).ok())
+            .unwrap_or_default(),
+        KeyAlgorithm::ES256 if public.len() == 65 && public[0] == 4 => {
+            use base64::Engine;
+            let der = [P256_SPKI_PREFIX.as_slice(), public].concat();
+            let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+            let lines: Vec<&str> =
+                b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
+            format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", lines.join("\n"))
+        }
+        KeyAlgorithm::ES256 => String::new(),
+    }
 }
 
 /// The claims iamd puts in every token.
@@ -167,45 +291,97 @@ impl Claims {
     }
 }
 
-/// Signs with the active key and verifies against the active key and keys in grace.
+/// The claims of a `/v1` token, exactly as Netsoc's iamd writes them: `sub` the user's
+/// integer id as a decimal string, `aud` `["auth"]` (a login or issued token) or
+/// `["verification"]` / `["password_reset"]` (an email token, without `is_admin`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetsocClaims {
+    pub sub: String,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    pub iss: String,
+    pub aud: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_admin: Option<bool>,
+    pub version: i64,
+    /// An email token's id, recorded in its `mail.sent` event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+}
+
+/// The audience of a `/v1` token that authenticates its bearer.
+pub const NETSOC_AUTH_AUDIENCE: &str = "auth";
+
+/// A key that still verifies tokens: the active ones, and retired ones until `until`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifyingKey {
+    pub kid: String,
+    pub algorithm: KeyAlgorithm,
+    /// As in [`SigningKey::public`].
+    pub public: Vec<u8>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// Signs with the active keys (EdDSA for iamd's tokens, ES256 for `/v1` tokens) and verifies
+/// against them and the keys in grace.
 #[derive(Clone)]
 pub struct TokenSigner {
     active: SigningKey,
     encoding: EncodingKey,
-    /// (kid, raw public key, valid until) of keys that still verify.
-    verifying: Vec<(String, [u8; 32], Option<DateTime<Utc>>)>,
+    /// The active ES256 key, when one exists.
+    netsoc: Option<(SigningKey, EncodingKey)>,
+    verifying: Vec<VerifyingKey>,
 }
 
 impl TokenSigner {
-    /// `retired` are older keys with the end of their grace period.
-    pub fn new(active: SigningKey, retired: Vec<(String, [u8; 32], DateTime<Utc>)>) -> Self {
-        let encoding = EncodingKey::from_ed_der(active.private_pkcs8());
-        let mut verifying = vec![(active.kid.clone(), active.public, None)];
-        verifying.extend(retired.into_iter().map(|(kid, public, until)| (kid, public, Some(until))));
-        TokenSigner { active, encoding, verifying }
+    /// `active` is the EdDSA key, `netsoc` the ES256 one; `retired` are older keys with the end
+    /// of their grace period.
+    pub fn new(active: SigningKey, netsoc: Option<SigningKey>, retired: Vec<VerifyingKey>) -> Self {
+        let encoding = active.encoding_key();
+        let current = |k: &SigningKey| VerifyingKey {
+            kid: k.kid.clone(),
+            algorithm: k.algorithm,
+            public: k.public.clone(),
+            until: None,
+        };
+        let mut verifying = vec![current(&active)];
+        verifying.extend(netsoc.iter().map(current));
+        verifying.extend(retired);
+        let netsoc = netsoc.map(|k| {
+            let encoding = k.encoding_key();
+            (k, encoding)
+        });
+        TokenSigner { active, encoding, netsoc, verifying }
     }
 
     pub fn active(&self) -> &SigningKey {
         &self.active
     }
 
-    /// Whether `kid` is the active key or one still held for verification.
+    /// Whether `kid` is an active key or one still held for verification.
     pub fn knows(&self, kid: &str) -> bool {
-        self.verifying.iter().any(|(k, _, _)| k == kid)
+        self.verifying.iter().any(|k| k.kid == kid)
     }
 
-    /// The keys that verify at `now`: (kid, raw Ed25519 public key), the active one first.
-    pub fn verifying_keys(&self, now: DateTime<Utc>) -> impl Iterator<Item = (&str, &[u8; 32])> {
-        self.verifying
-            .iter()
-            .filter(move |(_, _, until)| until.is_none_or(|until| now < until))
-            .map(|(kid, public, _)| (kid.as_str(), public))
+    /// The keys that verify at `now`, the active ones first.
+    pub fn verifying_keys(&self, now: DateTime<Utc>) -> impl Iterator<Item = &VerifyingKey> {
+        self.verifying.iter().filter(move |k| k.until.is_none_or(|until| now < until))
     }
 
     pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.active.kid.clone());
         Ok(jsonwebtoken::encode(&header, claims, &self.encoding)?)
+    }
+
+    /// Signs a `/v1` token with the active ES256 key.
+    pub fn sign_netsoc(&self, claims: &NetsocClaims) -> anyhow::Result<String> {
+        let (key, encoding) =
+            self.netsoc.as_ref().ok_or_else(|| anyhow::anyhow!("there is no active ES256 signing key"))?;
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(key.kid.clone());
+        Ok(jsonwebtoken::encode(&header, claims, encoding)?)
     }
 
     /// Verifies signature (EdDSA only, key chosen by `kid`), `iss` and `exp`. The account
@@ -225,17 +401,43 @@ impl TokenSigner {
         now: DateTime<Utc>,
         audience: Option<&str>,
     ) -> Option<Claims> {
+        let claims: Claims = self.verify_with(token, KeyAlgorithm::EdDSA, issuer, now, audience)?;
+        (claims.aud.as_deref() == audience).then_some(claims)
+    }
+
+    /// Verifies a `/v1` token: ES256 only (key chosen by `kid`), `iss`, and `aud` exactly
+    /// `[audience]` — but not `exp`, which the caller weighs (an expired token still lets its
+    /// user look after its own account).
+    pub fn verify_netsoc(
+        &self,
+        token: &str,
+        issuer: &str,
+        now: DateTime<Utc>,
+        audience: &str,
+    ) -> Option<NetsocClaims> {
+        let claims: NetsocClaims =
+            self.verify_with(token, KeyAlgorithm::ES256, issuer, now, Some(audience))?;
+        (claims.aud == [audience]).then_some(claims)
+    }
+
+    fn verify_with<C: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        algorithm: KeyAlgorithm,
+        issuer: &str,
+        now: DateTime<Utc>,
+        audience: Option<&str>,
+    ) -> Option<C> {
         let header = jsonwebtoken::decode_header(token).ok()?;
-        if header.alg != Algorithm::EdDSA {
+        if header.alg != algorithm.jwt() {
             return None;
         }
         let kid = header.kid?;
-        let (_, public, until) = self.verifying.iter().find(|(k, _, _)| *k == kid)?;
-        if until.is_some_and(|until| now >= until) {
+        let key = self.verifying.iter().find(|k| k.kid == kid && k.algorithm == algorithm)?;
+        if key.until.is_some_and(|until| now >= until) {
             return None;
         }
-        let key = DecodingKey::from_ed_der(public);
-        let mut validation = Validation::new(Algorithm::EdDSA);
+        let mut validation = Validation::new(algorithm.jwt());
         validation.set_issuer(&[issuer]);
         validation.set_required_spec_claims(&["iss", "sub"]);
         validation.validate_exp = false;
@@ -244,8 +446,9 @@ impl TokenSigner {
             Some(aud) => validation.set_audience(&[aud]),
             None => validation.validate_aud = false,
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).ok()?;
-        (data.claims.aud.as_deref() == audience).then_some(data.claims)
+        let data =
+            jsonwebtoken::decode::<C>(token, &algorithm.decoding_key(&key.public), &validation).ok()?;
+        Some(data.claims)
     }
 }
 
@@ -293,7 +496,7 @@ mod tests {
     fn signs_eddsa_with_kid_and_verifies() {
         let now = Utc::now();
         let key = SigningKey::generate(now).unwrap();
-        let signer = TokenSigner::new(key.clone(), vec![]);
+        let signer = TokenSigner::new(key.clone(), None, vec![]);
         let token = signer.sign(&claims(now)).unwrap();
         let header = jsonwebtoken::decode_header(&token).unwrap();
         assert_eq!(header.alg, Algorithm::EdDSA);
@@ -307,10 +510,16 @@ mod tests {
     fn a_retired_key_verifies_only_within_grace() {
         let now = Utc::now();
         let old = SigningKey::generate(now).unwrap();
-        let token = TokenSigner::new(old.clone(), vec![]).sign(&claims(now)).unwrap();
+        let token = TokenSigner::new(old.clone(), None, vec![]).sign(&claims(now)).unwrap();
         let new = SigningKey::generate(now).unwrap();
         let until = now + Duration::minutes(30);
-        let signer = TokenSigner::new(new, vec![(old.kid.clone(), old.public, until)]);
+        let retired = VerifyingKey {
+            kid: old.kid.clone(),
+            algorithm: old.algorithm,
+            public: old.public,
+            until: Some(until),
+        };
+        let signer = TokenSigner::new(new, None, vec![retired]);
         assert!(signer.verify(&token, "iamd", now).is_some());
         assert!(signer.verify(&token, "iamd", until).is_none());
     }
@@ -319,7 +528,49 @@ mod tests {
     fn parts_round_trip() {
         let key = SigningKey::generate(Utc::now()).unwrap();
         let back =
-            SigningKey::from_parts(key.kid.clone(), key.created, key.private_pkcs8().to_vec()).unwrap();
+            SigningKey::from_parts(key.kid.clone(), key.created, key.algorithm, key.private_pkcs8().to_vec())
+                .unwrap();
         assert_eq!(back.public, key.public);
+    }
+
+    fn netsoc_claims(now: DateTime<Utc>, aud: &str) -> NetsocClaims {
+        NetsocClaims {
+            sub: "7".into(),
+            iat: now.timestamp(),
+            nbf: now.timestamp(),
+            exp: now.timestamp() + 60,
+            iss: "iamd".into(),
+            aud: vec![aud.into()],
+            is_admin: Some(true),
+            version: 1,
+            jti: None,
+        }
+    }
+
+    #[test]
+    fn netsoc_tokens_are_es256_and_verify_only_as_such() {
+        let now = Utc::now();
+        let ed = SigningKey::generate(now).unwrap();
+        let p256 = SigningKey::generate_for(KeyAlgorithm::ES256, now).unwrap();
+        assert_eq!(p256.public.len(), 65);
+        assert!(p256.public_pem().starts_with("-----BEGIN PUBLIC KEY-----\n"));
+        let back =
+            SigningKey::from_parts(p256.kid.clone(), now, KeyAlgorithm::ES256, p256.private_pkcs8().to_vec())
+                .unwrap();
+        assert_eq!(back.public, p256.public);
+        let signer = TokenSigner::new(ed.clone(), Some(p256.clone()), vec![]);
+        let token = signer.sign_netsoc(&netsoc_claims(now, "auth")).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!((header.alg, header.kid.as_deref()), (Algorithm::ES256, Some(p256.kid.as_str())));
+        assert_eq!(signer.verify_netsoc(&token, "iamd", now, "auth"), Some(netsoc_claims(now, "auth")));
+        assert_eq!(signer.verify_netsoc(&token, "iamd", now, "verification"), None);
+        assert_eq!(signer.verify_netsoc(&token, "other", now, "auth"), None);
+        assert_eq!(signer.verify_signed(&token, "iamd", now, None), None, "never an iamd token");
+        let email = signer.sign_netsoc(&netsoc_claims(now, "verification")).unwrap();
+        assert_eq!(signer.verify_netsoc(&email, "iamd", now, "auth"), None);
+        // An EdDSA token is never a /v1 token, and a signer without an ES256 key signs none.
+        let ours = signer.sign(&claims(now)).unwrap();
+        assert_eq!(signer.verify_netsoc(&ours, "iamd", now, "auth"), None);
+        assert!(TokenSigner::new(ed, None, vec![]).sign_netsoc(&netsoc_claims(now, "auth")).is_err());
     }
 }

@@ -1,5 +1,6 @@
 //! The system aggregate (stream `system`): JWT signing keys and the one-time bootstrap.
 
+use crate::crypto::KeyAlgorithm;
 use crate::domain::workspace::WorkspaceState;
 use crate::events::Event;
 use crate::protocol::IamError;
@@ -14,28 +15,36 @@ pub struct KeyInfo {
     pub public_key: String,
     pub created: DateTime<Utc>,
     pub valid_until: Option<DateTime<Utc>>,
+    pub algorithm: KeyAlgorithm,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SystemState {
     pub bootstrapped: bool,
-    /// Every signing key ever created; the last one without `valid_until` is active.
+    /// Every signing key ever created; of each algorithm, the last one without `valid_until`
+    /// is active.
     pub keys: Vec<KeyInfo>,
 }
 
 impl SystemState {
+    /// The active EdDSA key (iamd's own tokens).
     pub fn active_key(&self) -> Option<&KeyInfo> {
-        self.keys.iter().rev().find(|k| k.valid_until.is_none())
+        self.active_key_for(KeyAlgorithm::EdDSA)
+    }
+
+    pub fn active_key_for(&self, algorithm: KeyAlgorithm) -> Option<&KeyInfo> {
+        self.keys.iter().rev().find(|k| k.valid_until.is_none() && k.algorithm == algorithm)
     }
 }
 
 pub fn apply(state: &mut SystemState, event: &Event) {
     match event {
-        Event::SigningKeyCreated { kid, public_key, created } => state.keys.push(KeyInfo {
+        Event::SigningKeyCreated { kid, public_key, created, algorithm } => state.keys.push(KeyInfo {
             kid: kid.clone(),
             public_key: public_key.clone(),
             created: *created,
             valid_until: None,
+            algorithm: *algorithm,
         }),
         Event::SigningKeyRetired { kid, valid_until, .. } => {
             if let Some(k) = state.keys.iter_mut().find(|k| k.kid == *kid) {
@@ -52,13 +61,15 @@ pub fn apply(state: &mut SystemState, event: &Event) {
 pub struct NewKey {
     pub kid: String,
     pub public_key: String,
+    pub algorithm: KeyAlgorithm,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SystemCommand {
-    /// Creates a signing key when there is no active one (start-up).
+    /// Creates a signing key when there is no active one of its algorithm (start-up).
     EnsureSigningKey { key: NewKey },
-    /// Introduces `key`; the active key keeps validating for `grace` (at least one hour).
+    /// Introduces `key`; the active key of its algorithm keeps validating for `grace` (at
+    /// least one hour).
     RotateSigningKey { key: NewKey, grace: Duration },
     /// Creates the first admin (and workspace `default` unless it exists). `admin_exists`
     /// is what the read tables said: bootstrap is a no-op once any user holds `admin`.
@@ -88,7 +99,12 @@ impl SystemDecision {
 }
 
 fn created(key: &NewKey, now: DateTime<Utc>) -> Event {
-    Event::SigningKeyCreated { kid: key.kid.clone(), public_key: key.public_key.clone(), created: now }
+    Event::SigningKeyCreated {
+        kid: key.kid.clone(),
+        public_key: key.public_key.clone(),
+        created: now,
+        algorithm: key.algorithm,
+    }
 }
 
 /// `default_ws` is the state of the `default` workspace. Bootstrap is a no-op once it was
@@ -102,7 +118,10 @@ pub fn decide(
 ) -> Result<SystemDecision, IamError> {
     match command {
         SystemCommand::EnsureSigningKey { key } => Ok(SystemDecision {
-            system: if state.active_key().is_none() { vec![created(key, now)] } else { vec![] },
+            system: match state.active_key_for(key.algorithm) {
+                None => vec![created(key, now)],
+                Some(_) => vec![],
+            },
             ..Default::default()
         }),
         SystemCommand::RotateSigningKey { key, grace } => {
@@ -110,7 +129,7 @@ pub fn decide(
                 return Err(IamError::invalid("signing grace period must be at least 1h"));
             }
             let mut system = vec![created(key, now)];
-            if let Some(old) = state.active_key() {
+            if let Some(old) = state.active_key_for(key.algorithm) {
                 system.push(Event::SigningKeyRetired {
                     kid: old.kid.clone(),
                     retired: now,
@@ -178,7 +197,7 @@ mod tests {
     use crate::protocol::ErrorKind;
 
     fn key(kid: &str) -> NewKey {
-        NewKey { kid: kid.into(), public_key: format!("pem-{kid}") }
+        NewKey { kid: kid.into(), public_key: format!("pem-{kid}"), algorithm: KeyAlgorithm::EdDSA }
     }
 
     fn given(events: &[Event]) -> SystemState {

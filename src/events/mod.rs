@@ -225,9 +225,16 @@ pub enum Event {
         failure: Option<String>,
     },
 
-    /// The private half lives only in the `signing_keys` table.
+    /// The private half lives only in the `signing_keys` table. `algorithm`: EdDSA (iamd's
+    /// tokens; absent from the payload) or ES256 (the `/v1` tokens); each has its own active key.
     #[serde(rename = "signing_key.created")]
-    SigningKeyCreated { kid: String, public_key: String, created: DateTime<Utc> },
+    SigningKeyCreated {
+        kid: String,
+        public_key: String,
+        created: DateTime<Utc>,
+        #[serde(default, skip_serializing_if = "crate::crypto::KeyAlgorithm::is_eddsa")]
+        algorithm: crate::crypto::KeyAlgorithm,
+    },
     #[serde(rename = "signing_key.retired")]
     SigningKeyRetired { kid: String, retired: DateTime<Utc>, valid_until: DateTime<Utc> },
     #[serde(rename = "system.bootstrapped")]

@@ -93,8 +93,9 @@ mod tests {
             must_change_password: None,
         };
         let sql: Vec<_> = writes(&ctx(), &rename).into_iter().map(|w| w.shape.sql()).collect();
-        assert_eq!(sql.len(), 3);
-        assert!(sql[1].starts_with("DELETE FROM unique_usernames"));
+        // The change, the reservation moved (delete, insert), `updated` stamped.
+        assert_eq!(sql.len(), 4);
+        assert!(sql[2].starts_with("DELETE FROM unique_usernames"));
         let other = Event::UserChanged {
             user_id: "u".into(),
             username: None,
@@ -103,7 +104,7 @@ mod tests {
             roles: None,
             must_change_password: None,
         };
-        assert_eq!(writes(&ctx(), &other).len(), 1);
+        assert_eq!(writes(&ctx(), &other).len(), 2, "the change and `updated`");
     }
 
     #[test]
@@ -129,7 +130,12 @@ mod tests {
 
     #[test]
     fn signing_key_creation_writes_no_read_table() {
-        let e = Event::SigningKeyCreated { kid: "k".into(), public_key: "p".into(), created: Utc::now() };
+        let e = Event::SigningKeyCreated {
+            kid: "k".into(),
+            public_key: "p".into(),
+            created: Utc::now(),
+            algorithm: Default::default(),
+        };
         assert!(writes(&Context { stream: "system", recorded_at: Utc::now() }, &e).is_empty());
     }
 }

@@ -20,8 +20,11 @@ static CREATE: Shape = Shape::insert(
         ("created", Param),
         ("self_registered", Param),
         ("number", Param),
+        ("updated", Param),
     ],
 );
+/// Every change of a user stamps `updated` (Netsoc's `meta.updated`) with its event's time.
+static TOUCH: Shape = Shape::update("users", "id", &[("updated", Param)]);
 static NUMBERED: Shape = Shape::update("users", "id", &[("number", Param)]);
 static CHANGE: Shape = Shape::update(
     "users",
@@ -65,6 +68,24 @@ static PASSWORD_RESET: Shape = Shape::update(
 );
 
 pub fn reduce(ctx: &Context<'_>, event: &Event) -> Vec<Write> {
+    let mut writes = changes(ctx, event);
+    let touched = match event {
+        Event::UserChanged { user_id, .. }
+        | Event::UserDisabled { user_id }
+        | Event::UserEnabled { user_id }
+        | Event::UserPasswordChanged { user_id, .. }
+        | Event::UserPasswordReset { user_id, .. }
+        | Event::UserProfileChanged { user_id, .. }
+        | Event::UserSessionsEnded { user_id, .. } => Some(user_id),
+        _ => None,
+    };
+    if let Some(user_id) = touched {
+        writes.push(Write::new(&TOUCH, vec![Box::new(user_id.clone()), Box::new(ctx.recorded_at)]));
+    }
+    writes
+}
+
+fn changes(ctx: &Context<'_>, event: &Event) -> Vec<Write> {
     match event {
         Event::UserCreated {
             user_id,
@@ -93,6 +114,7 @@ pub fn reduce(ctx: &Context<'_>, event: &Event) -> Vec<Write> {
                 Box::new(*created),
                 Box::new(*self_registered),
                 Box::new(*number),
+                Box::new(*created),
             ],
         )],
         Event::UserNumbered { user_id, number } => {

@@ -35,6 +35,10 @@ pub struct IamRequest {
     /// set by `Accept: text/html`).
     #[serde(deserialize_with = "nullable_bool", skip_serializing_if = "is_false")]
     pub email_link: bool,
+    /// Set by the `/v1` adapter, never read from the wire: the mail carries a `/v1` email
+    /// token (ES256, `sub` the integer id) rather than an iamd one.
+    #[serde(skip)]
+    pub netsoc_mail: bool,
     pub user: Option<UserInput>,
     pub workspace_record: Option<WorkspaceInput>,
     pub key: Option<ApiKeyInput>,

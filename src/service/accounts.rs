@@ -13,7 +13,7 @@ use super::queries::Credentials;
 use super::{Ctx, Service};
 use crate::authn_audit::{clip, Attempt, AuthOperation, CredentialKind, Origin, Reason};
 use crate::crypto::password::MAX_PASSWORD_BYTES;
-use crate::crypto::Claims;
+use crate::crypto::{Claims, NetsocClaims};
 use crate::domain::workspace::WorkspaceCommand;
 use crate::events::{MailPurpose, Metadata};
 use crate::mail::{Letter, MailFailure};
@@ -132,12 +132,14 @@ impl Service {
     /// After a create or an update: a verification mail when the account has an address it
     /// has not proven, and either was just created or just changed its address (`previous`).
     /// A mail that could not be sent turns the reply into `internal-error`, still carrying the
-    /// user (which stays as written). A replayed reply sends nothing.
+    /// user (which stays as written). A replayed reply sends nothing. `netsoc`: the token is a
+    /// `/v1` email token (the request came through Netsoc's surface).
     pub(super) async fn verify_after_write(
         &self,
         reply: IamResponse,
         previous_email: Option<&str>,
         link: bool,
+        netsoc: bool,
         metadata: Metadata,
     ) -> IamResponse {
         let mailer = &self.inner.settings.mailer;
@@ -153,7 +155,14 @@ impl Service {
             Ok(None) => return reply,
             Err(e) => return IamResponse { user: reply.user, ..IamResponse::error(e) },
         };
-        match self.mail_token(user, version, MailPurpose::Verification, link, metadata).await {
+        let netsoc = match netsoc {
+            false => None,
+            true => match self.inner.queries.user_number(&user.id).await {
+                Ok(number) => number,
+                Err(e) => return IamResponse { user: reply.user, ..IamResponse::error(e) },
+            },
+        };
+        match self.mail_token(user, version, MailPurpose::Verification, link, netsoc, metadata).await {
             Ok(()) => reply,
             Err(e) => IamResponse { user: reply.user, ..IamResponse::error(e) },
         }
@@ -176,7 +185,8 @@ impl Service {
         if user.record.email.is_empty() || !due || !user.usable {
             return Ok(IamResponse::default());
         }
-        self.mail_token(&user.record, user.account_version, purpose, req.email_link, ctx.metadata).await?;
+        self.mail_token(&user.record, user.account_version, purpose, req.email_link, None, ctx.metadata)
+            .await?;
         Ok(IamResponse::default())
     }
 
@@ -277,32 +287,47 @@ impl Service {
     /// Mails `user` a token for `purpose`, bound to account `version`, and records it (a
     /// `mail.sent` event, with the failure's category when it failed). A failure is reported
     /// as `internal-error` naming its category.
-    async fn mail_token(
+    pub(super) async fn mail_token(
         &self,
         user: &UserRecord,
         version: i64,
         purpose: MailPurpose,
         link: bool,
+        netsoc: Option<i32>,
         metadata: Metadata,
     ) -> Result<(), IamError> {
         let signer = self.inner.signer.get(&self.inner.queries).await?;
         let now = Utc::now();
         let expires = now + self.inner.settings.email_validity;
         let token_id = uuid::Uuid::new_v4().to_string();
-        let claims = Claims {
-            aud: Some(purpose.audience().to_owned()),
-            jti: Some(token_id.clone()),
-            ..Claims::new(
-                &self.inner.settings.jwt_issuer,
-                &user.id,
-                &user.workspace,
-                Vec::new(),
+        let signed = match netsoc {
+            // A `/v1` email token, as Netsoc's iamd writes it: ES256, `sub` the integer id.
+            Some(number) => signer.sign_netsoc(&NetsocClaims {
+                sub: number.to_string(),
+                iat: now.timestamp(),
+                nbf: now.timestamp(),
+                exp: expires.timestamp(),
+                iss: self.inner.settings.jwt_issuer.clone(),
+                aud: vec![purpose.audience().to_owned()],
+                is_admin: None,
                 version,
-                now.timestamp(),
-                expires.timestamp(),
-            )
+                jti: Some(token_id.clone()),
+            }),
+            None => signer.sign(&Claims {
+                aud: Some(purpose.audience().to_owned()),
+                jti: Some(token_id.clone()),
+                ..Claims::new(
+                    &self.inner.settings.jwt_issuer,
+                    &user.id,
+                    &user.workspace,
+                    Vec::new(),
+                    version,
+                    now.timestamp(),
+                    expires.timestamp(),
+                )
+            }),
         };
-        let token = signer.sign(&claims).map_err(|e| {
+        let token = signed.map_err(|e| {
             tracing::error!(error = %e, "signing an email token failed");
             IamError::internal()
         })?;
@@ -337,7 +362,7 @@ impl Service {
 
     /// Refuses when no mail can be sent at all (no `smtp.host`): the deployment offers no mail,
     /// which no caller can mend (`operation-not-permitted`).
-    fn mail_ready(&self) -> Result<(), IamError> {
+    pub(super) fn mail_ready(&self) -> Result<(), IamError> {
         if self.inner.settings.mailer.enabled() {
             return Ok(());
         }

@@ -167,7 +167,7 @@ impl Service {
 
     /// What the authentication audit keeps of a name that found no user (it may be a password
     /// typed into the wrong field): its keyed digest. None for an empty name.
-    fn username_digest(&self, typed: &str) -> Option<String> {
+    pub(super) fn username_digest(&self, typed: &str) -> Option<String> {
         (!typed.is_empty()).then(|| username_digest(&self.inner.digest_key, typed))
     }
 

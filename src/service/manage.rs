@@ -54,7 +54,7 @@ impl Service {
         };
         let metadata = ctx.metadata.clone();
         let reply = self.command(&ws.id, command, ctx).await?;
-        Ok(self.verify_after_write(reply, None, req.email_link, metadata).await)
+        Ok(self.verify_after_write(reply, None, req.email_link, req.netsoc_mail, metadata).await)
     }
 
     /// The users of `workspace`; without one (upstream's system-level listing, for a trusted
@@ -84,7 +84,7 @@ impl Service {
         let command = update_command(user.id, input)?;
         let metadata = ctx.metadata.clone();
         let reply = self.command(&user.workspace, command, ctx).await?;
-        Ok(self.verify_after_write(reply, Some(&user.email), req.email_link, metadata).await)
+        Ok(self.verify_after_write(reply, Some(&user.email), req.email_link, req.netsoc_mail, metadata).await)
     }
 
     pub(super) async fn disable_user(&self, req: IamRequest, ctx: Ctx) -> Result<IamResponse, IamError> {

@@ -19,6 +19,7 @@ pub mod directory;
 mod identity;
 pub mod keys;
 mod manage;
+pub mod netsoc;
 pub mod observe;
 pub mod page;
 pub mod queries;

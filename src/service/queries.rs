@@ -101,8 +101,10 @@ const TOUCH_KEY: &str = "UPDATE api_keys SET last_used = $2 WHERE id = $1 \
 const POPULATION: &str = "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM workspaces), \
     (SELECT count(*) FROM api_keys WHERE expires IS NULL OR expires > now())";
 /// Readiness: an active signing key exists, so logins can be signed.
-const ACTIVE_SIGNING_KEY: &str = "SELECT EXISTS (SELECT 1 FROM signing_keys WHERE valid_until IS NULL)";
-const SELECT_SIGNING_KEYS: &str = "SELECT kid, public_key, private_key, kek, created, valid_until \
+const ACTIVE_SIGNING_KEY: &str =
+    "SELECT EXISTS (SELECT 1 FROM signing_keys WHERE valid_until IS NULL AND algorithm = 'EdDSA')";
+const SELECT_SIGNING_KEYS: &str =
+    "SELECT kid, public_key, private_key, kek, created, valid_until, algorithm \
     FROM signing_keys WHERE valid_until IS NULL OR valid_until > now() ORDER BY created";
 
 /// What login and change-password need to know about a user.
@@ -133,6 +135,8 @@ pub use crate::projections::key_cache::ResolvedKey;
 /// A signing key row still able to verify tokens.
 pub struct SigningKeyRow {
     pub kid: String,
+    /// `EdDSA` or `ES256`.
+    pub algorithm: String,
     pub public: Vec<u8>,
     /// The private half as stored (sealed when `sealed_by` is set); None once retired.
     pub private: Option<Vec<u8>>,
@@ -310,6 +314,12 @@ impl Queries {
         Ok(())
     }
 
+    /// A user's integer id (`None`: not numbered yet, or no such user).
+    pub async fn user_number(&self, user_id: &str) -> Result<Option<i32>, IamError> {
+        let rows = self.query("user_number", "SELECT number FROM users WHERE id = $1", &[&user_id]).await?;
+        Ok(rows.first().and_then(|r| r.get(0)))
+    }
+
     /// The signing keys that still verify: the active one and those in grace, oldest first.
     pub async fn signing_keys(&self) -> Result<Vec<SigningKeyRow>, IamError> {
         let rows = self.query("signing_keys", SELECT_SIGNING_KEYS, &[]).await?;
@@ -317,6 +327,7 @@ impl Queries {
             .iter()
             .map(|r| SigningKeyRow {
                 kid: r.get("kid"),
+                algorithm: r.get("algorithm"),
                 public: r.get("public_key"),
                 private: r.get("private_key"),
                 sealed_by: r.get("kek"),

@@ -4,7 +4,7 @@
 
 use super::{Ctx, Service};
 use crate::actors::SystemExecute;
-use crate::crypto::{ApiKey, SigningKey};
+use crate::crypto::{ApiKey, KeyAlgorithm, SigningKey, VerifyingKey};
 use crate::domain::system::{NewKey, SystemCommand};
 use crate::events::Metadata;
 use crate::protocol::{IamError, IamResponse};
@@ -21,12 +21,12 @@ pub struct Bootstrapped {
     pub admin_api_key: Option<ApiKey>,
 }
 
-fn new_key() -> Result<(SigningKey, NewKey), IamError> {
-    let key = SigningKey::generate(Utc::now()).map_err(|e| {
+fn new_key(algorithm: KeyAlgorithm) -> Result<(SigningKey, NewKey), IamError> {
+    let key = SigningKey::generate_for(algorithm, Utc::now()).map_err(|e| {
         tracing::error!(error = %e, "generating a signing key failed");
         IamError::internal()
     })?;
-    let public = NewKey { kid: key.kid.clone(), public_key: key.public_pem() };
+    let public = NewKey { kid: key.kid.clone(), public_key: key.public_pem(), algorithm };
     Ok((key, public))
 }
 
@@ -45,36 +45,51 @@ impl Service {
         Ok(IamResponse { signing_key_public: signer.active().public_pem(), ..Default::default() })
     }
 
-    /// The keys that verify tokens now, (kid, raw Ed25519 public key), the active one first.
-    pub async fn verifying_keys(&self) -> Result<Vec<(String, [u8; 32])>, IamError> {
+    /// The keys that verify tokens now, the active ones first.
+    pub async fn verifying_keys(&self) -> Result<Vec<VerifyingKey>, IamError> {
         let signer = self.inner.signer.get(&self.inner.queries).await?;
-        Ok(signer.verifying_keys(chrono::Utc::now()).map(|(kid, key)| (kid.to_owned(), *key)).collect())
+        Ok(signer.verifying_keys(chrono::Utc::now()).cloned().collect())
     }
 
+    /// rotate-signing-key: a new EdDSA key, and a new ES256 key for the `/v1` tokens; the keys
+    /// they replace keep verifying for `signing.grace_period`. The ES256 rotation is its own
+    /// command, after the EdDSA one (whose reply a retry under the same request id replays).
     pub(super) async fn rotate_signing_key(&self, ctx: Ctx) -> Result<IamResponse, IamError> {
-        let (key, public) = new_key()?;
         let grace = self.inner.settings.signing_grace;
+        let (key, public) = new_key(KeyAlgorithm::EdDSA)?;
         let msg = SystemExecute {
             command: SystemCommand::RotateSigningKey { key: public, grace },
-            metadata: ctx.metadata,
+            metadata: ctx.metadata.clone(),
             idempotency: ctx.idempotency,
             signing_key: Some(key),
         };
         let outcome = self.inner.registry.execute_system(msg).await?;
+        if outcome.applied {
+            let (key, public) = new_key(KeyAlgorithm::ES256)?;
+            let msg = SystemExecute {
+                command: SystemCommand::RotateSigningKey { key: public, grace },
+                metadata: ctx.metadata,
+                idempotency: None,
+                signing_key: Some(key),
+            };
+            self.inner.registry.execute_system(msg).await?;
+        }
         let signer = self.inner.signer.reload(&self.inner.queries).await?;
         Ok(IamResponse { signing_key_public: signer.active().public_pem(), ..outcome.response })
     }
 
-    /// Creates a signing key when none is active (start-up).
+    /// Creates a signing key of each algorithm when none is active (start-up).
     pub async fn ensure_signing_key(&self) -> Result<(), IamError> {
-        let (key, public) = new_key()?;
-        let msg = SystemExecute {
-            command: SystemCommand::EnsureSigningKey { key: public },
-            metadata: system_metadata("ensure-signing-key"),
-            idempotency: None,
-            signing_key: Some(key),
-        };
-        self.inner.registry.execute_system(msg).await?;
+        for algorithm in [KeyAlgorithm::EdDSA, KeyAlgorithm::ES256] {
+            let (key, public) = new_key(algorithm)?;
+            let msg = SystemExecute {
+                command: SystemCommand::EnsureSigningKey { key: public },
+                metadata: system_metadata("ensure-signing-key"),
+                idempotency: None,
+                signing_key: Some(key),
+            };
+            self.inner.registry.execute_system(msg).await?;
+        }
         self.inner.signer.reload(&self.inner.queries).await?;
         Ok(())
     }
@@ -100,7 +115,7 @@ impl Service {
     ) -> Result<Bootstrapped, IamError> {
         let chosen = token.is_some();
         let api_key = token.unwrap_or_else(ApiKey::generate);
-        let (key, public) = new_key()?;
+        let (key, public) = new_key(KeyAlgorithm::EdDSA)?;
         let admin_exists = self.inner.queries.bootstrapped().await?;
         let number = match admin_exists {
             true => None,
@@ -136,7 +151,8 @@ impl Service {
     }
 
     /// Netsoc's root account (`compat.root_password`): when `workspace` has no user yet,
-    /// creates it if need be and `root` in it — admin, verified, renewed now — with `password`.
+    /// creates it if need be and `root` in it — admin, verified, renewed now, `root@tcd.ie`,
+    /// "Root Netsoc", as upstream creates it — with `password`.
     /// True when it created root. Another process creating it first is no error.
     pub async fn ensure_root(&self, workspace: &str, password: String) -> Result<bool, IamError> {
         use crate::domain::workspace::{ProfileEdit, WorkspaceCommand};
@@ -162,13 +178,16 @@ impl Service {
         let command = WorkspaceCommand::CreateUser {
             user_id: uuid::Uuid::new_v4().to_string(),
             username: "root".into(),
-            name: "root".into(),
-            email: String::new(),
+            name: "Root Netsoc".into(),
+            // As upstream creates it: Netsoc's OpenAPI document requires an email and names.
+            email: "root@tcd.ie".into(),
             roles: vec![crate::authz::ADMIN_ROLE.to_owned()],
             enabled: true,
             must_change_password: false,
             password_hash,
             profile: ProfileEdit {
+                first_name: Some("Root".into()),
+                last_name: Some("Netsoc".into()),
                 verified: Some(true),
                 renewed: Some(Utc::now()),
                 ..ProfileEdit::default()

@@ -24,7 +24,7 @@ const INSERT_EVENT: &str = "INSERT INTO events (stream, version, event_type, sch
     payload, metadata, recorded_at, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
     RETURNING position";
 const INSERT_SIGNING_KEY: &str = "INSERT INTO signing_keys (kid, public_key, private_key, kek, \
-    created) VALUES ($1, $2, $3, $4, $5)";
+    created, algorithm) VALUES ($1, $2, $3, $4, $5, $6)";
 const INSERT_PROCESSED: &str = "INSERT INTO processed_requests (caller, request_id, digest, operation, \
     response) VALUES ($1, $2, $3, $4, $5)";
 /// Invalidations of the resolve-api-key cache, delivered to every listener at commit.
@@ -291,9 +291,13 @@ async fn write(
     if let Some(key) = &append.signing_key {
         let stmt = tx.prepare_cached(INSERT_SIGNING_KEY).await?;
         let (private, sealed_by) = seal::store(kek, &seal::signing_key_name(&key.kid), key.private_pkcs8());
-        tx.execute(&stmt, &[&key.kid, &key.public.as_slice(), &private, &sealed_by, &key.created])
-            .await
-            .map_err(classify)?;
+        let algorithm = key.algorithm.as_str();
+        tx.execute(
+            &stmt,
+            &[&key.kid, &key.public.as_slice(), &private, &sealed_by, &key.created, &algorithm],
+        )
+        .await
+        .map_err(classify)?;
     }
     if let Some(d) = &append.dedupe {
         let stmt = tx.prepare_cached(INSERT_PROCESSED).await?;

@@ -25,6 +25,8 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (16, "accounts", include_str!("../../migrations/0016_accounts.sql")),
     (17, "matrix_logins", include_str!("../../migrations/0017_matrix_logins.sql")),
     (18, "user_numbers", include_str!("../../migrations/0018_user_numbers.sql")),
+    (19, "es256_signing_keys", include_str!("../../migrations/0019_es256_signing_keys.sql")),
+    (20, "users_updated", include_str!("../../migrations/0020_users_updated.sql")),
 ];
 
 /// The migration after whose SQL the reservations' keys are computed in Rust.

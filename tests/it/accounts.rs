@@ -639,7 +639,7 @@ async fn an_email_token_must_be_ours_for_its_purpose_unexpired_and_short_lived()
         .as_str()
         .unwrap()
         .to_owned();
-    let signer = TokenSigner::new(db.active_signing_key().await, vec![]);
+    let signer = TokenSigner::new(db.active_signing_key().await, None, vec![]);
     let now = Utc::now().timestamp();
     let token = |aud: Option<&str>, iat: i64, exp: i64| {
         let claims =

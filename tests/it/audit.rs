@@ -45,8 +45,12 @@ fn user_created(user_id: &str, username: &str) -> Event {
 async fn history(db: &TestDb) {
     let store = db.store();
     let key = SigningKey::generate(hash::truncate(Utc::now())).unwrap();
-    let event =
-        Event::SigningKeyCreated { kid: key.kid.clone(), public_key: key.public_pem(), created: key.created };
+    let event = Event::SigningKeyCreated {
+        kid: key.kid.clone(),
+        public_key: key.public_pem(),
+        created: key.created,
+        algorithm: key.algorithm,
+    };
     let mut a = first(iamd::events::SYSTEM_STREAM, vec![event]);
     a.signing_key = Some(key);
     ok1(&store, a).await;

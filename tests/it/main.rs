@@ -28,3 +28,4 @@ mod snapshots;
 mod store;
 mod trustgraph;
 mod upcast;
+mod v1;

@@ -121,8 +121,8 @@ async fn verify_names_drift_without_a_hash_and_rebuild_repairs_it_keeping_last_u
                WHERE id = '{bob}';
              DELETE FROM api_keys WHERE id = '{k_bob_id}';
              INSERT INTO users (id, workspace, username, name, email, roles, enabled, must_change_password, \
-               password_hash, account_version, created) VALUES ('bogus-user', 'acme', 'mallory', 'M', '', \
-               '{{admin}}', true, false, '$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$BOGUSBOGUSBOGUS', 1, now());
+               password_hash, account_version, created, updated) VALUES ('bogus-user', 'acme', 'mallory', 'M', '', \
+               '{{admin}}', true, false, '$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$BOGUSBOGUSBOGUS', 1, now(), now());
              UPDATE workspaces SET name = 'Tampered' WHERE id = 'acme';"
         ),
     )

@@ -422,7 +422,8 @@ async fn every_endpoint_answers_its_status_and_shape_to_an_admin_and_its_effect_
     assert!(rotated["signing_key_public"].as_str().unwrap().contains("PUBLIC KEY"), "{rotated}");
     let jwks: Value =
         reqwest::get(format!("{}/.well-known/jwks.json", s.base)).await.unwrap().json().await.unwrap();
-    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(2), "the new key and the one in grace: {jwks}");
+    // Ed25519 and P-256 (the /v1 tokens'): each algorithm's new key and the one in grace.
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(4), "the new keys and the ones in grace: {jwks}");
 
     // POST /api/v1/workspaces/{id}/disable → 204; visible.
     assert_no_content(&post_empty(s, "/api/v1/workspaces/initech/disable", a).await, "disable-workspace");

@@ -45,7 +45,7 @@ async fn with_a_kek_no_private_key_byte_is_in_a_dump_and_tokens_still_verify() {
 
     let dump = db.dump();
     assert!(
-        dump.contains(&active.kid) && dump.contains(&hex::encode(active.public)),
+        dump.contains(&active.kid) && dump.contains(&hex::encode(&active.public)),
         "the dump has the keys' rows"
     );
     for key in [&active, &retired] {
@@ -122,7 +122,7 @@ async fn rewrap_seals_unsealed_keys_and_moves_them_to_a_new_kek() {
     let env = env_with(&first);
     let (code, stdout, stderr) = run_iamd_with(db.url(), &pairs(&env), &["signing-keys", "rewrap"]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("2 sealed, 0 moved"), "the signing key and the digest key: {stdout}");
+    assert!(stdout.contains("3 sealed, 0 moved"), "the two signing keys and the digest key: {stdout}");
     let dump = db.dump();
     assert!(!dump.contains(&hex::encode(plain.private_pkcs8())), "sealed now");
     assert_eq!(db.active_signing_key_opened_with(Some(&first)).await.kid, plain.kid);
@@ -134,11 +134,11 @@ async fn rewrap_seals_unsealed_keys_and_moves_them_to_a_new_kek() {
     let (code, stdout, stderr) =
         run_iamd_with(db.url(), &pairs(&env2), &["signing-keys", "rewrap", "--old-kek-file", &old_file]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("0 sealed, 2 moved"), "{stdout}");
+    assert!(stdout.contains("0 sealed, 3 moved"), "{stdout}");
     // Again: nothing left to move.
     let (_, stdout, _) =
         run_iamd_with(db.url(), &pairs(&env2), &["signing-keys", "rewrap", "--old-kek-file", &old_file]);
-    assert!(stdout.contains("0 sealed, 0 moved from the old KEK, 2 already"), "{stdout}");
+    assert!(stdout.contains("0 sealed, 0 moved from the old KEK, 3 already"), "{stdout}");
     std::fs::remove_file(&old_file).unwrap();
     // Without the old KEK, a key sealed under another one fails the whole rewrap.
     let third = Kek::generate();

@@ -515,8 +515,12 @@ async fn a_signing_key_lands_in_signing_keys_and_never_in_the_log() {
     let db = TestDb::new().await;
     let store = db.store();
     let key = SigningKey::generate(hash::truncate(Utc::now())).unwrap();
-    let event =
-        Event::SigningKeyCreated { kid: key.kid.clone(), public_key: key.public_pem(), created: key.created };
+    let event = Event::SigningKeyCreated {
+        kid: key.kid.clone(),
+        public_key: key.public_pem(),
+        created: key.created,
+        algorithm: key.algorithm,
+    };
     let mut a = first(iamd::events::SYSTEM_STREAM, vec![event.clone()]);
     a.signing_key = Some(key.clone());
     ok(&store, a).await;
@@ -529,7 +533,7 @@ async fn a_signing_key_lands_in_signing_keys_and_never_in_the_log() {
     assert_eq!(row.get::<_, Vec<u8>>(0), key.public.to_vec());
     assert_eq!(row.get::<_, Vec<u8>>(1), key.private_pkcs8().to_vec());
     assert_eq!(row.get::<_, DateTime<Utc>>(2), key.created);
-    let rebuilt = SigningKey::from_parts(key.kid.clone(), key.created, row.get(1)).unwrap();
+    let rebuilt = SigningKey::from_parts(key.kid.clone(), key.created, key.algorithm, row.get(1)).unwrap();
     assert_eq!(rebuilt.public, key.public);
 
     let events = store.load_stream(iamd::events::SYSTEM_STREAM).await.unwrap();
@@ -586,6 +590,7 @@ async fn a_signing_key_lands_in_signing_keys_and_never_in_the_log() {
             kid: other.kid.clone(),
             public_key: other.public_pem(),
             created: other.created,
+            algorithm: other.algorithm,
         }],
     );
     stale.signing_key = Some(other.clone());

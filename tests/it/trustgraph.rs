@@ -41,7 +41,7 @@ async fn expired_jwt(db: &TestDb) -> String {
     let key = db.active_signing_key().await;
     let now = chrono::Utc::now().timestamp();
     let claims = Claims::new("iamd", "someone", "acme", vec!["admin".into()], 1, now - 3600, now - 60);
-    TokenSigner::new(key, Vec::new()).sign(&claims).unwrap()
+    TokenSigner::new(key, None, Vec::new()).sign(&claims).unwrap()
 }
 
 /// How long one scenario may take before it is stopped and its output shown.

@@ -167,15 +167,19 @@ pub struct Refusal {
     pub error: String,
 }
 
-/// One key of the JWKS document (RFC 7517 / RFC 8037).
+/// One key of the JWKS document (RFC 7517 / RFC 8037): an Ed25519 key (`OKP`) or a P-256
+/// key (`EC`, with `y`) of the `/v1` tokens.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Jwk {
     #[schema(example = "OKP")]
     pub kty: String,
     #[schema(example = "Ed25519")]
     pub crv: String,
-    /// The raw public key, base64url.
+    /// The raw public key (OKP) or the point's x coordinate (EC), base64url.
     pub x: String,
+    /// The point's y coordinate (EC only), base64url.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub y: Option<String>,
     pub kid: String,
     #[schema(example = "EdDSA")]
     pub alg: String,

@@ -15,7 +15,9 @@ mod ops;
 mod query;
 pub mod request_id;
 pub mod rest;
+pub mod v1;
 
+use crate::crypto::KeyAlgorithm;
 use crate::protocol::{IamError, IamRequest, IamResponse, Operation};
 use crate::service::{Caller, Service};
 use actix_web::http::StatusCode;
@@ -29,6 +31,8 @@ pub struct HttpState {
     pub service: Service,
     pub gatekeeper: Gatekeeper,
     pub max_body_bytes: usize,
+    /// The workspace Netsoc's `/v1` surface serves (`compat.workspace`).
+    pub compat_workspace: String,
 }
 
 /// Mounts the routes on an actix-web app.
@@ -39,6 +43,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(feed::routes)
         .configure(authentications::routes)
         .configure(rest::routes)
+        .configure(v1::routes)
         .route("/healthz", web::get().to(healthz))
         .configure(ops::routes)
         .route("/.well-known/jwks.json", web::get().to(jwks))
@@ -84,8 +89,9 @@ pub async fn iam(req: HttpRequest, payload: web::Payload, state: web::Data<HttpS
     }
 }
 
-/// RFC 7517: the Ed25519 keys (OKP) that verify iamd's tokens now — the active key and the
-/// keys still in their grace period after a rotation.
+/// RFC 7517: the keys that verify iamd's tokens now — the active Ed25519 key (OKP) and the
+/// active P-256 key (EC) of the `/v1` tokens, and the keys still in their grace period after
+/// a rotation.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "signing-keys",
     responses(
         (status = 200, description = "The verifying keys", body = bodies::JwkSet),
@@ -95,15 +101,28 @@ pub async fn jwks(state: web::Data<HttpState>) -> HttpResponse {
     use base64::Engine;
     match state.service.verifying_keys().await {
         Ok(keys) => {
+            let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
             let keys = keys
                 .into_iter()
-                .map(|(kid, public)| bodies::Jwk {
-                    kty: "OKP".into(),
-                    crv: "Ed25519".into(),
-                    x: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public),
-                    kid,
-                    alg: "EdDSA".into(),
-                    use_: "sig".into(),
+                .map(|k| {
+                    let (kty, x, y) = match k.algorithm {
+                        KeyAlgorithm::EdDSA => ("OKP", b64(&k.public), None),
+                        // The uncompressed point: 0x04, x, y.
+                        KeyAlgorithm::ES256 => {
+                            let point = k.public.get(1..).unwrap_or_default();
+                            let (x, y) = point.split_at(point.len() / 2);
+                            ("EC", b64(x), Some(b64(y)))
+                        }
+                    };
+                    bodies::Jwk {
+                        kty: kty.into(),
+                        crv: k.algorithm.curve().into(),
+                        x,
+                        y,
+                        kid: k.kid,
+                        alg: k.algorithm.as_str().into(),
+                        use_: "sig".into(),
+                    }
                 })
                 .collect();
             HttpResponse::Ok()

@@ -66,6 +66,12 @@ pub enum WorkspaceCommand {
         verified_hash: String,
         new_hash: String,
     },
+    /// Netsoc's `PATCH /v1/users/{u}` with a password: the user itself (even with an expired
+    /// token) or an admin sets it without the current one; every earlier token dies.
+    SetPassword {
+        user_id: String,
+        new_hash: String,
+    },
     ResetPassword {
         user_id: String,
         new_hash: String,
@@ -414,6 +420,11 @@ pub fn decide(
             }
             Ok(vec![Event::UserPasswordChanged { user_id: u.id.clone(), password_hash: new_hash.clone() }])
         }
+        C::SetPassword { user_id, new_hash } => {
+            enabled_workspace(state)?;
+            let u = user(state, user_id)?;
+            Ok(vec![Event::UserPasswordChanged { user_id: u.id.clone(), password_hash: new_hash.clone() }])
+        }
         C::EndSessions { user_id } => {
             existing(state)?;
             let u = user(state, user_id)?;
@@ -524,6 +535,7 @@ pub fn answer(command: &WorkspaceCommand) -> Answer {
         | C::DisableUser { .. }
         | C::DeleteUser { .. }
         | C::ChangePassword { .. }
+        | C::SetPassword { .. }
         | C::ResetPassword { .. }
         | C::EndSessions { .. }
         | C::RevokeApiKey { .. }

@@ -182,7 +182,7 @@ pub(super) async fn jwt(options: &Options, rows: &mut Vec<Row>) -> anyhow::Resul
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     // Local verification, as a service holding the JWKS does it: all cores.
     let now = chrono::Utc::now();
-    let signer = TokenSigner::new(SigningKey::generate(now)?, Vec::new());
+    let signer = TokenSigner::new(SigningKey::generate(now)?, None, Vec::new());
     let claims =
         Claims::new("iamd", "u", "w", vec!["reader".into()], 1, now.timestamp(), now.timestamp() + 3600);
     let token = signer.sign(&claims)?;

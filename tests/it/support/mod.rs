@@ -6,6 +6,7 @@
 
 pub mod broker;
 pub mod commands;
+pub mod contract;
 pub mod history;
 pub mod server;
 pub mod smtp;
@@ -109,7 +110,7 @@ impl TestDb {
         let client = self.pool.get().await.unwrap();
         let row = client
             .query_one(
-                "SELECT kid, created, private_key, kek FROM signing_keys WHERE valid_until IS NULL",
+                "SELECT kid, created, private_key, kek FROM signing_keys WHERE valid_until IS NULL AND algorithm = 'EdDSA'",
                 &[],
             )
             .await
@@ -118,7 +119,8 @@ impl TestDb {
         let stored: Vec<u8> = row.get(2);
         let sealed_by: Option<String> = row.get(3);
         let pkcs8 = seal::load(kek, &seal::signing_key_name(&kid), &stored, sealed_by.as_deref()).unwrap();
-        iamd::crypto::SigningKey::from_parts(kid, row.get(1), pkcs8).unwrap()
+        iamd::crypto::SigningKey::from_parts(kid, row.get(1), iamd::crypto::KeyAlgorithm::EdDSA, pkcs8)
+            .unwrap()
     }
 
     /// What a backup holds: `pg_dump --data-only --inserts` of this database (bytea as `\x`

@@ -159,7 +159,7 @@ async fn run(
 }
 
 /// Whether the request's `Accept` names `text/html`.
-fn accepts_html(http: &HttpRequest) -> bool {
+pub(crate) fn accepts_html(http: &HttpRequest) -> bool {
     http.headers()
         .get_all(actix_web::http::header::ACCEPT)
         .filter_map(|v| v.to_str().ok())
