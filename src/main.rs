@@ -1,4 +1,5 @@
-//! The `iamd` command: `serve`, `migrate`, `bootstrap`, `call`, `audit log|verify|replay`. Every failure
+//! The `iamd` command: `serve`, `migrate`, `bootstrap`, `call`, `audit log|verify|replay`,
+//! `import netsoc`. Every failure
 //! ends in one readable line on standard error and exit status 1; `audit verify` exits 2 when
 //! it finds a tampered event. `projections rebuild|verify` rebuild or check the read tables
 //! (verify exits 2 when they differ from the log); `snapshots verify` checks the actors'
@@ -57,6 +58,11 @@ enum Command {
         #[command(subcommand)]
         command: SigningKeysCommand,
     },
+    /// Bring users over from another identity service (docs/netsoc.md).
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
     /// A TrustGraph deployment's side of things (docs/trustgraph.md).
     Trustgraph {
         #[command(subcommand)]
@@ -76,6 +82,21 @@ enum SigningKeysCommand {
     },
     /// Print a new random KEK (32 bytes, base64) for signing.kek_file.
     NewKek,
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Import the users of Netsoc's iamd from its PostgreSQL database: ids, account versions,
+    /// renewal dates and bcrypt hashes kept (a login upgrades a hash to argon2id). A re-run
+    /// skips users imported before; conflicts are listed and exit 1.
+    Netsoc {
+        /// Netsoc's database, e.g. postgres://iamd@db/iamd.
+        #[arg(long)]
+        from: String,
+        /// The workspace to import into (default: compat.workspace).
+        #[arg(long)]
+        workspace: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -273,6 +294,9 @@ fn main() {
             Command::Projections { command } => cli::projections::projections(settings, command).await,
             Command::Snapshots { command: SnapshotsCommand::Verify { workspace } } => {
                 cli::audit::snapshots_verify(settings, workspace).await
+            }
+            Command::Import { command: ImportCommand::Netsoc { from, workspace } } => {
+                cli::admin::import_netsoc(settings, &from, workspace).await
             }
             Command::Trustgraph { command: TrustGraphCommand::Sync } => {
                 cli::admin::trustgraph_sync(settings).await

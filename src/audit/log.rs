@@ -200,6 +200,14 @@ pub fn describe(stream: &str, event: &Event) -> (String, String) {
             };
             (format!("user {user_id}"), format!("deleted (username {username:?} freed{why})"))
         }
+        Event::UserImported { user_id, source, account_version, .. } => (
+            format!("user {user_id}"),
+            format!("imported from {source} (its id and account version {account_version} kept)"),
+        ),
+        Event::UserPasswordRehashed { user_id, .. } => (
+            format!("user {user_id}"),
+            "password hash upgraded to argon2id at a login (no session ended)".into(),
+        ),
         Event::UserPasswordChanged { user_id, .. } => {
             (format!("user {user_id}"), "password changed (its sessions ended)".into())
         }

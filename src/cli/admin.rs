@@ -129,3 +129,22 @@ pub async fn trustgraph_sync(settings: Settings) -> anyhow::Result<()> {
     println!("trustgraph sync: {n} enabled workspaces registered with the config service");
     Ok(())
 }
+
+/// `iamd import netsoc`: progress on standard error, the counts (and each conflict) on
+/// standard output; conflicts fail the command once everything else is imported.
+pub async fn import_netsoc(settings: Settings, from: &str, workspace: Option<String>) -> anyhow::Result<()> {
+    let workspace = workspace.unwrap_or_else(|| settings.compat.workspace.clone());
+    iamd::domain::rules::workspace_id(&workspace)
+        .map_err(|e| anyhow::anyhow!("--workspace: {}", e.message))?;
+    let service = iamd::startup::build_service(&settings).await?;
+    let progress = |done: usize, total: usize| eprintln!("import: {done}/{total} Netsoc users read");
+    let report = iamd::tools::netsoc_import::import(&service, from, &workspace, progress).await?;
+    for (id, username, why) in &report.conflicts {
+        println!("import: not imported: Netsoc user {id} ({username:?}): {why}");
+    }
+    println!("import into workspace {workspace:?}: {report}");
+    if !report.conflicts.is_empty() {
+        anyhow::bail!("import: {} Netsoc users could not be imported (listed above)", report.conflicts.len());
+    }
+    Ok(())
+}

@@ -149,6 +149,12 @@ impl Settings {
                 *target = Secret::new(text.trim_end_matches(['\n', '\r']));
             }
         }
+        if let Some(path) = &self.compat.legacy_jwt_key_file {
+            // Netsoc used the file's bytes as they are, a trailing newline included.
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading secret file {}", path.display()))?;
+            self.compat.legacy_jwt_key = Secret::new(&text);
+        }
         Ok(())
     }
 
@@ -198,6 +204,12 @@ impl Settings {
                         .map_err(|e| anyhow::anyhow!("{key} is not a mail address ({e})"))?;
                 }
             }
+        }
+        let legacy = self.compat.legacy_jwt_key.expose().len();
+        if legacy > 0 && legacy < 32 {
+            bail!(
+                "compat.legacy_jwt_key is shorter than 32 bytes (Netsoc's iamd refuses such a jwt.key too)"
+            );
         }
         crate::domain::rules::workspace_id(&self.compat.workspace)
             .map_err(|e| anyhow::anyhow!("compat.workspace is not a workspace id: {}", e.message))?;

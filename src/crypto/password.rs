@@ -165,10 +165,21 @@ fn hash_with(params: &Params, password: &str, memory: &mut Memory) -> anyhow::Re
     Ok(phc.to_string())
 }
 
+/// Whether `encoded` is a bcrypt hash (`$2a$`, `$2b$`, `$2y$`): what Netsoc's iamd stored,
+/// kept by `iamd import netsoc` and replaced by argon2id at the next login.
+pub fn is_legacy(encoded: &str) -> bool {
+    ["$2a$", "$2b$", "$2y$"].iter().any(|p| encoded.starts_with(p))
+}
+
 /// Whether `password` matches the PHC string `encoded` (any argon2 variant, version and
-/// parameters it names, so older hashes keep verifying), computed in `memory`; the outputs
-/// are compared in constant time. Anything malformed is false.
+/// parameters it names, so older hashes keep verifying; or an imported bcrypt hash),
+/// computed in `memory`; the outputs are compared in constant time. Anything malformed is
+/// false.
 fn verify_with(encoded: &str, password: &str, memory: &mut Memory) -> bool {
+    if is_legacy(encoded) {
+        // bcrypt compares in constant time itself.
+        return bcrypt::verify(password, encoded).unwrap_or(false);
+    }
     let Ok(parsed) = PasswordHash::new(encoded) else { return false };
     let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else { return false };
     let Ok(algorithm) = Algorithm::try_from(parsed.algorithm) else { return false };
@@ -316,5 +327,15 @@ mod tests {
         let a = random_password();
         assert_eq!(a.len(), 24);
         assert_ne!(a, random_password());
+    }
+
+    #[test]
+    fn an_imported_bcrypt_hash_verifies_and_is_known_as_legacy() {
+        let hash = bcrypt::hash("hunter2222", 4).unwrap();
+        assert!(is_legacy(&hash) && !is_legacy("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$abc"));
+        let mut memory = Memory::default();
+        assert!(verify_with(&hash, "hunter2222", &mut memory));
+        assert!(!verify_with(&hash, "hunter2223", &mut memory));
+        assert!(!verify_with("$2b$10$not-a-hash", "hunter2222", &mut memory));
     }
 }

@@ -294,13 +294,19 @@ impl Claims {
 /// The claims of a `/v1` token, exactly as Netsoc's iamd writes them: `sub` the user's
 /// integer id as a decimal string, `aud` `["auth"]` (a login or issued token) or
 /// `["verification"]` / `["password_reset"]` (an email token, without `is_admin`).
+/// Times are read as Go's jwt-go v4 writes them too (seconds with a fraction), and `aud` as a
+/// string or an array (tokens Netsoc's iamd issued before the switch).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NetsocClaims {
     pub sub: String,
+    #[serde(default, deserialize_with = "seconds")]
     pub iat: i64,
+    #[serde(default, deserialize_with = "seconds")]
     pub nbf: i64,
+    #[serde(deserialize_with = "seconds")]
     pub exp: i64,
     pub iss: String,
+    #[serde(deserialize_with = "audience")]
     pub aud: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_admin: Option<bool>,
@@ -308,6 +314,48 @@ pub struct NetsocClaims {
     /// An email token's id, recorded in its `mail.sent` event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
+}
+
+/// Unix seconds, whole or with a fraction (floored).
+fn seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let value = f64::deserialize(d)?;
+    if !value.is_finite() || value.abs() > 1e15 {
+        return Err(serde::de::Error::custom("a time out of range"));
+    }
+    Ok(value.floor() as i64)
+}
+
+/// One audience or several.
+fn audience<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(a) => vec![a],
+        OneOrMany::Many(a) => a,
+    })
+}
+
+/// A token Netsoc's iamd signed before the switch (HS256 with its `jwt.key`, given to iamd as
+/// `compat.legacy_jwt_key`): its claims when the signature, `iss` and `aud` (exactly
+/// `[audience]`) hold — not `exp`, which the caller weighs like a `/v1` token's.
+pub fn verify_legacy_hs256(token: &str, key: &[u8], issuer: &str, audience: &str) -> Option<NetsocClaims> {
+    let header = jsonwebtoken::decode_header(token).ok()?;
+    if header.alg != Algorithm::HS256 || key.is_empty() {
+        return None;
+    }
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_issuer(&[issuer]);
+    validation.set_required_spec_claims(&["iss", "sub"]);
+    validation.validate_exp = false;
+    validation.leeway = 0;
+    validation.set_audience(&[audience]);
+    let data =
+        jsonwebtoken::decode::<NetsocClaims>(token, &DecodingKey::from_secret(key), &validation).ok()?;
+    (data.claims.aud == [audience]).then_some(data.claims)
 }
 
 /// The audience of a `/v1` token that authenticates its bearer.
@@ -572,5 +620,36 @@ mod tests {
         let ours = signer.sign(&claims(now)).unwrap();
         assert_eq!(signer.verify_netsoc(&ours, "iamd", now, "auth"), None);
         assert!(TokenSigner::new(ed, None, vec![]).sign_netsoc(&netsoc_claims(now, "auth")).is_err());
+    }
+
+    #[test]
+    fn a_token_netsocs_iamd_signed_verifies_with_its_key_only() {
+        // jwt-go v4 writes times with a fraction; iamd reads them floored.
+        let key = b"a netsoc jwt key of at least 32 bytes!!";
+        let claims = serde_json::json!({"sub": "90", "iat": 1600287519.848895, "nbf": 1600287519.848897,
+            "exp": 4102444800.5, "iss": "iamd", "aud": ["auth"], "is_admin": true, "version": 3});
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(key))
+                .unwrap();
+        let read = verify_legacy_hs256(&token, key, "iamd", "auth").unwrap();
+        assert_eq!((read.sub.as_str(), read.iat, read.exp, read.version), ("90", 1600287519, 4102444800, 3));
+        assert_eq!(read.is_admin, Some(true));
+        assert!(
+            verify_legacy_hs256(&token, b"another key of at least 32 bytes!!!!!", "iamd", "auth").is_none()
+        );
+        assert!(verify_legacy_hs256(&token, key, "iamd", "verification").is_none());
+        assert!(verify_legacy_hs256(&token, key, "other", "auth").is_none());
+        // A single audience as a string reads as one.
+        let single =
+            serde_json::json!({"sub": "1", "exp": 4102444800u64, "iss": "iamd", "aud": "auth", "version": 1});
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &single, &EncodingKey::from_secret(key))
+                .unwrap();
+        assert_eq!(
+            verify_legacy_hs256(&token, key, "iamd", "auth").map(|c| c.aud),
+            Some(vec!["auth".into()])
+        );
+        // Never an ES256 or EdDSA token, never with an empty key.
+        assert!(verify_legacy_hs256(&token, b"", "iamd", "auth").is_none());
     }
 }

@@ -126,6 +126,21 @@ pub enum Event {
     /// A user created before integer ids existed got one.
     #[serde(rename = "user.numbered")]
     UserNumbered { user_id: String, number: i32 },
+    /// The user just created (the `user.created` before this event) was brought over from
+    /// another system (`source`: `netsoc`), keeping its id there (the `number`), its account
+    /// version (tokens that system issued stay valid until it moves) and its times.
+    #[serde(rename = "user.imported")]
+    UserImported {
+        user_id: String,
+        source: String,
+        account_version: i64,
+        created: DateTime<Utc>,
+        updated: DateTime<Utc>,
+    },
+    /// A login found a password hash of an older scheme (an imported bcrypt hash) and stored
+    /// the same password as argon2id. Not a password change: no session ends.
+    #[serde(rename = "user.password.rehashed")]
+    UserPasswordRehashed { user_id: String, password_hash: String },
     /// update-user: only the fields that changed are present.
     #[serde(rename = "user.changed")]
     UserChanged {
@@ -294,6 +309,8 @@ impl Event {
             Event::WorkspaceEnabled {} => "workspace.enabled",
             Event::UserCreated { .. } => "user.created",
             Event::UserNumbered { .. } => "user.numbered",
+            Event::UserImported { .. } => "user.imported",
+            Event::UserPasswordRehashed { .. } => "user.password.rehashed",
             Event::UserChanged { .. } => "user.changed",
             Event::UserDisabled { .. } => "user.disabled",
             Event::UserEnabled { .. } => "user.enabled",

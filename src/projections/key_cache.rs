@@ -71,6 +71,8 @@ pub fn changes(stream: &str, event: &Event) -> Option<Change> {
         Event::ApiKeyCreated { .. }
         | Event::UserCreated { .. }
         | Event::UserNumbered { .. }
+        | Event::UserImported { .. }
+        | Event::UserPasswordRehashed { .. }
         | Event::UserPasswordChanged { .. }
         | Event::UserPasswordReset { .. }
         | Event::UserSessionsEnded { .. }

@@ -26,6 +26,11 @@ static CREATE: Shape = Shape::insert(
 /// Every change of a user stamps `updated` (Netsoc's `meta.updated`) with its event's time.
 static TOUCH: Shape = Shape::update("users", "id", &[("updated", Param)]);
 static NUMBERED: Shape = Shape::update("users", "id", &[("number", Param)]);
+/// An imported user keeps its account version and its times.
+static IMPORTED: Shape =
+    Shape::update("users", "id", &[("account_version", Param), ("created", Param), ("updated", Param)]);
+/// The same password under a newer scheme: no session ends.
+static REHASHED: Shape = Shape::update("users", "id", &[("password_hash", Param)]);
 static CHANGE: Shape = Shape::update(
     "users",
     "id",
@@ -119,6 +124,18 @@ fn changes(ctx: &Context<'_>, event: &Event) -> Vec<Write> {
         )],
         Event::UserNumbered { user_id, number } => {
             vec![Write::new(&NUMBERED, vec![Box::new(user_id.clone()), Box::new(*number)])]
+        }
+        Event::UserImported { user_id, account_version, created, updated, .. } => vec![Write::new(
+            &IMPORTED,
+            vec![
+                Box::new(user_id.clone()),
+                Box::new(*account_version),
+                Box::new(*created),
+                Box::new(*updated),
+            ],
+        )],
+        Event::UserPasswordRehashed { user_id, password_hash } => {
+            vec![Write::new(&REHASHED, vec![Box::new(user_id.clone()), Box::new(password_hash.clone())])]
         }
         Event::UserChanged { user_id, username, name, email, roles, must_change_password } => {
             vec![Write::new(

@@ -19,7 +19,46 @@ use std::time::{Duration, Instant};
 /// `last_used` is written at most once per key per interval per process.
 pub const LAST_USED_INTERVAL: Duration = Duration::from_secs(60);
 
+/// The typed password when `hash` is of an older scheme (an imported bcrypt hash), for
+/// [`Service::upgrade_hash`] once the login succeeds.
+pub(super) fn legacy_password(hash: Option<&str>, password: &str) -> Option<String> {
+    hash.is_some_and(crate::crypto::password::is_legacy).then(|| password.to_owned())
+}
+
 impl Service {
+    /// After a successful login with a hash of an older scheme (`password` from
+    /// [`legacy_password`]): the same password as argon2id, recorded as
+    /// `user.password.rehashed` (no session ends). A failure is logged; the login stands.
+    pub(super) async fn upgrade_hash(
+        &self,
+        user_id: &str,
+        workspace: &str,
+        old_hash: Option<String>,
+        password: Option<String>,
+    ) {
+        let (Some(old_hash), Some(password)) = (old_hash, password) else { return };
+        let new_hash = match self.inner.hasher.hash(password).await {
+            Ok(h) => h,
+            Err(_) => return,
+        };
+        let command = WorkspaceCommand::RehashPassword { user_id: user_id.to_owned(), old_hash, new_hash };
+        let metadata = crate::events::Metadata {
+            actor: user_id.to_owned(),
+            request_id: String::new(),
+            source: "system".into(),
+            operation: "rehash-password".into(),
+        };
+        let ctx = Ctx {
+            metadata,
+            idempotency: None,
+            key_owner: None,
+            writer: super::accounts::AccountWriter::Admin,
+        };
+        if let Err(e) = self.command(workspace, command, ctx).await {
+            tracing::warn!(%user_id, error = %e.kind.as_str(), "upgrading a password hash to argon2id failed");
+        }
+    }
+
     /// Login, recorded in the authentication audit whatever its outcome.
     pub(super) async fn login(&self, req: IamRequest, origin: &Origin) -> Result<IamResponse, IamError> {
         let mut attempt =
@@ -44,6 +83,7 @@ impl Service {
             .as_ref()
             .is_some_and(|c| c.usable && (req.workspace.is_empty() || req.workspace == c.record.workspace));
         let hash = found.as_ref().and_then(|c| c.password_hash.clone());
+        let legacy = legacy_password(hash.as_deref(), &req.password);
         let verified = self.inner.hasher.verify(hash, req.password).await;
         if let Some(c) = &found {
             attempt.user_id = Some(c.record.id.clone());
@@ -62,6 +102,7 @@ impl Service {
                 return Err(IamError::auth_failed());
             }
         };
+        self.upgrade_hash(&user.record.id, &user.record.workspace, user.password_hash.clone(), legacy).await;
         let signer = self.inner.signer.get(&self.inner.queries).await?;
         let now = Utc::now();
         // With renewal on, the account's renewal is the token's expiry, even one long past.

@@ -83,6 +83,8 @@ impl Service {
             };
             let found = found.filter(|c| c.record.workspace == workspace);
             let hash = found.as_ref().and_then(|c| c.password_hash.clone());
+            let (old_hash, legacy) =
+                (hash.clone(), super::credentials::legacy_password(hash.as_deref(), &password));
             let long = password.len() > MAX_PASSWORD_BYTES;
             let matches = !long && !password.is_empty() && self.inner.hasher.verify(hash, password).await;
             let Some(user) = found else {
@@ -114,6 +116,7 @@ impl Service {
             if attempt.reason != Reason::Ok {
                 return Ok(MatrixLogin::Refused);
             }
+            self.upgrade_hash(&user.record.id, workspace, old_hash, legacy).await;
             let r = &user.record;
             Ok(MatrixLogin::Accepted(identity(&r.username, &r.name, &r.first_name, &r.last_name, &r.email)))
         })

@@ -17,6 +17,7 @@ pub mod cleanup;
 mod credentials;
 pub mod directory;
 mod identity;
+pub mod import;
 pub mod keys;
 mod manage;
 pub mod netsoc;
@@ -73,6 +74,8 @@ pub struct ServiceSettings {
     pub authentication_audit: crate::config::AuthenticationAuditSettings,
     /// Opens the sealed private signing keys (the store seals new ones with the same KEK).
     pub kek: Option<crate::crypto::Kek>,
+    /// `compat.legacy_jwt_key`: Netsoc's HS256 key, whose tokens `/v1` still takes.
+    pub legacy_jwt_key: Option<Vec<u8>>,
 }
 
 struct Inner {

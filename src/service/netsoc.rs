@@ -239,15 +239,21 @@ impl Service {
         result
     }
 
-    /// The claims of an ES256 token iamd signed for `audience`, expired or not.
+    /// The claims of an ES256 token iamd signed for `audience`, expired or not; or of an
+    /// HS256 one Netsoc's iamd signed before the switch, when `compat.legacy_jwt_key` is set.
     async fn verified_netsoc_claims(
         &self,
         token: &str,
         audience: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<NetsocClaims>, IamError> {
-        let signer = self.inner.signer.get(&self.inner.queries).await?;
         let issuer = &self.inner.settings.jwt_issuer;
+        if let Some(key) = &self.inner.settings.legacy_jwt_key {
+            if let Some(claims) = crate::crypto::signing::verify_legacy_hs256(token, key, issuer, audience) {
+                return Ok(Some(claims));
+            }
+        }
+        let signer = self.inner.signer.get(&self.inner.queries).await?;
         Ok(signer.verify_netsoc(token, issuer, now, audience))
     }
 
@@ -356,6 +362,8 @@ impl Service {
                 return Err(IamError::invalid(text::LOGIN_DISABLED));
             }
             let long = password.len() > MAX_PASSWORD_BYTES;
+            let legacy = super::credentials::legacy_password(hash.as_deref(), &password);
+            let old_hash = hash.clone();
             let matches = !long && !password.is_empty() && self.inner.hasher.verify(hash, password).await;
             if !matches {
                 attempt.reason = Reason::BadPassword;
@@ -367,6 +375,7 @@ impl Service {
             }
             let validity = self.inner.settings.renewal_validity.unwrap_or(DEFAULT_LOGIN_VALIDITY);
             let expires = user.renewed.checked_add_signed(validity).unwrap_or(DateTime::<Utc>::MAX_UTC);
+            self.upgrade_hash(&user.user_id, workspace, old_hash, legacy).await;
             let signer = self.inner.signer.get(&self.inner.queries).await?;
             let token = self.sign_netsoc_auth(&signer, &user, expires)?;
             attempt.reason = Reason::Ok;

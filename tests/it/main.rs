@@ -14,6 +14,7 @@ mod authn;
 mod docs;
 mod e2e;
 mod feed;
+mod import;
 mod kafka;
 mod key_cache;
 mod ma1sd;

@@ -101,6 +101,29 @@ pub enum WorkspaceCommand {
         expires: DateTime<Utc>,
         failure: Option<String>,
     },
+    /// `iamd import`: a user of another system with its id (`number`), password hash (any
+    /// scheme iamd verifies: Netsoc's bcrypt), account version and times.
+    ImportUser {
+        user_id: String,
+        username: String,
+        name: String,
+        email: String,
+        roles: Vec<String>,
+        password_hash: Option<String>,
+        profile: ProfileEdit,
+        number: i32,
+        source: String,
+        account_version: i64,
+        created: DateTime<Utc>,
+        updated: DateTime<Utc>,
+    },
+    /// A login verified `old_hash` (an older scheme) and hashed the password anew; nothing
+    /// when the hash changed meanwhile.
+    RehashPassword {
+        user_id: String,
+        old_hash: String,
+        new_hash: String,
+    },
     /// Gives a user created before integer ids its `number`; nothing when it has one.
     NumberUser {
         user_id: String,
@@ -269,6 +292,65 @@ pub fn decide(
             .into_iter()
             .chain(profile)
             .collect())
+        }
+        C::ImportUser {
+            user_id,
+            username,
+            name,
+            email,
+            roles,
+            password_hash,
+            profile,
+            number,
+            source,
+            account_version,
+            created,
+            updated,
+        } => {
+            let roles = rules::new_user(username, name, email, roles)?;
+            let profile = profile.event(user_id, &super::Profile::default())?;
+            enabled_workspace(state)?;
+            if state.user_by_username(username).is_some() {
+                return Err(IamError::duplicate("username is already taken"));
+            }
+            if state.user_by_email(email).is_some() {
+                return Err(IamError::duplicate("email is already taken"));
+            }
+            if state.users.values().any(|u| u.number == Some(*number)) {
+                return Err(IamError::duplicate("the id is already taken"));
+            }
+            let name = if name.is_empty() { username.clone() } else { name.clone() };
+            let created_event = Event::UserCreated {
+                user_id: user_id.clone(),
+                username: username.clone(),
+                name,
+                email: email.clone(),
+                roles,
+                enabled: true,
+                must_change_password: false,
+                password_hash: password_hash.clone(),
+                created: *created,
+                self_registered: false,
+                number: Some(*number),
+            };
+            let imported = Event::UserImported {
+                user_id: user_id.clone(),
+                source: source.clone(),
+                account_version: (*account_version).max(1),
+                created: *created,
+                updated: *updated,
+            };
+            Ok(std::iter::once(created_event).chain(profile).chain(std::iter::once(imported)).collect())
+        }
+        C::RehashPassword { user_id, old_hash, new_hash } => {
+            let current = state.users.get(user_id).and_then(|u| u.password_hash.as_deref());
+            if current != Some(old_hash.as_str()) {
+                return Ok(vec![]);
+            }
+            Ok(vec![Event::UserPasswordRehashed {
+                user_id: user_id.clone(),
+                password_hash: new_hash.clone(),
+            }])
         }
         C::UpdateUser {
             user_id,
@@ -527,15 +609,17 @@ pub fn answer(command: &WorkspaceCommand) -> Answer {
     use WorkspaceCommand as C;
     match command {
         C::CreateWorkspace { .. } | C::UpdateWorkspace { .. } => Answer::Workspace,
-        C::CreateUser { user_id, .. } | C::UpdateUser { user_id, .. } | C::EnableUser { user_id } => {
-            Answer::User(user_id.clone())
-        }
+        C::CreateUser { user_id, .. }
+        | C::ImportUser { user_id, .. }
+        | C::UpdateUser { user_id, .. }
+        | C::EnableUser { user_id } => Answer::User(user_id.clone()),
         C::CreateApiKey { key_id, .. } => Answer::Key(key_id.clone()),
         C::DisableWorkspace
         | C::DisableUser { .. }
         | C::DeleteUser { .. }
         | C::ChangePassword { .. }
         | C::SetPassword { .. }
+        | C::RehashPassword { .. }
         | C::ResetPassword { .. }
         | C::EndSessions { .. }
         | C::RevokeApiKey { .. }

@@ -190,6 +190,16 @@ pub fn apply(state: &mut WorkspaceState, event: &Event) {
                 u.number = Some(*number);
             }
         }
+        Event::UserImported { user_id, account_version, .. } => {
+            if let Some(u) = state.users.get_mut(user_id) {
+                u.account_version = *account_version;
+            }
+        }
+        Event::UserPasswordRehashed { user_id, password_hash } => {
+            if let Some(u) = state.users.get_mut(user_id) {
+                u.password_hash = Some(password_hash.clone());
+            }
+        }
         Event::UserDisabled { user_id } => {
             if let Some(u) = state.users.get_mut(user_id) {
                 u.enabled = false;
