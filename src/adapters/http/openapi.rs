@@ -65,6 +65,19 @@ pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
         super::healthz,
         readyz,
         metrics,
+        super::v1::health,
+        super::v1::list_users,
+        super::v1::create_user,
+        super::v1::get_user_by_id,
+        super::v1::get_user,
+        super::v1::update_user,
+        super::v1::delete_user,
+        super::v1::login,
+        super::v1::logout,
+        super::v1::verify,
+        super::v1::reset_password,
+        super::v1::validate_token,
+        super::v1::issue_token,
     ),
     components(schemas(
         IamRequest, IamResponse, IamError, ErrorKind, UserInput, UserRecord, WorkspaceInput, WorkspaceRecord,
@@ -80,6 +93,9 @@ pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
         (name = "protocol", description = "The IAM service protocol: one IamRequest, one IamResponse"),
         (name = "operations", description = "Health, readiness and metrics"),
         (name = "audit", description = "The history, for auditors (`audit:read`, admins)"),
+        (name = "netsoc-v1", description = "Netsoc's iamd API, as its clients call it (docs/netsoc.md): the \
+            accounts of `compat.workspace`, ES256 tokens (`Bearer <JWT>` from its login), `{\"message\"}` errors \
+            as `application/problem+json`"),
     )
 )]
 pub struct ApiDoc;
@@ -93,6 +109,11 @@ impl Modify for BearerAuth {
         let mut scheme = Http::new(HttpAuthScheme::Bearer);
         scheme.description = Some("An API key (`tg_…`) or an EdDSA JWT from login".into());
         components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+        let mut netsoc = Http::new(HttpAuthScheme::Bearer);
+        netsoc.bearer_format = Some("JWT".into());
+        netsoc.description =
+            Some("An ES256 JWT from `POST /v1/users/{username}/login` (or issued); `/v1` only".into());
+        components.add_security_scheme("netsoc", SecurityScheme::Http(netsoc));
     }
 }
 
@@ -150,7 +171,19 @@ mod tests {
         ] {
             assert!(paths.contains(&path), "{path} missing from {paths:?}");
         }
-        assert_eq!(doc["paths"].as_object().unwrap().len(), 31, "{paths:?}");
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 38, "{paths:?}");
+        for path in [
+            "/v1/users",
+            "/v1/users/id:{uid}",
+            "/v1/users/{username}/login",
+            "/v1/users/self/token",
+            "/health",
+        ] {
+            assert!(paths.contains(&path), "{path} missing from {paths:?}");
+        }
+        let netsoc = &doc["paths"]["/v1/users/{username}"]["patch"];
+        assert_eq!(netsoc["tags"], serde_json::json!(["netsoc-v1"]));
+        assert!(netsoc["responses"]["403"]["content"].get("application/problem+json").is_some());
         assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
         for schema in ["IamRequest", "IamResponse", "UserRecord", "ErrorReply", "Refusal", "LoginReply"] {
             assert!(doc["components"]["schemas"].get(schema).is_some(), "schema {schema} missing");

@@ -55,8 +55,9 @@ fn kind(v: &Value) -> &'static str {
 
 /// Netsoc's User as a request body: every field optional (absent, `null` and Go's zero value
 /// mean "not given" on a PATCH).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
+#[schema(as = NetsocUserInput)]
 pub struct UserBody {
     pub id: Option<u64>,
     pub username: Option<String>,
@@ -103,27 +104,38 @@ impl UserBody {
 }
 
 /// `{"password"}` of login and the reset.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
+#[schema(as = NetsocPassword)]
 pub struct PasswordBody {
     pub password: String,
 }
 
-/// `{"duration"}` of an issued token.
-#[derive(Debug, Default, Deserialize)]
+/// `{"duration"}` of an issued token (Go's duration syntax, e.g. `24h`, `1h30m`, `876000h`).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
+#[schema(as = NetsocDuration)]
 pub struct DurationBody {
     pub duration: String,
 }
 
-/// `{"token"}`.
-#[derive(Debug, Serialize)]
+/// Netsoc's error: `{"message"}`, as `application/problem+json`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = NetsocProblem)]
+pub struct Problem {
+    pub message: String,
+}
+
+/// `{"token"}`: an ES256 JWT.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = NetsocToken)]
 pub struct TokenReply {
     pub token: String,
 }
 
 /// Netsoc's User as an answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = NetsocUser)]
 pub struct UserReply {
     pub id: i32,
     pub username: String,
@@ -138,7 +150,9 @@ pub struct UserReply {
     pub meta: Meta,
 }
 
-#[derive(Debug, Serialize)]
+/// When the user was created and last changed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = NetsocUserMeta)]
 pub struct Meta {
     pub created: String,
     pub updated: String,

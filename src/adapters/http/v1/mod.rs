@@ -80,7 +80,13 @@ fn refused(refusal: Refusal) -> HttpResponse {
     }
 }
 
-async fn health(http: HttpRequest) -> HttpResponse {
+/// Netsoc's liveness probe: 204, whatever the method (a bearer that is not a JWT: 401).
+#[utoipa::path(get, path = "/health", tag = "netsoc-v1",
+    responses(
+        (status = 204, description = "Alive"),
+        (status = 401, description = "A bearer that is not a JWT", body = body::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn health(http: HttpRequest) -> HttpResponse {
     try_bearer!(&http);
     HttpResponse::NoContent().finish()
 }

@@ -1,6 +1,6 @@
 //! The twelve operations of Netsoc's OpenAPI document.
 
-use super::body::{self, DurationBody, PasswordBody, TokenReply, UserBody, UserReply, USER_FIELDS};
+use super::body::{self, DurationBody, PasswordBody, Problem, TokenReply, UserBody, UserReply, USER_FIELDS};
 use super::{
     accepts_html, bearer, caller, error, problem, refused, try_bearer, try_or_respond, valid_admin, HttpState,
 };
@@ -124,6 +124,12 @@ fn request(op: Operation, state: &HttpState) -> IamRequest {
 }
 
 /// `GET /v1/users`: every account (a valid admin).
+#[utoipa::path(get, path = "/v1/users", tag = "netsoc-v1", security(("netsoc" = [])),
+    responses(
+        (status = 200, description = "Every user of compat.workspace", body = [UserReply]),
+        (status = 401, description = "No token, an expired one, or one not good", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn list_users(http: HttpRequest, state: web::Data<HttpState>) -> HttpResponse {
     try_or_respond!(valid_admin(&http, &state).await);
     match state.service.netsoc_users(&state.compat_workspace).await {
@@ -133,6 +139,14 @@ pub async fn list_users(http: HttpRequest, state: web::Data<HttpState>) -> HttpR
 }
 
 /// `GET /v1/users/id:{uid}` (a valid admin).
+#[utoipa::path(get, path = "/v1/users/id:{uid}", tag = "netsoc-v1", security(("netsoc" = [])),
+    params(("uid" = i32, Path, description = "The integer id")),
+    responses(
+        (status = 200, description = "The user", body = UserReply),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "user does not exist", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn get_user_by_id(
     http: HttpRequest,
     path: web::Path<String>,
@@ -148,6 +162,14 @@ pub async fn get_user_by_id(
 }
 
 /// `GET /v1/users/{u}`: the caller itself (even with an expired token) or a valid admin.
+#[utoipa::path(get, path = "/v1/users/{username}", tag = "netsoc-v1", security(("netsoc" = [])),
+    params(("username" = String, Path, description = "A username, or `self`")),
+    responses(
+        (status = 200, description = "The user", body = UserReply),
+        (status = 401, description = "No token, or one not good", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Another user, and not a valid admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "user does not exist (or the token's user was deleted)", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn get_user(
     http: HttpRequest,
     path: web::Path<String>,
@@ -159,6 +181,14 @@ pub async fn get_user(
 }
 
 /// `DELETE /v1/users/{u}`: answers the deleted user.
+#[utoipa::path(delete, path = "/v1/users/{username}", tag = "netsoc-v1", security(("netsoc" = [])),
+    params(("username" = String, Path, description = "A username, or `self`")),
+    responses(
+        (status = 200, description = "The deleted user", body = UserReply),
+        (status = 401, description = "No token, or one not good", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Another user, and not a valid admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "user does not exist", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn delete_user(
     http: HttpRequest,
     path: web::Path<String>,
@@ -252,6 +282,17 @@ fn valid_email(email: &str) -> bool {
 }
 
 /// `PATCH /v1/users/{u}`: answers the user **as it was before** the change.
+#[utoipa::path(patch, path = "/v1/users/{username}", tag = "netsoc-v1", security(("netsoc" = [])),
+    params(("username" = String, Path, description = "A username, or `self`")), request_body = UserBody,
+    responses(
+        (status = 200, description = "The user as it was before the change", body = UserReply),
+        (status = 400, description = "A malformed body or field, an id change", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No token, or one not good", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Another user or an admin's field, and not a valid admin; a reserved username", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "user does not exist", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The username or email is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "The verification mail of a new email could not be sent", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn update_user(
     http: HttpRequest,
     path: web::Path<String>,
@@ -304,6 +345,15 @@ pub async fn update_user(
 
 /// `POST /v1/users`: sign-up (no bearer; `accounts.self_registration`), or a valid admin.
 /// A verification mail follows (a link with `Accept: text/html`).
+#[utoipa::path(post, path = "/v1/users", tag = "netsoc-v1", security((), ("netsoc" = [])), request_body = UserBody,
+    responses(
+        (status = 201, description = "The new user; a verification mail was sent", body = UserReply),
+        (status = 400, description = "A malformed body, a blank or invalid field", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "An expired admin token; sign-up is off", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "An admin's field, a reserved username, an email the rule refuses, a non-admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The username or email is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "The verification mail could not be sent (the user is kept)", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn create_user(
     http: HttpRequest,
     payload: web::Payload,
@@ -382,6 +432,14 @@ pub async fn create_user(
 }
 
 /// `POST /v1/users/{u}/login` `{"password"}`: `{"token"}`.
+#[utoipa::path(post, path = "/v1/users/{username}/login", tag = "netsoc-v1", request_body = PasswordBody,
+    params(("username" = String, Path, description = "The username")),
+    responses(
+        (status = 200, description = "An ES256 token", body = TokenReply),
+        (status = 400, description = "A malformed body; login is disabled for this user", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "incorrect password; email address is not verified; a bearer that is not a JWT", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "user does not exist", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn login(
     http: HttpRequest,
     path: web::Path<String>,
@@ -403,6 +461,14 @@ pub async fn login(
 }
 
 /// `DELETE /v1/users/{u}/login`: every token of the user dies (its version moves on).
+#[utoipa::path(delete, path = "/v1/users/{username}/login", tag = "netsoc-v1", security(("netsoc" = [])),
+    params(("username" = String, Path, description = "A username, or `self`")),
+    responses(
+        (status = 204, description = "Every token of the user is dead"),
+        (status = 401, description = "No token, or one not good", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Another user, and not a valid admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "user does not exist", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn logout(http: HttpRequest, path: web::Path<String>, state: web::Data<HttpState>) -> HttpResponse {
     let caller = try_or_respond!(caller(&http, &state, false).await);
     let user = try_or_respond!(target(&state, &caller, &path).await);
@@ -432,6 +498,15 @@ async fn email_token_holder(
 
 /// `PATCH /v1/users/{u}/login`: without a token, mails a verification token; with it, the
 /// account is verified.
+#[utoipa::path(patch, path = "/v1/users/{username}/login", tag = "netsoc-v1", security((), ("netsoc" = [])),
+    params(("username" = String, Path, description = "A username, or `self` with a token")),
+    responses(
+        (status = 204, description = "No token: a verification mail was sent. The verification token: verified"),
+        (status = 400, description = "email address is already verified; can only verify own account", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "A token that is not a good verification token, or used already", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "user does not exist", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "The mail could not be sent", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn verify(http: HttpRequest, path: web::Path<String>, state: web::Data<HttpState>) -> HttpResponse {
     let operation = Operation::VerifyEmail;
     if let Some(token) = try_bearer!(&http) {
@@ -456,6 +531,15 @@ pub async fn verify(http: HttpRequest, path: web::Path<String>, state: web::Data
 
 /// `PUT /v1/users/{u}/login`: without a token, mails a reset token (verified accounts only);
 /// with it and `{"password"}`, sets the password.
+#[utoipa::path(put, path = "/v1/users/{username}/login", tag = "netsoc-v1", security((), ("netsoc" = [])),
+    params(("username" = String, Path, description = "A username, or `self` with a token")), request_body = PasswordBody,
+    responses(
+        (status = 204, description = "No token: a reset mail was sent. The reset token and a password: set"),
+        (status = 400, description = "password is required; outside 8–128 or the policy; can only reset password for own account", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "An unverified account; a token that is not a good reset token, or used already", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "user does not exist", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "The mail could not be sent", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn reset_password(
     http: HttpRequest,
     path: web::Path<String>,
@@ -489,6 +573,12 @@ pub async fn reset_password(
 
 /// `GET /v1/users/self/token`: 204 while the bearer is good (signature, audience, issuer,
 /// expiry, the account's current version).
+#[utoipa::path(get, path = "/v1/users/self/token", tag = "netsoc-v1", security(("netsoc" = [])),
+    responses(
+        (status = 204, description = "The token is good (signature, audience, issuer, expiry, the account's version)"),
+        (status = 401, description = "It is not", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Its user was deleted", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn validate_token(
     http: HttpRequest,
     path: web::Path<String>,
@@ -503,6 +593,15 @@ pub async fn validate_token(
 
 /// `POST /v1/users/{u}/token` `{"duration"}` (a valid admin): a token living that long (Go's
 /// duration syntax, parsed before the user is looked up; 1s to 876000h).
+#[utoipa::path(post, path = "/v1/users/{username}/token", tag = "netsoc-v1", security(("netsoc" = [])),
+    params(("username" = String, Path, description = "The username")), request_body = DurationBody,
+    responses(
+        (status = 200, description = "An ES256 token living `duration`", body = TokenReply),
+        (status = 400, description = "failed to parse duration; outside 1s–876000h", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "user does not exist", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn issue_token(
     http: HttpRequest,
     path: web::Path<String>,
