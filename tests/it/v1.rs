@@ -459,6 +459,30 @@ async fn who_may_call_what_and_patch_delete_logout_reset_as_netsoc_does() {
         (gone.status, gone.message(), gone.media.as_str()),
         (404, "user does not exist", "application/problem+json")
     );
+
+    // An email change unverifies the account, ends its tokens and mails a verification.
+    let bob = v1.token("bob", "another passphrase").await;
+    let email = json!({"email": "robert@tcd.ie"}).to_string();
+    let changed = v1.call(Method::PATCH, "/users/{username}", "/users/self", Some(&bob), Some(&email)).await;
+    assert_eq!((changed.status, changed.body["email"].as_str()), (200, Some("bob@tcd.ie")), "as it was");
+    let mail = smtp.wait_for("robert@tcd.ie", 1).pop().expect("a verification mail to the new address");
+    assert_eq!(parts(&mail.token()).0["alg"], "ES256");
+    assert_eq!(v1.validate(&bob).await, 401);
+    let again = v1.login("bob", "another passphrase").await;
+    assert_eq!((again.status, again.message()), (401, "email address is not verified"));
+    // An expired admin is no admin: another user's account, or a sign-up on its behalf, is refused.
+    let admin_short = v1
+        .call(Method::POST, "/users/{username}/token", "/users/root/token", Some(&root), Some(&issue("1s")))
+        .await;
+    let admin_short = admin_short.body["token"].as_str().unwrap().to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let other = v1.call(Method::GET, "/users/{username}", "/users/bob", Some(&admin_short), None).await;
+    assert_eq!(other.status, 403);
+    let body = json!({"username": "frank", "email": "frank@tcd.ie", "password": PASSWORD, "first_name": "F",
+        "last_name": "F"})
+    .to_string();
+    let created = v1.call(Method::POST, "/users", "/users", Some(&admin_short), Some(&body)).await;
+    assert_eq!(created.status, 401);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
