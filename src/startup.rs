@@ -263,8 +263,7 @@ pub async fn build_service(settings: &Settings) -> anyhow::Result<Service> {
         policy: PasswordPolicy { min_length: settings.password.min_length },
         authentication_audit: settings.audit.authentications.clone(),
         kek,
-        legacy_jwt_key: Some(settings.compat.legacy_jwt_key.expose().as_bytes().to_vec())
-            .filter(|k| !k.is_empty()),
+        legacy_jwt_key: settings.legacy_jwt_key()?,
     };
     Ok(Service::new(store, registry, hasher, service_settings, digest_key))
 }

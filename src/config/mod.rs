@@ -133,6 +133,26 @@ impl Settings {
         crate::crypto::Kek::from_base64(self.signing.kek.expose()).context("signing.kek").map(Some)
     }
 
+    /// Netsoc's HS256 key, as Netsoc read its `jwt.key` (base64) or `jwt.key_file` (the file's
+    /// bytes, as they are); at least 32 bytes. `None` when neither is set.
+    pub fn legacy_jwt_key(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        use base64::Engine;
+        let key = match (&self.compat.legacy_jwt_key_file, self.compat.legacy_jwt_key.is_set()) {
+            (Some(path), _) => std::fs::read(path)
+                .with_context(|| format!("reading compat.legacy_jwt_key_file {}", path.display()))?,
+            (None, true) => base64::engine::general_purpose::STANDARD
+                .decode(self.compat.legacy_jwt_key.expose().trim())
+                .context("compat.legacy_jwt_key is not base64 (Netsoc's jwt.key is)")?,
+            (None, false) => return Ok(None),
+        };
+        if key.len() < 32 {
+            bail!(
+                "compat.legacy_jwt_key is shorter than 32 bytes (Netsoc's iamd refuses such a jwt.key too)"
+            );
+        }
+        Ok(Some(key))
+    }
+
     fn read_secret_files(&mut self) -> anyhow::Result<()> {
         for (file, target) in [
             (&self.database.url_file, &mut self.database.url),
@@ -148,12 +168,6 @@ impl Settings {
                     .with_context(|| format!("reading secret file {}", path.display()))?;
                 *target = Secret::new(text.trim_end_matches(['\n', '\r']));
             }
-        }
-        if let Some(path) = &self.compat.legacy_jwt_key_file {
-            // Netsoc used the file's bytes as they are, a trailing newline included.
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading secret file {}", path.display()))?;
-            self.compat.legacy_jwt_key = Secret::new(&text);
         }
         Ok(())
     }
@@ -205,12 +219,7 @@ impl Settings {
                 }
             }
         }
-        let legacy = self.compat.legacy_jwt_key.expose().len();
-        if legacy > 0 && legacy < 32 {
-            bail!(
-                "compat.legacy_jwt_key is shorter than 32 bytes (Netsoc's iamd refuses such a jwt.key too)"
-            );
-        }
+        self.legacy_jwt_key()?;
         crate::domain::rules::workspace_id(&self.compat.workspace)
             .map_err(|e| anyhow::anyhow!("compat.workspace is not a workspace id: {}", e.message))?;
         if !self.ma1sd.http_address.is_empty() {

@@ -205,9 +205,10 @@ pub struct CompatSettings {
     /// `root` (admin, verified, renewed now) with this password. Empty: no root.
     pub root_password: Secret,
     pub root_password_file: Option<PathBuf>,
-    /// Netsoc's HS256 `jwt.key`: its tokens issued before the switch stay valid on `/v1`.
+    /// Netsoc's HS256 `jwt.key` (base64, as Netsoc reads it): its tokens issued before the
+    /// switch stay valid on `/v1`.
     pub legacy_jwt_key: Secret,
-    /// Read byte for byte (as Netsoc read its `jwt.key_file`).
+    /// The key's bytes as they are (as Netsoc read its `jwt.key_file`).
     pub legacy_jwt_key_file: Option<PathBuf>,
 }
 

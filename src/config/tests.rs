@@ -173,3 +173,26 @@ fn the_trustgraph_preset_names_trustgraphs_topics_unless_they_are_set() {
     let err = Settings::from_sources("", env(&[("IAMD_KAFKA_PRESET", "pulsar")])).unwrap_err();
     assert!(format!("{err:#}").contains("unknown preset 'pulsar'"), "{err:#}");
 }
+
+#[test]
+fn the_legacy_jwt_key_is_netsocs_base64_or_its_files_bytes() {
+    use base64::Engine;
+    let key = "netsoc's jwt.key, at least 32 bytes long";
+    let b64 = base64::engine::general_purpose::STANDARD.encode(key);
+    let s = Settings::from_sources("", env(&[("IAMD_COMPAT_LEGACY_JWT_KEY", &b64)])).unwrap();
+    assert_eq!(s.legacy_jwt_key().unwrap().as_deref(), Some(key.as_bytes()));
+    assert_eq!(Settings::from_sources("", env(&[])).unwrap().legacy_jwt_key().unwrap(), None);
+    let short = base64::engine::general_purpose::STANDARD.encode("too short");
+    let err = Settings::from_sources("", env(&[("IAMD_COMPAT_LEGACY_JWT_KEY", &short)])).unwrap_err();
+    assert!(err.to_string().contains("shorter than 32 bytes"), "{err}");
+    let err = Settings::from_sources("", env(&[("IAMD_COMPAT_LEGACY_JWT_KEY", "not base64!")])).unwrap_err();
+    assert!(format!("{err:#}").contains("not base64"), "{err:#}");
+    // The file's bytes as they are, a trailing newline and non-UTF-8 included.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwt_key.bin");
+    let bytes: Vec<u8> = (0u8..=40).chain([0xff, b'\n']).collect();
+    std::fs::write(&path, &bytes).unwrap();
+    let file = path.to_str().unwrap();
+    let s = Settings::from_sources("", env(&[("IAMD_COMPAT_LEGACY_JWT_KEY_FILE", file)])).unwrap();
+    assert_eq!(s.legacy_jwt_key().unwrap(), Some(bytes));
+}

@@ -119,12 +119,17 @@ async fn netsocs_users_come_over_with_their_ids_versions_renewals_and_passwords(
     assert!(target.column::<String>("SELECT password_hash FROM users WHERE username = 'alice'").await[0]
         .starts_with("$2b$"));
 
+    // Netsoc's config holds its jwt.key in base64.
+    let legacy_key_base64 = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(LEGACY_KEY)
+    };
     let server = TestServer::spawn(
         target.url(),
         &[
             ("IAMD_BOOTSTRAP_ON_START", "false"),
             ("IAMD_COMPAT_WORKSPACE", "netsoc"),
-            ("IAMD_COMPAT_LEGACY_JWT_KEY", LEGACY_KEY),
+            ("IAMD_COMPAT_LEGACY_JWT_KEY", &legacy_key_base64),
             ("IAMD_ACCOUNTS_RENEWAL_VALIDITY", "8760h"),
         ],
     );
