@@ -64,14 +64,20 @@ pub struct NetsocUser {
     pub renewed: DateTime<Utc>,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
+    /// The user and its workspace are both enabled.
     pub enabled: bool,
     pub roles: Vec<String>,
     pub account_version: i64,
-    pub has_password: bool,
+    /// iamd's own rule (an admin's reset): until the password changes, the account may only
+    /// read itself and set it.
+    pub must_change_password: bool,
 }
 
+/// `enabled`: the user and its workspace.
 const USER_COLUMNS: &str = "SELECT id, number, username, email, first_name, last_name, ssh_key, verified, \
-    roles, renewed, created, updated, enabled, account_version, password_hash IS NOT NULL AND password_hash <> '' \
+    roles, renewed, created, updated, \
+    enabled AND coalesce((SELECT w.enabled FROM workspaces w WHERE w.id = users.workspace), false), \
+    account_version, must_change_password \
     FROM users WHERE workspace = $1 AND number IS NOT NULL";
 
 fn netsoc_user(r: &tokio_postgres::Row) -> NetsocUser {
@@ -93,7 +99,7 @@ fn netsoc_user(r: &tokio_postgres::Row) -> NetsocUser {
         updated: r.get(11),
         enabled: r.get(12),
         account_version: r.get(13),
-        has_password: r.get(14),
+        must_change_password: r.get(14),
     }
 }
 
@@ -217,7 +223,7 @@ impl Service {
                     expires: claims.exp,
                     issuer: claims.iss.clone(),
                 },
-                password_change_required: false,
+                password_change_required: user.must_change_password,
                 lapsed: expired,
             };
             Ok(NetsocCaller { user, principal, expired })

@@ -529,6 +529,20 @@ async fn the_router_bearers_cors_and_other_workspaces_answer_as_netsocs_iamd() {
     let iamd = v1.server.jwt("dave", PASSWORD).await;
     assert_eq!(v1.validate(&iamd).await, 401);
 
+    // iamd's own states hold on /v1 too: a disabled account's token and login are refused.
+    let gina = ok(v1
+        .server
+        .call(json!({"operation": "create-user", "workspace": "netsoc", "user": {"username": "gina",
+            "password": PASSWORD, "email": "gina@tcd.ie", "verified": true,
+            "renewed": chrono::Utc::now().to_rfc3339()}}))
+        .await);
+    let token = v1.token("gina", PASSWORD).await;
+    assert_eq!(v1.validate(&token).await, 204);
+    ok(v1.server.call(json!({"operation": "disable-user", "user_id": gina["user"]["id"]})).await);
+    assert_eq!(v1.validate(&token).await, 401);
+    assert_eq!(v1.me(&token).await.status, 401);
+    assert_eq!(v1.login("gina", PASSWORD).await.status, 401);
+
     // The accounts UI runs on another origin: CORS preflights for its methods pass.
     let preflight = v1
         .http

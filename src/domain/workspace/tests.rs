@@ -1658,3 +1658,68 @@ fn a_user_is_numbered_once() {
     assert!(when(&next, &C::NumberUser { user_id: "u1".into(), number: 8 }).unwrap().is_empty());
     assert!(when(&state, &C::NumberUser { user_id: "gone".into(), number: 8 }).unwrap().is_empty());
 }
+
+fn import(user_id: &str, username: &str, number: i32) -> C {
+    C::ImportUser {
+        user_id: user_id.into(),
+        username: username.into(),
+        name: String::new(),
+        email: format!("{username}@tcd.ie"),
+        roles: strings(&["admin"]),
+        password_hash: Some("$2b$04$bcryptbcryptbcryptbcryptbcryptbcryptbcryptbcryptbcrypt".into()),
+        profile: ProfileEdit { verified: Some(true), ..ProfileEdit::default() },
+        number,
+        source: "netsoc".into(),
+        account_version: 4,
+        created: now() - chrono::Duration::days(900),
+        updated: now() - chrono::Duration::days(30),
+    }
+}
+
+#[test]
+fn an_imported_user_keeps_its_id_version_hash_and_times_and_takes_no_other_ones_id() {
+    let state = given(&[workspace_created()]);
+    let events = when(&state, &import("u1", "alice", 7)).unwrap();
+    let types: Vec<&str> = events.iter().map(Event::event_type).collect();
+    assert_eq!(types, ["user.created", "user.profile.changed", "user.imported"]);
+    let Event::UserCreated { number, password_hash, created, .. } = &events[0] else { unreachable!() };
+    assert_eq!((*number, password_hash.as_deref().map(|h| &h[..4])), (Some(7), Some("$2b$")));
+    assert_eq!(*created, now() - chrono::Duration::days(900));
+    let next = after(&state, &events);
+    assert_eq!((next.users["u1"].account_version, next.users["u1"].number), (4, Some(7)));
+    assert_eq!(refused(&next, &import("u2", "bob", 7)).kind, ErrorKind::Duplicate, "the id is taken");
+    assert_eq!(refused(&next, &import("u2", "alice", 8)).kind, ErrorKind::Duplicate, "the name is taken");
+}
+
+#[test]
+fn a_rehash_replaces_only_the_hash_it_verified_and_ends_no_session() {
+    let state = after(
+        &given(&[workspace_created()]),
+        &when(&given(&[workspace_created()]), &import("u1", "alice", 7)).unwrap(),
+    );
+    let old = state.users["u1"].password_hash.clone().unwrap();
+    let rehash = |old_hash: &str| C::RehashPassword {
+        user_id: "u1".into(),
+        old_hash: old_hash.into(),
+        new_hash: "$argon2id$new".into(),
+    };
+    let events = when(&state, &rehash(&old)).unwrap();
+    assert_eq!(
+        events,
+        vec![Event::UserPasswordRehashed { user_id: "u1".into(), password_hash: "$argon2id$new".into() }]
+    );
+    let next = after(&state, &events);
+    assert_eq!(next.users["u1"].account_version, 4, "no session ended");
+    assert_eq!(next.users["u1"].password_hash.as_deref(), Some("$argon2id$new"));
+    assert_eq!(when(&next, &rehash(&old)).unwrap(), vec![], "the hash changed meanwhile: nothing");
+}
+
+#[test]
+fn set_password_changes_it_without_the_current_one_and_ends_sessions() {
+    let state = given(&[workspace_created(), user_created("u1", "alice")]);
+    let events = when(&state, &C::SetPassword { user_id: "u1".into(), new_hash: "h2".into() }).unwrap();
+    assert_eq!(events, vec![Event::UserPasswordChanged { user_id: "u1".into(), password_hash: "h2".into() }]);
+    assert_eq!(after(&state, &events).users["u1"].account_version, 2);
+    let missing = C::SetPassword { user_id: "nobody".into(), new_hash: "h2".into() };
+    assert_eq!(refused(&state, &missing).kind, ErrorKind::NotFound);
+}
