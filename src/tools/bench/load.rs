@@ -70,6 +70,19 @@ pub async fn post(
     bounds: Bounds,
     body: Body,
 ) -> anyhow::Result<Sample> {
+    send("POST", addr, path, bearer, connections, bounds, body).await
+}
+
+/// [`post`] with another method (`GET` sends the body too: give it an empty one).
+pub async fn send(
+    method: &'static str,
+    addr: SocketAddr,
+    path: &str,
+    bearer: &str,
+    connections: usize,
+    bounds: Bounds,
+    body: Body,
+) -> anyhow::Result<Sample> {
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + bounds.duration;
@@ -77,7 +90,7 @@ pub async fn post(
     for _ in 0..connections.max(1) {
         let (next, body, path, bearer) = (next.clone(), body.clone(), path.to_owned(), bearer.to_owned());
         tasks.push(tokio::spawn(async move {
-            connection(addr, &path, &bearer, bounds.requests, deadline, &next, &*body).await
+            connection(method, addr, &path, &bearer, bounds.requests, deadline, &next, &*body).await
         }));
     }
     let mut sample = Sample::default();
@@ -88,7 +101,9 @@ pub async fn post(
     Ok(sample)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn connection(
+    method: &str,
     addr: SocketAddr,
     path: &str,
     bearer: &str,
@@ -108,7 +123,7 @@ async fn connection(
         }
         let payload = body(n);
         let mut request = format!(
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {bearer}\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {bearer}\r\n\
              Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             payload.len()
         )

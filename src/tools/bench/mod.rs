@@ -117,12 +117,13 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         &'a Options,
         &'a mut Vec<Row>,
     ) -> futures_util::future::LocalBoxFuture<'a, anyhow::Result<()>>;
-    let scenarios: [(&str, Scenario); 8] = [
+    let scenarios: [(&str, Scenario); 9] = [
         ("resolve-api-key http", |o, rows| Box::pin(resolve_http(o, rows))),
         ("resolve-api-key kafka", |o, rows| Box::pin(resolve_kafka(o, rows))),
         ("login http", |o, rows| Box::pin(login_http(o, rows))),
         ("create-api-key", |o, rows| Box::pin(create_api_key(o, rows))),
         ("jwt", |o, rows| Box::pin(jwt(o, rows))),
+        ("v1", |o, rows| Box::pin(netsoc_v1(o, rows))),
         ("rebuild", |o, rows| Box::pin(rebuild(o, rows))),
         ("cold start", |o, rows| Box::pin(cold_start(o, rows))),
         ("idle rss", |o, rows| Box::pin(idle_rss(o, rows))),
@@ -219,11 +220,16 @@ impl Fixture {
 
 /// One request on a fresh connection (setup only, not measured).
 pub async fn rpc(addr: SocketAddr, bearer: &str, request: &Value) -> anyhow::Result<Value> {
+    rpc_at(addr, "/api/v1/iam", bearer, request).await
+}
+
+/// [`rpc`] to `path`.
+pub async fn rpc_at(addr: SocketAddr, path: &str, bearer: &str, request: &Value) -> anyhow::Result<Value> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let body = request.to_string();
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
     let head = format!(
-        "POST /api/v1/iam HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {bearer}\r\n\
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {bearer}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );

@@ -233,6 +233,93 @@ pub(super) async fn jwt(options: &Options, rows: &mut Vec<Row>) -> anyhow::Resul
     Ok(())
 }
 
+/// Netsoc's `/v1`: ES256 verification in process, then through iamd a read with an ES256
+/// bearer (`GET /v1/users/self`: signature, the account by integer id) and logins.
+pub(super) async fn netsoc_v1(options: &Options, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    use crate::crypto::signing::{KeyAlgorithm, NetsocClaims, SigningKey, TokenSigner};
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let now = chrono::Utc::now();
+    let signer = TokenSigner::new(
+        SigningKey::generate(now)?,
+        Some(SigningKey::generate_for(KeyAlgorithm::ES256, now)?),
+        Vec::new(),
+    );
+    let claims = NetsocClaims {
+        sub: "1".into(),
+        iat: now.timestamp(),
+        nbf: now.timestamp(),
+        exp: now.timestamp() + 3600,
+        iss: "iamd".into(),
+        aud: vec!["auth".into()],
+        is_admin: Some(false),
+        version: 1,
+        jti: None,
+    };
+    let token = signer.sign_netsoc(&claims)?;
+    let duration = options.duration.min(Duration::from_secs(3));
+    let started = Instant::now();
+    let ok: u64 = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..cores)
+            .map(|_| {
+                let (signer, token) = (&signer, &token);
+                scope.spawn(move || {
+                    let (mut ok, deadline) = (0_u64, Instant::now() + duration);
+                    while Instant::now() < deadline && ok < 10_000_000 {
+                        ok += u64::from(signer.verify_netsoc(token, "iamd", now, "auth").is_some());
+                    }
+                    ok
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+    });
+    rows.push(figure(
+        &format!("jwt local verify (ES256, {cores} cores)"),
+        ok as f64 / started.elapsed().as_secs_f64(),
+        "verif/s",
+        None,
+        "the /v1 tokens, in process".into(),
+    ));
+
+    let env = [("IAMD_COMPAT_WORKSPACE", "bench".to_owned())];
+    let f = Fixture::new(options, "v1", &env).await?;
+    let (user_id, _) = workspace_with_key(&f, "bench").await?;
+    let renewed = chrono::Utc::now().to_rfc3339();
+    f.call(json!({"operation": "update-user", "workspace": "bench", "user_id": user_id,
+        "user": {"verified": true, "renewed": renewed}}))
+    .await?;
+    let login = json!({ "password": PASSWORD });
+    let reply = super::rpc_at(f.addr(), "/v1/users/bench-user/login", "", &login).await?;
+    let token = reply["token"].as_str().unwrap_or_default().to_owned();
+    let empty: load::Body = Arc::new(|_| Vec::new());
+    let s = load::send("GET", f.addr(), "/v1/users/self", &token, 64, bounds(options, 10_000_000), empty).await?;
+    rows.push(Row::throughput(
+        "/v1 GET users/self, ES256 bearer (64 conn.)",
+        s,
+        None,
+        "signature + the account by integer id".into(),
+    ));
+    // The dashboard sends its token beside a login: any JWT-shaped bearer is no matter.
+    let connections = cores * 4;
+    let s = load::post(
+        f.addr(),
+        "/v1/users/bench-user/login",
+        &token,
+        connections,
+        bounds(options, 100_000),
+        fixed(login),
+    )
+    .await?;
+    rows.push(Row::throughput(
+        &format!("/v1 login http ({connections} connections)"),
+        s,
+        None,
+        "argon2-bound, as login http".into(),
+    ));
+    f.finish().await;
+    Ok(())
+}
+
 /// A row with one figure and no latencies.
 pub(super) fn figure(
     scenario: &str,
