@@ -243,7 +243,7 @@ impl Service {
     }
 
     /// True at most once per [`UNKNOWN_KID_RELOAD`].
-    fn may_reload_for_unknown_kid(&self) -> bool {
+    pub(super) fn may_reload_for_unknown_kid(&self) -> bool {
         let mut last = self.inner.unknown_kid_reload.lock().unwrap_or_else(|p| p.into_inner());
         if last.is_some_and(|at| at.elapsed() < UNKNOWN_KID_RELOAD) {
             return false;

@@ -179,7 +179,8 @@ impl Service {
         Ok(rows.first().map(netsoc_user))
     }
 
-    async fn netsoc_user_by_id(&self, workspace: &str, user_id: &str) -> Result<NetsocUser, IamError> {
+    /// The account `user_id` of `workspace` as `/v1` shows it.
+    pub async fn netsoc_user(&self, workspace: &str, user_id: &str) -> Result<NetsocUser, IamError> {
         let sql = format!("{USER_COLUMNS} AND id = $2");
         let rows = self.inner.queries.rows("netsoc_user_by_id", &sql, &[&workspace, &user_id]).await?;
         rows.first().map(netsoc_user).ok_or_else(not_found)
@@ -259,7 +260,12 @@ impl Service {
                 return Ok(Some(claims));
             }
         }
-        let signer = self.inner.signer.get(&self.inner.queries).await?;
+        let mut signer = self.inner.signer.get(&self.inner.queries).await?;
+        // A key another process rotated in: reload (at most so often), as for iamd's tokens.
+        let kid = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid);
+        if kid.is_some_and(|kid| !signer.knows(&kid)) && self.may_reload_for_unknown_kid() {
+            signer = self.inner.signer.reload(&self.inner.queries).await?;
+        }
         Ok(signer.verify_netsoc(token, issuer, now, audience))
     }
 
@@ -526,11 +532,6 @@ impl Service {
             return Err(status(ErrorKind::OperationNotPermitted, text::RESERVED));
         }
         Ok(())
-    }
-
-    /// The account `user_id` of `workspace` as `/v1` shows it.
-    pub async fn netsoc_user(&self, workspace: &str, user_id: &str) -> Result<NetsocUser, IamError> {
-        self.netsoc_user_by_id(workspace, user_id).await
     }
 }
 

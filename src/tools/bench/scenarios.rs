@@ -287,12 +287,13 @@ pub(super) async fn netsoc_v1(options: &Options, rows: &mut Vec<Row>) -> anyhow:
     let renewed = chrono::Utc::now().to_rfc3339();
     f.call(json!({"operation": "update-user", "workspace": "bench", "user_id": user_id,
         "user": {"verified": true, "renewed": renewed}}))
-    .await?;
+        .await?;
     let login = json!({ "password": PASSWORD });
     let reply = super::rpc_at(f.addr(), "/v1/users/bench-user/login", "", &login).await?;
     let token = reply["token"].as_str().unwrap_or_default().to_owned();
     let empty: load::Body = Arc::new(|_| Vec::new());
-    let s = load::send("GET", f.addr(), "/v1/users/self", &token, 64, bounds(options, 10_000_000), empty).await?;
+    let s =
+        load::send("GET", f.addr(), "/v1/users/self", &token, 64, bounds(options, 10_000_000), empty).await?;
     rows.push(Row::throughput(
         "/v1 GET users/self, ES256 bearer (64 conn.)",
         s,

@@ -158,8 +158,9 @@ pub struct Meta {
     pub updated: String,
 }
 
-/// RFC 3339 as Go writes a time: UTC, `Z`, the fraction only when there is one.
-fn go_time(at: DateTime<Utc>) -> String {
+/// RFC 3339 as Go writes a time: UTC, `Z`, the fraction only when there is one (a renewal
+/// keeps its milliseconds).
+pub fn go_time(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 

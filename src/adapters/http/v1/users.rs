@@ -1,6 +1,8 @@
 //! The twelve operations of Netsoc's OpenAPI document.
 
-use super::body::{self, DurationBody, PasswordBody, Problem, TokenReply, UserBody, UserReply, USER_FIELDS};
+use super::body::{
+    self, go_time, DurationBody, PasswordBody, Problem, TokenReply, UserBody, UserReply, USER_FIELDS,
+};
 use super::{
     accepts_html, bearer, caller, error, problem, refused, try_bearer, try_or_respond, valid_admin, HttpState,
 };
@@ -108,11 +110,6 @@ fn netsoc_words(e: IamError) -> IamError {
         ErrorKind::NotFound => netsoc::not_found(),
         _ => e,
     }
-}
-
-/// A time as RFC 3339 with its fraction of a second (a renewal keeps its milliseconds).
-fn go_time(at: chrono::DateTime<chrono::Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
 fn request(op: Operation, state: &HttpState) -> IamRequest {
