@@ -163,6 +163,31 @@ pub enum WorkspaceCommand {
     },
 }
 
+/// What create-user and import-user both hold a new user to: its fields' rules, an enabled
+/// workspace, a free username and email. Its roles and its profile's event.
+fn new_user(
+    state: &WorkspaceState,
+    user_id: &str,
+    username: &str,
+    name: &str,
+    email: &str,
+    roles: &[String],
+    profile: &ProfileEdit,
+) -> Result<(Vec<String>, Option<Event>), IamError> {
+    let roles = rules::new_user(username, name, email, roles)?;
+    let profile = profile.event(user_id, &super::Profile::default())?;
+    enabled_workspace(state)?;
+    if state.user_by_username(username).is_some() {
+        return Err(IamError::duplicate("username is already taken"));
+    }
+    // Unique per workspace: the workspace's stream serialises its writes (its expected
+    // version), so a rule decided from its state cannot race.
+    if state.user_by_email(email).is_some() {
+        return Err(IamError::duplicate("email is already taken"));
+    }
+    Ok((roles, profile))
+}
+
 pub(super) fn existing(state: &WorkspaceState) -> Result<(), IamError> {
     if !state.exists {
         return Err(IamError::not_found("workspace not found"));
@@ -264,17 +289,7 @@ pub fn decide(
             self_registered,
             number,
         } => {
-            let roles = rules::new_user(username, name, email, roles)?;
-            let profile = profile.event(user_id, &super::Profile::default())?;
-            enabled_workspace(state)?;
-            if state.user_by_username(username).is_some() {
-                return Err(IamError::duplicate("username is already taken"));
-            }
-            // Unique per workspace: the workspace's stream serialises its writes (its
-            // expected version), so a rule decided from its state cannot race.
-            if state.user_by_email(email).is_some() {
-                return Err(IamError::duplicate("email is already taken"));
-            }
+            let (roles, profile) = new_user(state, user_id, username, name, email, roles, profile)?;
             let name = if name.is_empty() { username.clone() } else { name.clone() };
             Ok(vec![Event::UserCreated {
                 user_id: user_id.clone(),
@@ -307,15 +322,7 @@ pub fn decide(
             created,
             updated,
         } => {
-            let roles = rules::new_user(username, name, email, roles)?;
-            let profile = profile.event(user_id, &super::Profile::default())?;
-            enabled_workspace(state)?;
-            if state.user_by_username(username).is_some() {
-                return Err(IamError::duplicate("username is already taken"));
-            }
-            if state.user_by_email(email).is_some() {
-                return Err(IamError::duplicate("email is already taken"));
-            }
+            let (roles, profile) = new_user(state, user_id, username, name, email, roles, profile)?;
             if state.users.values().any(|u| u.number == Some(*number)) {
                 return Err(IamError::duplicate("the id is already taken"));
             }
