@@ -233,6 +233,9 @@ async fn sign_up_verification_login_and_the_tokens_clients_parse() {
     assert_eq!(unverified.status, 404, "bob did not exist yet");
     let unverified = v1.send(Method::POST, "/v1/users/bob/login", None, Some("{not json"), &[]).await;
     assert_eq!((unverified.status, unverified.message()), (401, "email address is not verified"));
+    // A reset needs a verified address (401 before any mail).
+    let reset = v1.call(Method::PUT, "/users/{username}/login", "/users/bob/login", None, Some("{}")).await;
+    assert_eq!((reset.status, reset.message()), (401, "email address is not verified"));
     let taken = signup(with("email", json!("other@tcd.ie"))).await;
     assert_eq!((taken.status, taken.message()), (409, "user with that username already exists"));
     let taken = signup(with("username", json!("bobby"))).await;
