@@ -89,7 +89,7 @@ impl Service {
             )));
         }
         let password_hash = row.password.clone().filter(|h| crate::crypto::password::is_legacy(h));
-        let ssh_key = row.ssh_key.clone().filter(|k| !k.trim().is_empty());
+        let ssh_key = row.ssh_key.as_deref().map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned);
         let command = WorkspaceCommand::ImportUser {
             user_id: uuid::Uuid::new_v4().to_string(),
             username: row.username.clone(),
