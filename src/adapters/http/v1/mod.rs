@@ -7,6 +7,9 @@
 //! event as through any other surface; tokens are ES256 (`service::netsoc`).
 
 mod body;
+mod fields;
+mod login;
+mod request;
 mod users;
 
 use super::HttpState;
@@ -17,6 +20,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
 
+pub use login::*;
 pub use users::*;
 
 /// Netsoc's error media type.
