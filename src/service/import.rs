@@ -7,7 +7,7 @@
 
 use super::accounts::AccountWriter;
 use super::{Ctx, Service};
-use crate::domain::workspace::{ProfileEdit, WorkspaceCommand};
+use crate::domain::workspace::{ImportedUser, ProfileEdit, WorkspaceCommand};
 use crate::events::Metadata;
 use crate::protocol::{ErrorKind, IamError};
 use chrono::{DateTime, Utc};
@@ -90,7 +90,7 @@ impl Service {
         }
         let password_hash = row.password.clone().filter(|h| crate::crypto::password::is_legacy(h));
         let ssh_key = row.ssh_key.as_deref().map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned);
-        let command = WorkspaceCommand::ImportUser {
+        let command = WorkspaceCommand::ImportUser(ImportedUser {
             user_id: uuid::Uuid::new_v4().to_string(),
             username: row.username.clone(),
             name: format!("{} {}", row.first_name, row.last_name).trim().to_owned(),
@@ -109,7 +109,7 @@ impl Service {
             account_version: row.token_version,
             created: row.created,
             updated: row.updated,
-        };
+        });
         match self.command(workspace, command, import_ctx("import-user")).await {
             Ok(_) => Ok(Imported::Imported),
             Err(e) if matches!(e.kind, ErrorKind::Duplicate | ErrorKind::InvalidArgument) => {

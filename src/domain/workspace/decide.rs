@@ -1,171 +1,18 @@
-//! Commands on a workspace and the rules that turn them into events. Pure: the caller passes
-//! `now`, fresh ids and any hash computed outside (argon2 never runs here).
+//! The rules that turn a workspace's commands ([`super::command`]) into events. Pure: the
+//! caller passes `now`, fresh ids and any hash computed outside (argon2 never runs here).
 
+use super::command::WorkspaceCommand;
+use super::lifecycle;
 pub use super::profile::ProfileEdit;
-use super::{lifecycle, UserState, WorkspaceState};
+use super::{UserState, WorkspaceState};
 use crate::domain::rules;
-use crate::events::{Event, MailPurpose, RevokeReason, SessionsEndReason};
+use crate::events::{Event, RevokeReason, SessionsEndReason};
 use crate::protocol::IamError;
 use chrono::{DateTime, Utc};
 
-/// The intent of a write to one workspace.
-#[derive(Debug, Clone, PartialEq)]
-pub enum WorkspaceCommand {
-    CreateWorkspace {
-        name: String,
-    },
-    UpdateWorkspace {
-        name: Option<String>,
-        enabled: Option<bool>,
-    },
-    DisableWorkspace,
-    CreateUser {
-        user_id: String,
-        username: String,
-        name: String,
-        email: String,
-        roles: Vec<String>,
-        enabled: bool,
-        must_change_password: bool,
-        /// argon2id encoding, computed before the command reaches the actor.
-        password_hash: String,
-        profile: ProfileEdit,
-        /// Self-registration: nobody proven asked (the cleanup job may delete it unverified).
-        self_registered: bool,
-        /// The integer id allocated for it (a PostgreSQL sequence: never reused).
-        number: Option<i32>,
-    },
-    UpdateUser {
-        user_id: String,
-        username: Option<String>,
-        name: Option<String>,
-        email: Option<String>,
-        roles: Option<Vec<String>>,
-        enabled: Option<bool>,
-        must_change_password: Option<bool>,
-        /// update-user refuses passwords; set when the request carried one.
-        password_given: bool,
-        profile: ProfileEdit,
-    },
-    DisableUser {
-        user_id: String,
-    },
-    /// Keys revoked while the user was disabled stay revoked.
-    EnableUser {
-        user_id: String,
-    },
-    /// A hard delete: revokes the user's active keys and frees its username. Allowed in a
-    /// disabled workspace.
-    DeleteUser {
-        user_id: String,
-    },
-    /// `verified_hash` is the stored hash the current password was checked against; if the
-    /// user's hash changed since, the change is refused (no lost update).
-    ChangePassword {
-        user_id: String,
-        verified_hash: String,
-        new_hash: String,
-    },
-    /// Netsoc's `PATCH /v1/users/{u}` with a password: the user itself (even with an expired
-    /// token) or an admin sets it without the current one; every earlier token dies.
-    SetPassword {
-        user_id: String,
-        new_hash: String,
-    },
-    ResetPassword {
-        user_id: String,
-        new_hash: String,
-    },
-    /// logout-all: every token of the user issued before dies (its API keys do not).
-    EndSessions {
-        user_id: String,
-    },
-    /// verify-email with a verification token issued at account version `token_version`:
-    /// single-use, because verifying moves the version on.
-    VerifyEmail {
-        user_id: String,
-        token_version: i64,
-    },
-    /// complete-password-reset with a reset token issued at account version `token_version`
-    /// (single-use: the new password moves the version on). Only verified accounts reset.
-    CompletePasswordReset {
-        user_id: String,
-        token_version: i64,
-        new_hash: String,
-    },
-    /// Records a mail carrying an email token, sent or failed. Never the token or the mail.
-    RecordMail {
-        user_id: String,
-        purpose: MailPurpose,
-        token_id: String,
-        expires: DateTime<Utc>,
-        failure: Option<String>,
-    },
-    /// `iamd import`: a user of another system with its id (`number`), password hash (any
-    /// scheme iamd verifies: Netsoc's bcrypt), account version and times.
-    ImportUser {
-        user_id: String,
-        username: String,
-        name: String,
-        email: String,
-        roles: Vec<String>,
-        password_hash: Option<String>,
-        profile: ProfileEdit,
-        number: i32,
-        source: String,
-        account_version: i64,
-        created: DateTime<Utc>,
-        updated: DateTime<Utc>,
-    },
-    /// A login verified `old_hash` (an older scheme) and hashed the password anew; nothing
-    /// when the hash changed meanwhile.
-    RehashPassword {
-        user_id: String,
-        old_hash: String,
-        new_hash: String,
-    },
-    /// Gives a user created before integer ids its `number`; nothing when it has one.
-    NumberUser {
-        user_id: String,
-        number: i32,
-    },
-    /// The cleanup job: deletes `user_id` if it registered itself, is still unverified and
-    /// was created before `created_before`; else nothing (it verified meanwhile).
-    RemoveUnverified {
-        user_id: String,
-        created_before: DateTime<Utc>,
-    },
-    CreateApiKey {
-        key_id: String,
-        user_id: String,
-        name: String,
-        prefix: String,
-        key_hash: String,
-        expires: Option<DateTime<Utc>>,
-    },
-    RevokeApiKey {
-        key_id: String,
-    },
-    /// mint-token: records that a token for `user_id` (a user of this workspace) acting in
-    /// `workspace` was issued. The token itself is never recorded.
-    RecordMintedToken {
-        user_id: String,
-        workspace: String,
-        token_id: String,
-        expires: DateTime<Utc>,
-        user_context: serde_json::Value,
-    },
-    /// issue-token: records that a token for `user_id` was issued. Never the token itself.
-    RecordIssuedToken {
-        user_id: String,
-        token_id: String,
-        expires: DateTime<Utc>,
-    },
-}
-
 /// What create-user and import-user both hold a new user to: its fields' rules, an enabled
 /// workspace, a free username and email. Its roles and its profile's event.
-fn new_user(
+pub(super) fn new_user(
     state: &WorkspaceState,
     user_id: &str,
     username: &str,
@@ -308,56 +155,9 @@ pub fn decide(
             .chain(profile)
             .collect())
         }
-        C::ImportUser {
-            user_id,
-            username,
-            name,
-            email,
-            roles,
-            password_hash,
-            profile,
-            number,
-            source,
-            account_version,
-            created,
-            updated,
-        } => {
-            let (roles, profile) = new_user(state, user_id, username, name, email, roles, profile)?;
-            if state.users.values().any(|u| u.number == Some(*number)) {
-                return Err(IamError::duplicate("the id is already taken"));
-            }
-            let name = if name.is_empty() { username.clone() } else { name.clone() };
-            let created_event = Event::UserCreated {
-                user_id: user_id.clone(),
-                username: username.clone(),
-                name,
-                email: email.clone(),
-                roles,
-                enabled: true,
-                must_change_password: false,
-                password_hash: password_hash.clone(),
-                created: *created,
-                self_registered: false,
-                number: Some(*number),
-            };
-            let imported = Event::UserImported {
-                user_id: user_id.clone(),
-                source: source.clone(),
-                account_version: (*account_version).max(1),
-                created: *created,
-                updated: *updated,
-            };
-            Ok(std::iter::once(created_event).chain(profile).chain(std::iter::once(imported)).collect())
-        }
+        C::ImportUser(user) => lifecycle::import_user(state, user),
         C::RehashPassword { user_id, old_hash, new_hash } => {
-            let current = state.users.get(user_id).and_then(|u| u.password_hash.as_deref());
-            if current != Some(old_hash.as_str()) {
-                return Ok(vec![]);
-            }
-            Ok(vec![Event::UserPasswordRehashed {
-                user_id: user_id.clone(),
-                password_hash: new_hash.clone(),
-            }])
+            lifecycle::rehash_password(state, user_id, old_hash, new_hash)
         }
         C::UpdateUser {
             user_id,
@@ -597,45 +397,5 @@ pub fn decide(
                 expires: *expires,
             }])
         }
-    }
-}
-
-/// What a successful command answers with: nothing, or the workspace, user or key it
-/// concerns, as the state holds it after the command's events (the actor renders it for the
-/// wire: `actors::replies`). One-time secrets are added by the caller, never held here.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answer {
-    Nothing,
-    Workspace,
-    User(String),
-    Key(String),
-}
-
-/// The [`Answer`] to `command`.
-pub fn answer(command: &WorkspaceCommand) -> Answer {
-    use WorkspaceCommand as C;
-    match command {
-        C::CreateWorkspace { .. } | C::UpdateWorkspace { .. } => Answer::Workspace,
-        C::CreateUser { user_id, .. }
-        | C::ImportUser { user_id, .. }
-        | C::UpdateUser { user_id, .. }
-        | C::EnableUser { user_id } => Answer::User(user_id.clone()),
-        C::CreateApiKey { key_id, .. } => Answer::Key(key_id.clone()),
-        C::DisableWorkspace
-        | C::DisableUser { .. }
-        | C::DeleteUser { .. }
-        | C::ChangePassword { .. }
-        | C::SetPassword { .. }
-        | C::RehashPassword { .. }
-        | C::ResetPassword { .. }
-        | C::EndSessions { .. }
-        | C::RevokeApiKey { .. }
-        | C::RecordMintedToken { .. }
-        | C::RecordIssuedToken { .. }
-        | C::VerifyEmail { .. }
-        | C::CompletePasswordReset { .. }
-        | C::RecordMail { .. }
-        | C::NumberUser { .. }
-        | C::RemoveUnverified { .. } => Answer::Nothing,
     }
 }

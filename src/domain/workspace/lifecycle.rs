@@ -1,10 +1,11 @@
 //! The decisions of an account's lifecycle beyond management (docs/accounts.md): the email
 //! tokens' single use (verify-email, complete-password-reset), the cleanup job's deletion of
-//! accounts never verified, and integer ids for users created before them. Pure, as
-//! [`super::decide`] is, which dispatches here.
+//! accounts never verified, integer ids for users created before them, users imported from
+//! another system and the upgrade of their password hashes. Pure, as [`super::decide`] is,
+//! which dispatches here.
 
-use super::decide::{existing, revoke_all};
-use super::WorkspaceState;
+use super::decide::{existing, new_user, revoke_all};
+use super::{ProfileEdit, WorkspaceState};
 use crate::events::{DeletionReason, Event, RevokeReason, SessionsEndReason};
 use crate::protocol::IamError;
 use chrono::{DateTime, Utc};
@@ -85,4 +86,70 @@ pub(super) fn complete_password_reset(
         return Err(IamError::auth_failed());
     }
     Ok(vec![Event::UserPasswordChanged { user_id: u.id.clone(), password_hash: new_hash.to_owned() }])
+}
+
+/// A user of another system (`iamd import`), with its id there (`number`), its password hash
+/// (any scheme iamd verifies: Netsoc's bcrypt), account version and times.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportedUser {
+    pub user_id: String,
+    pub username: String,
+    pub name: String,
+    pub email: String,
+    pub roles: Vec<String>,
+    pub password_hash: Option<String>,
+    pub profile: ProfileEdit,
+    pub number: i32,
+    /// Where it came from (`netsoc`).
+    pub source: String,
+    pub account_version: i64,
+    pub created: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+}
+
+/// An imported user: held to create-user's checks, and its id must be free; `user.created`
+/// with its id, hash and creation time, its profile, then `user.imported` with its version
+/// and times.
+pub(super) fn import_user(state: &WorkspaceState, u: &ImportedUser) -> Result<Vec<Event>, IamError> {
+    let (roles, profile) = new_user(state, &u.user_id, &u.username, &u.name, &u.email, &u.roles, &u.profile)?;
+    if state.users.values().any(|other| other.number == Some(u.number)) {
+        return Err(IamError::duplicate("the id is already taken"));
+    }
+    let name = if u.name.is_empty() { u.username.clone() } else { u.name.clone() };
+    let created = Event::UserCreated {
+        user_id: u.user_id.clone(),
+        username: u.username.clone(),
+        name,
+        email: u.email.clone(),
+        roles,
+        enabled: true,
+        must_change_password: false,
+        password_hash: u.password_hash.clone(),
+        created: u.created,
+        self_registered: false,
+        number: Some(u.number),
+    };
+    let imported = Event::UserImported {
+        user_id: u.user_id.clone(),
+        source: u.source.clone(),
+        account_version: u.account_version.max(1),
+        created: u.created,
+        updated: u.updated,
+    };
+    Ok(std::iter::once(created).chain(profile).chain(std::iter::once(imported)).collect())
+}
+
+/// A login verified `old_hash` (an older scheme) and hashed the password anew: the new hash,
+/// with no session ended; nothing when the hash changed meanwhile.
+pub(super) fn rehash_password(
+    state: &WorkspaceState,
+    user_id: &str,
+    old_hash: &str,
+    new_hash: &str,
+) -> Result<Vec<Event>, IamError> {
+    let current = state.users.get(user_id).and_then(|u| u.password_hash.as_deref());
+    if current != Some(old_hash) {
+        return Ok(vec![]);
+    }
+    Ok(vec![Event::UserPasswordRehashed { user_id: user_id.to_owned(), password_hash: new_hash.to_owned() }])
 }

@@ -2,13 +2,16 @@
 //! (`workspace:<id>`), one actor writing it. `apply` holds no business rule; `decide` holds
 //! them all.
 
+mod command;
 mod decide;
 mod lifecycle;
 mod profile;
 #[cfg(test)]
 mod tests;
 
-pub use decide::{answer, decide, Answer, ProfileEdit, WorkspaceCommand};
+pub use command::{answer, Answer, WorkspaceCommand};
+pub use decide::{decide, ProfileEdit};
+pub use lifecycle::ImportedUser;
 
 use crate::events::Event;
 use chrono::{DateTime, Utc};

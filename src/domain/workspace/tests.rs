@@ -2,7 +2,9 @@
 //! of `decide`, the state `apply` folds from the events, what each command answers with, and
 //! replay.
 
-use super::{answer, apply, decide, Answer, ProfileEdit, WorkspaceCommand as C, WorkspaceState};
+use super::{
+    answer, apply, decide, Answer, ImportedUser, ProfileEdit, WorkspaceCommand as C, WorkspaceState,
+};
 use crate::events::{Event, RevokeReason};
 use crate::protocol::{ErrorKind, IamError, AUTH_FAILED_MESSAGE};
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -1660,7 +1662,7 @@ fn a_user_is_numbered_once() {
 }
 
 fn import(user_id: &str, username: &str, number: i32) -> C {
-    C::ImportUser {
+    C::ImportUser(ImportedUser {
         user_id: user_id.into(),
         username: username.into(),
         name: String::new(),
@@ -1673,7 +1675,7 @@ fn import(user_id: &str, username: &str, number: i32) -> C {
         account_version: 4,
         created: now() - chrono::Duration::days(900),
         updated: now() - chrono::Duration::days(30),
-    }
+    })
 }
 
 #[test]
