@@ -4,9 +4,11 @@
 //! the file or the environment, are an error naming the key. Secrets may come from `*_file`
 //! keys and are wrapped in [`Secret`], which never prints.
 
+mod accounts;
 mod secret;
 mod sections;
 
+pub use accounts::*;
 pub use secret::Secret;
 pub use sections::*;
 
