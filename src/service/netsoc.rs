@@ -73,12 +73,23 @@ pub struct NetsocUser {
     pub must_change_password: bool,
 }
 
-/// `enabled`: the user and its workspace.
-const USER_COLUMNS: &str = "SELECT id, number, username, email, first_name, last_name, ssh_key, verified, \
-    roles, renewed, created, updated, \
-    enabled AND coalesce((SELECT w.enabled FROM workspaces w WHERE w.id = users.workspace), false), \
-    account_version, must_change_password \
-    FROM users WHERE workspace = $1 AND number IS NOT NULL";
+/// The columns of a [`NetsocUser`] (`enabled`: the user and its workspace), and where they
+/// come from; completed by a condition.
+macro_rules! netsoc_user_select {
+    ($($extra:literal)?) => {
+        concat!(
+            "SELECT id, number, username, email, first_name, last_name, ssh_key, verified, roles, renewed, \
+             created, updated, \
+             enabled AND coalesce((SELECT w.enabled FROM workspaces w WHERE w.id = users.workspace), false), \
+             account_version, must_change_password",
+            $(", ", $extra,)?
+            " FROM users WHERE workspace = $1 AND number IS NOT NULL"
+        )
+    };
+}
+const USER_COLUMNS: &str = netsoc_user_select!();
+/// A login's read: the user and its password hash (column 15), by name, in one query.
+const LOGIN_USER: &str = concat!(netsoc_user_select!("password_hash"), " AND lower(username) = lower($2)");
 
 fn netsoc_user(r: &tokio_postgres::Row) -> NetsocUser {
     let roles: Vec<String> = r.get(8);
@@ -355,7 +366,14 @@ impl Service {
         let mut attempt = Attempt::new(AuthOperation::Login, CredentialKind::Password, origin, "");
         attempt.workspace = clip(workspace);
         self.checked(attempt, async |attempt| {
-            let Some(user) = self.netsoc_user_by_name(workspace, username).await? else {
+            let found = match username.len() {
+                1..=super::MAX_ID_FIELD => {
+                    self.inner.queries.rows("netsoc_login_user", LOGIN_USER, &[&workspace, &username]).await?
+                }
+                _ => Vec::new(),
+            };
+            let Some((user, hash)) = found.first().map(|r| (netsoc_user(r), r.get::<_, Option<String>>(15)))
+            else {
                 attempt.reason = Reason::UnknownUser;
                 attempt.username_digest = self.username_digest(username);
                 return Err(not_found());
@@ -367,8 +385,6 @@ impl Service {
                 return Err(unauthorized(text::UNVERIFIED));
             }
             let password = password.inspect_err(|_| attempt.reason = Reason::Malformed)?;
-            let credentials = self.inner.queries.credentials_by_id(&user.user_id).await?;
-            let hash = credentials.as_ref().and_then(|c| c.password_hash.clone());
             if hash.is_none() {
                 attempt.reason = Reason::NoPassword;
                 return Err(IamError::invalid(text::LOGIN_DISABLED));
@@ -381,7 +397,7 @@ impl Service {
                 attempt.reason = Reason::BadPassword;
                 return Err(unauthorized(text::INCORRECT_PASSWORD));
             }
-            if !credentials.is_some_and(|c| c.usable) {
+            if !user.enabled {
                 attempt.reason = Reason::Disabled;
                 return Err(unauthorized("account is disabled"));
             }
